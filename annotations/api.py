@@ -1,0 +1,377 @@
+"""REST API, /api/v1/: one view per use case; views validate, call a service or selector,
+serialize. Rater-facing output serializers list their fields explicitly: they are how blinding
+would leak, so they carry no system, model name or output id."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+
+from django.conf import settings
+from django.http import StreamingHttpResponse
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
+from rest_framework import serializers, status
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotations import selectors, services
+from annotations.errors import DomainValidationError
+from annotations.importers import parse_alpaca_pair, parse_jsonl
+from annotations.models import QueueOrder, StudyStatus, TaskType
+from annotations.permissions import IsRater, IsResearcher
+
+
+class ResearcherAPIView(APIView):
+    permission_classes = [IsAuthenticated, IsResearcher]
+
+
+class RaterAPIView(APIView):
+    permission_classes = [IsAuthenticated, IsRater]
+
+
+# --- studies --------------------------------------------------------------------------------
+
+
+class StudyOutputSerializer(serializers.Serializer):
+    slug = serializers.CharField()
+    name = serializers.CharField()
+    task_type = serializers.CharField()
+    overlap = serializers.IntegerField()
+    max_overlap = serializers.IntegerField()
+    instructions = serializers.CharField()
+    status = serializers.CharField()
+    base_model = serializers.CharField()
+    tuned_model = serializers.CharField()
+    gold_rate = serializers.FloatField()
+    min_time_ms = serializers.IntegerField()
+    lease_minutes = serializers.IntegerField()
+    queue_order = serializers.CharField()
+    settings = serializers.JSONField()
+    created_at = serializers.DateTimeField()
+
+
+class StudyFieldsSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    task_type = serializers.ChoiceField(choices=TaskType.choices)
+    overlap = serializers.IntegerField(min_value=1, max_value=50, default=3)
+    max_overlap = serializers.IntegerField(min_value=1, max_value=100, required=False)
+    instructions = serializers.CharField(allow_blank=True, required=False)
+    status = serializers.ChoiceField(choices=StudyStatus.choices, required=False)
+    base_model = serializers.CharField(allow_blank=True, max_length=200, required=False)
+    tuned_model = serializers.CharField(allow_blank=True, max_length=200, required=False)
+    gold_rate = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
+    min_time_ms = serializers.IntegerField(min_value=0, required=False)
+    lease_minutes = serializers.IntegerField(min_value=1, max_value=240, required=False)
+    queue_order = serializers.ChoiceField(choices=QueueOrder.choices, required=False)
+    settings = serializers.JSONField(required=False)
+
+
+class StudyListCreateApi(ResearcherAPIView):
+    class InputSerializer(StudyFieldsSerializer):
+        slug = serializers.SlugField(max_length=80)
+
+    @extend_schema(responses=StudyOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        return Response(StudyOutputSerializer(selectors.study_list(), many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={201: StudyOutputSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        study = services.study_create(created_by=request.user, **serializer.validated_data)
+        return Response(StudyOutputSerializer(study).data, status=status.HTTP_201_CREATED)
+
+
+class StudyDetailApi(ResearcherAPIView):
+    class UpdateSerializer(StudyFieldsSerializer):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            for field in self.fields.values():
+                field.required = False
+
+    @extend_schema(responses=StudyOutputSerializer)
+    def get(self, request: Request, slug: str) -> Response:
+        return Response(StudyOutputSerializer(selectors.study_get(slug=slug)).data)
+
+    @extend_schema(request=UpdateSerializer, responses=StudyOutputSerializer)
+    def patch(self, request: Request, slug: str) -> Response:
+        study = selectors.study_get(slug=slug)
+        serializer = self.UpdateSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        study = services.study_update(study=study, **serializer.validated_data)
+        return Response(StudyOutputSerializer(study).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, slug: str) -> Response:
+        services.study_delete(study=selectors.study_get(slug=slug))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class StudyImportApi(ResearcherAPIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    class InputSerializer(serializers.Serializer):
+        file = serializers.FileField(help_text="JSONL pairs, or the base file of an alpaca pair")
+        format = serializers.ChoiceField(choices=["jsonl", "alpaca"], default="jsonl")
+        tuned_file = serializers.FileField(required=False, help_text="alpaca: the tuned file")
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            201: inline_serializer("ImportResult", {"items": serializers.IntegerField()}),
+            400: OpenApiResponse(
+                description="file:line: reason for every bad line; nothing written"
+            ),
+        },
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        study = selectors.study_get(slug=slug)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        upload = serializer.validated_data["file"]
+        if serializer.validated_data["format"] == "alpaca":
+            tuned = serializer.validated_data.get("tuned_file")
+            if tuned is None:
+                raise DomainValidationError(
+                    "alpaca format needs tuned_file", errors={"tuned_file": ["required"]}
+                )
+            parsed = parse_alpaca_pair(
+                upload.read(),
+                tuned.read(),
+                base_file=upload.name,
+                tuned_file=tuned.name,
+                max_issues=settings.IMPORT_MAX_ERRORS,
+            )
+        else:
+            parsed = parse_jsonl(
+                upload.read(),
+                file=upload.name,
+                max_line_bytes=settings.IMPORT_MAX_LINE_BYTES,
+                max_issues=settings.IMPORT_MAX_ERRORS,
+            )
+        summary = services.items_import(study=study, parsed=parsed, source=upload.name)
+        return Response({"items": summary.items}, status=status.HTTP_201_CREATED)
+
+
+class StudyRatersApi(ResearcherAPIView):
+    class InputSerializer(serializers.Serializer):
+        usernames = serializers.ListField(child=serializers.CharField(), min_length=1)
+
+    @extend_schema(responses=inline_serializer("RaterList", {"raters": serializers.ListField()}))
+    def get(self, request: Request, slug: str) -> Response:
+        progress = selectors.study_progress(study=selectors.study_get(slug=slug))
+        return Response({"raters": [r.rater for r in progress.raters]})
+
+    @extend_schema(
+        request=InputSerializer,
+        responses=inline_serializer("RaterList2", {"raters": serializers.ListField()}),
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        study = selectors.study_get(slug=slug)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        memberships = services.raters_assign(
+            study=study, usernames=serializer.validated_data["usernames"]
+        )
+        return Response({"raters": [m.rater.username for m in memberships]})
+
+
+class StudyProgressApi(ResearcherAPIView):
+    class OutputSerializer(serializers.Serializer):
+        class RaterSerializer(serializers.Serializer):
+            rater = serializers.CharField()
+            judged = serializers.IntegerField()
+            skipped = serializers.IntegerField()
+            leased = serializers.IntegerField()
+            flagged_fast = serializers.IntegerField()
+
+        items = serializers.IntegerField()
+        gold_items = serializers.IntegerField()
+        items_complete = serializers.IntegerField()
+        judgments = serializers.IntegerField()
+        votes_wanted = serializers.IntegerField()
+        live_leases = serializers.IntegerField()
+        percent = serializers.FloatField()
+        raters = RaterSerializer(many=True)
+
+    @extend_schema(responses=OutputSerializer)
+    def get(self, request: Request, slug: str) -> Response:
+        progress = selectors.study_progress(study=selectors.study_get(slug=slug))
+        return Response(self.OutputSerializer(progress).data)
+
+
+def csv_stream(rows: Iterator[dict], fields: tuple[str, ...]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row)
+        if buffer.tell() > 64_000:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def jsonl_stream(rows: Iterator[dict]) -> Iterator[str]:
+    for row in rows:
+        yield json.dumps(row, ensure_ascii=False) + "\n"
+
+
+class StudyJudgmentsExportApi(ResearcherAPIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("format", str, enum=["csv", "jsonl"], default="jsonl")],
+        responses={200: OpenApiResponse(description="CSV or JSONL, one row per judgment")},
+    )
+    def get(self, request: Request, slug: str) -> StreamingHttpResponse:
+        study = selectors.study_get(slug=slug)
+        export_format = request.query_params.get("format", "jsonl")
+        rows = selectors.judgment_export_rows(study=study)
+        if export_format == "csv":
+            response = StreamingHttpResponse(
+                csv_stream(rows, selectors.JUDGMENT_EXPORT_FIELDS), content_type="text/csv"
+            )
+        elif export_format == "jsonl":
+            response = StreamingHttpResponse(
+                jsonl_stream(rows), content_type="application/x-ndjson"
+            )
+        else:
+            raise DomainValidationError(
+                "format must be csv or jsonl", errors={"format": ["invalid"]}
+            )
+        response["Content-Disposition"] = (
+            f'attachment; filename="{study.slug}-judgments.{export_format}"'
+        )
+        return response
+
+
+# --- raters ---------------------------------------------------------------------------------
+
+
+class MyStudiesApi(RaterAPIView):
+    class OutputSerializer(serializers.Serializer):
+        slug = serializers.CharField()
+        name = serializers.CharField()
+        instructions = serializers.CharField()
+        status = serializers.CharField()
+        judged_by_me = serializers.IntegerField()
+        total_items = serializers.IntegerField()
+
+    @extend_schema(responses=OutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        rows = selectors.rater_study_list(rater=request.user)
+        return Response(self.OutputSerializer(rows, many=True).data)
+
+
+class BlindPairSerializer(serializers.Serializer):
+    """The blinding allow-list for the rater API: slots, never systems."""
+
+    class ResponseSerializer(serializers.Serializer):
+        slot = serializers.IntegerField()
+        text = serializers.CharField()
+
+    assignment = serializers.IntegerField(source="assignment_id")
+    study = serializers.CharField()
+    instructions = serializers.CharField()
+    prompt = serializers.CharField()
+    responses = serializers.SerializerMethodField()
+    leased_until = serializers.DateTimeField()
+
+    def get_responses(self, pair: selectors.BlindPair) -> list[dict]:
+        return [{"slot": 1, "text": pair.slot_1}, {"slot": 2, "text": pair.slot_2}]
+
+
+class QueueNextApi(RaterAPIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("study", str, required=True),
+            OpenApiParameter(
+                "exclude", str, description="comma-separated assignment ids already shown"
+            ),
+        ],
+        responses={200: BlindPairSerializer, 204: OpenApiResponse(description="nothing left")},
+    )
+    def get(self, request: Request) -> Response:
+        slug = request.query_params.get("study", "")
+        if not slug:
+            raise DomainValidationError(
+                "the 'study' parameter is required", errors={"study": ["required"]}
+            )
+        exclude_raw = request.query_params.get("exclude", "")
+        try:
+            exclude = [int(part) for part in exclude_raw.split(",") if part.strip()]
+        except ValueError as exc:
+            raise DomainValidationError("exclude must be comma-separated ids") from exc
+        study = selectors.rater_study_get(slug=slug, rater=request.user)
+        assignment = services.assignment_next(study=study, rater=request.user, exclude_ids=exclude)
+        if assignment is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(BlindPairSerializer(selectors.blind_pair_get(assignment=assignment)).data)
+
+
+class JudgmentSubmitApi(RaterAPIView):
+    class InputSerializer(serializers.Serializer):
+        choice = serializers.ChoiceField(choices=["1", "2", "tie", "both_bad"])
+        rationale = serializers.CharField(
+            allow_blank=True, required=False, default="", max_length=10_000
+        )
+        time_ms = serializers.IntegerField(
+            min_value=0, max_value=86_400_000, required=False, allow_null=True
+        )
+
+    class OutputSerializer(serializers.Serializer):
+        assignment = serializers.IntegerField(source="assignment_id")
+        choice = serializers.CharField()
+        created_at = serializers.DateTimeField()
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={201: OutputSerializer, 409: OpenApiResponse(description="already judged")},
+    )
+    def post(self, request: Request, assignment_id: int) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        judgment = services.judgment_submit(
+            assignment_id=assignment_id, rater=request.user, **serializer.validated_data
+        )
+        choice_label = {"left": "1", "right": "2"}.get(judgment.choice, judgment.choice)
+        return Response(
+            {
+                "assignment": judgment.assignment_id,
+                "choice": choice_label,
+                "created_at": judgment.created_at.isoformat(),
+            },
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class AssignmentSkipApi(RaterAPIView):
+    @extend_schema(
+        request=None,
+        responses={200: inline_serializer("Skipped", {"assignment": serializers.IntegerField()})},
+    )
+    def post(self, request: Request, assignment_id: int) -> Response:
+        assignment = services.assignment_skip(assignment_id=assignment_id, rater=request.user)
+        return Response({"assignment": assignment.pk})
+
+
+class AssignmentRenewApi(RaterAPIView):
+    @extend_schema(
+        request=None,
+        responses={
+            200: inline_serializer("Renewed", {"leased_until": serializers.DateTimeField()})
+        },
+    )
+    def post(self, request: Request, assignment_id: int) -> Response:
+        assignment = services.assignment_renew(assignment_id=assignment_id, rater=request.user)
+        return Response({"leased_until": assignment.leased_until.isoformat()})

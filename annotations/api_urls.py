@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from annotations import api
+
+urlpatterns = [
+    path("studies/", api.StudyListCreateApi.as_view(), name="api-studies"),
+    path("studies/<slug:slug>/", api.StudyDetailApi.as_view(), name="api-study"),
+    path("studies/<slug:slug>/import/", api.StudyImportApi.as_view(), name="api-study-import"),
+    path("studies/<slug:slug>/raters/", api.StudyRatersApi.as_view(), name="api-study-raters"),
+    path(
+        "studies/<slug:slug>/progress/", api.StudyProgressApi.as_view(), name="api-study-progress"
+    ),
+    path(
+        "studies/<slug:slug>/judgments/",
+        api.StudyJudgmentsExportApi.as_view(),
+        name="api-study-judgments",
+    ),
+    path("me/studies/", api.MyStudiesApi.as_view(), name="api-my-studies"),
+    path("queue/next/", api.QueueNextApi.as_view(), name="api-queue-next"),
+    path(
+        "assignments/<int:assignment_id>/judgment/",
+        api.JudgmentSubmitApi.as_view(),
+        name="api-judgment",
+    ),
+    path("assignments/<int:assignment_id>/skip/", api.AssignmentSkipApi.as_view(), name="api-skip"),
+    path(
+        "assignments/<int:assignment_id>/renew/", api.AssignmentRenewApi.as_view(), name="api-renew"
+    ),
+]

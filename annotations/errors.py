@@ -1,0 +1,30 @@
+"""Domain errors raised by services and selectors; `evalplatform.api_errors` maps them to HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    code = "error"
+
+    def __init__(self, message: str, *, errors: list[Any] | dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.errors = errors
+
+
+class DomainValidationError(DomainError):
+    code = "invalid"
+
+
+class NotFoundError(DomainError):
+    code = "not_found"
+
+
+class ConflictError(DomainError):
+    code = "conflict"
+
+
+class DomainPermissionError(DomainError):
+    code = "forbidden"

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from django import forms
+
+from annotations.models import QueueOrder, StudyStatus, TaskType
+
+
+class StudyForm(forms.Form):
+    slug = forms.SlugField(max_length=80)
+    name = forms.CharField(max_length=200)
+    task_type = forms.ChoiceField(choices=TaskType.choices)
+    overlap = forms.IntegerField(min_value=1, max_value=50, initial=3, label="Votes per item (k)")
+    instructions = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False)
+    base_model = forms.CharField(max_length=200, required=False)
+    tuned_model = forms.CharField(max_length=200, required=False)
+    gold_rate = forms.FloatField(min_value=0, max_value=1, initial=0.0)
+    min_time_ms = forms.IntegerField(
+        min_value=0, initial=0, label="Flag judgments faster than (ms)"
+    )
+    queue_order = forms.ChoiceField(choices=QueueOrder.choices, initial=QueueOrder.RANDOM)
+
+
+class ImportForm(forms.Form):
+    format = forms.ChoiceField(choices=[("jsonl", "JSONL"), ("alpaca", "AlpacaEval pair")])
+    file = forms.FileField(label="File (JSONL, or the base model's AlpacaEval file)")
+    tuned_file = forms.FileField(required=False, label="Tuned model's AlpacaEval file")
+
+
+class RatersForm(forms.Form):
+    usernames = forms.CharField(help_text="Usernames separated by spaces or commas")
+
+    def clean_usernames(self) -> list[str]:
+        raw = self.cleaned_data["usernames"].replace(",", " ")
+        names = [n for n in raw.split() if n]
+        if not names:
+            raise forms.ValidationError("name at least one rater")
+        return names
+
+
+class StatusForm(forms.Form):
+    status = forms.ChoiceField(choices=StudyStatus.choices)

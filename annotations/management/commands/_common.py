@@ -1,0 +1,31 @@
+"""Helpers shared by the management commands: domain errors become a clear non-zero exit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import contextmanager
+from typing import TypeVar
+
+from django.core.management.base import CommandError
+
+from annotations.errors import DomainError
+
+T = TypeVar("T")
+
+
+@contextmanager
+def domain_errors_as_command_errors(stderr) -> None:
+    try:
+        yield
+    except DomainError as exc:
+        for line in exc.errors if isinstance(exc.errors, list) else []:
+            stderr.write(str(line))
+        if isinstance(exc.errors, dict):
+            for field, problems in exc.errors.items():
+                stderr.write(f"{field}: {problems}")
+        raise CommandError(exc.message) from exc
+
+
+def call(stderr, function: Callable[..., T], /, **kwargs) -> T:
+    with domain_errors_as_command_errors(stderr):
+        return function(**kwargs)

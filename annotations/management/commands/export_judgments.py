@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+from django.core.management.base import BaseCommand
+
+from annotations import selectors
+from annotations.management.commands._common import call
+
+
+class Command(BaseCommand):
+    help = "Writes one row per judgment (CSV or JSONL), streamed in constant memory."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("slug")
+        parser.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+        parser.add_argument("--out", type=Path, help="file to write (default: standard output)")
+
+    def handle(self, *args, **options) -> None:
+        study = call(self.stderr, selectors.study_get, slug=options["slug"])
+        out_path: Path | None = options["out"]
+        handle = out_path.open("w", encoding="utf-8", newline="") if out_path else sys.stdout
+        count = 0
+        try:
+            rows = selectors.judgment_export_rows(study=study)
+            if options["format"] == "csv":
+                writer = csv.DictWriter(handle, fieldnames=selectors.JUDGMENT_EXPORT_FIELDS)
+                writer.writeheader()
+                for row in rows:
+                    writer.writerow(row)
+                    count += 1
+            else:
+                for row in rows:
+                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    count += 1
+        finally:
+            if out_path:
+                handle.close()
+        if out_path:
+            self.stderr.write(f"wrote {count} judgments to {out_path}")

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from annotations import selectors, services
+from annotations.importers import parse_alpaca_pair, parse_jsonl
+from annotations.management.commands._common import call
+
+
+class Command(BaseCommand):
+    help = "Imports pairs into a study, all or nothing: any bad line aborts with file:line: reason."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("slug")
+        parser.add_argument("file", type=Path)
+        parser.add_argument("--format", choices=["jsonl", "alpaca"], default="jsonl")
+        parser.add_argument("--tuned", type=Path, help="alpaca format: the tuned model's file")
+        parser.add_argument("--no-progress", action="store_true")
+
+    def handle(self, *args, **options) -> None:
+        study = call(self.stderr, selectors.study_get, slug=options["slug"])
+        path: Path = options["file"]
+        if not path.is_file():
+            raise CommandError(f"{path}: no such file")
+        if options["format"] == "alpaca":
+            tuned: Path | None = options["tuned"]
+            if tuned is None or not tuned.is_file():
+                raise CommandError(
+                    "--format alpaca needs --tuned FILE2 (the tuned model's outputs)"
+                )
+            parsed = parse_alpaca_pair(
+                path.read_bytes(),
+                tuned.read_bytes(),
+                base_file=str(path),
+                tuned_file=str(tuned),
+                max_issues=settings.IMPORT_MAX_ERRORS,
+            )
+        else:
+            parsed = parse_jsonl(
+                path.read_bytes(),
+                file=str(path),
+                max_line_bytes=settings.IMPORT_MAX_LINE_BYTES,
+                max_issues=settings.IMPORT_MAX_ERRORS,
+            )
+        bar = tqdm(
+            total=len(parsed.items),
+            unit="item",
+            file=self.stderr._out,
+            disable=options["no_progress"] or len(parsed.items) < 1_000,
+        )
+        try:
+            summary = call(
+                self.stderr,
+                services.items_import,
+                study=study,
+                parsed=parsed,
+                source=str(path),
+                progress=bar.update,
+            )
+        finally:
+            bar.close()
+        self.stdout.write(self.style.SUCCESS(f"imported {summary.items} items into {study.slug}"))

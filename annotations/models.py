@@ -1,0 +1,234 @@
+"""Studies, items, the two outputs of each item, rater membership, assignments and judgments.
+
+Models hold fields, constraints and trivial properties only; every write goes through
+`annotations.services`.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings as conf
+from django.db import models
+from django.db.models import Q
+
+
+class TaskType(models.TextChoices):
+    GENERATION = "generation", "Generation"
+    CLASSIFICATION = "classification", "Classification"
+    STRUCTURED = "structured", "Structured output"
+    CHAT = "chat", "Chat"
+
+
+class StudyStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    OPEN = "open", "Open"
+    CLOSED = "closed", "Closed"
+
+
+class QueueOrder(models.TextChoices):
+    RANDOM = "random", "Random (unbiased sample)"
+    UNCERTAIN_FIRST = "uncertain_first", "Where automation is unsure first"
+
+
+class System(models.TextChoices):
+    BASE = "base", "Base"
+    TUNED = "tuned", "Tuned"
+
+
+class Preference(models.TextChoices):
+    BASE = "base", "Base"
+    TUNED = "tuned", "Tuned"
+    TIE = "tie", "Tie"
+    BOTH_BAD = "both_bad", "Both bad"
+
+
+class Choice(models.TextChoices):
+    LEFT = "left", "Left (slot 1)"
+    RIGHT = "right", "Right (slot 2)"
+    TIE = "tie", "Tie"
+    BOTH_BAD = "both_bad", "Both bad"
+
+
+class AssignmentState(models.TextChoices):
+    LEASED = "leased", "Leased"
+    JUDGED = "judged", "Judged"
+    SKIPPED = "skipped", "Skipped"
+
+
+class Study(models.Model):
+    slug = models.SlugField(max_length=80, unique=True)
+    name = models.CharField(max_length=200)
+    task_type = models.CharField(max_length=20, choices=TaskType.choices)
+    overlap = models.PositiveSmallIntegerField(default=3, help_text="Votes wanted per item (k).")
+    max_overlap = models.PositiveSmallIntegerField(
+        default=5, help_text="Upper bound when split items ask for more votes."
+    )
+    instructions = models.TextField(blank=True)
+    status = models.CharField(max_length=10, choices=StudyStatus.choices, default=StudyStatus.DRAFT)
+    base_model = models.CharField(max_length=200, blank=True)
+    tuned_model = models.CharField(max_length=200, blank=True)
+    gold_rate = models.FloatField(
+        default=0.0, help_text="Share of a rater's queue drawn from gold items (0-1)."
+    )
+    min_time_ms = models.PositiveIntegerField(
+        default=0, help_text="Judgments faster than this are flagged."
+    )
+    lease_minutes = models.PositiveSmallIntegerField(default=10)
+    queue_order = models.CharField(
+        max_length=20, choices=QueueOrder.choices, default=QueueOrder.RANDOM
+    )
+    # Metric and judge settings (regex, JSON schema, judge template ...), read by scoring.
+    settings = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        conf.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "studies"
+        constraints = [
+            models.CheckConstraint(condition=Q(overlap__gte=1), name="study_overlap_positive"),
+            models.CheckConstraint(
+                condition=Q(max_overlap__gte=models.F("overlap")), name="study_max_overlap_gte_k"
+            ),
+            models.CheckConstraint(
+                condition=Q(gold_rate__gte=0) & Q(gold_rate__lte=1), name="study_gold_rate_0_1"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Item(models.Model):
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="items")
+    external_id = models.CharField(max_length=200)
+    prompt = models.TextField()
+    reference = models.TextField(blank=True)
+    label = models.CharField(max_length=200, blank=True, help_text="Gold label (classification).")
+    task_type = models.CharField(max_length=20, choices=TaskType.choices, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    priority = models.FloatField(default=0.0, help_text="Higher is served first.")
+    # Extra votes requested beyond the study's overlap when votes split (adaptive overlap).
+    extra_votes = models.PositiveSmallIntegerField(default=0)
+    is_gold = models.BooleanField(default=False)
+    gold_preference = models.CharField(max_length=10, choices=Preference.choices, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study", "external_id"], name="item_external_id_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(is_gold=False) | ~Q(gold_preference=""),
+                name="gold_item_has_answer",
+            ),
+        ]
+        indexes = [models.Index(fields=["study", "is_gold", "-priority"])]
+
+    def __str__(self) -> str:
+        return f"{self.study.slug}/{self.external_id}"
+
+
+class Output(models.Model):
+    # A random id: nothing about an output's id can hint at which system wrote it.
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="outputs")
+    system = models.CharField(max_length=10, choices=System.choices)
+    model_name = models.CharField(max_length=200, blank=True)
+    text = models.TextField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["item", "system"], name="output_one_per_system"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.item_id}:{self.system}"
+
+
+class StudyRater(models.Model):
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="memberships")
+    rater = models.ForeignKey(
+        conf.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="study_memberships"
+    )
+    # Drives the rater's own random item order (an affine permutation of item ids).
+    order_multiplier = models.BigIntegerField()
+    order_offset = models.BigIntegerField()
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["study", "rater"], name="study_rater_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.study_id}:{self.rater_id}"
+
+
+class Assignment(models.Model):
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="assignments")
+    rater = models.ForeignKey(
+        conf.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
+    )
+    # Drawn with `secrets` per assignment; never sent to the rater.
+    left_system = models.CharField(max_length=10, choices=System.choices)
+    state = models.CharField(
+        max_length=10, choices=AssignmentState.choices, default=AssignmentState.LEASED
+    )
+    leased_until = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            # A rater meets an item at most once: judged, skipped or held.
+            models.UniqueConstraint(fields=["item", "rater"], name="assignment_item_rater_unique"),
+        ]
+        indexes = [
+            models.Index(fields=["item", "state", "leased_until"]),
+            models.Index(fields=["rater", "state", "leased_until"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"assignment {self.pk}"
+
+    @property
+    def right_system(self) -> str:
+        return System.TUNED if self.left_system == System.BASE else System.BASE
+
+
+class Judgment(models.Model):
+    assignment = models.OneToOneField(Assignment, on_delete=models.PROTECT, related_name="judgment")
+    # Denormalised from the assignment so a database constraint, not hope, keeps one vote per
+    # rater and item, and reports aggregate without joins.
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="judgments")
+    rater = models.ForeignKey(
+        conf.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="judgments"
+    )
+    choice = models.CharField(max_length=10, choices=Choice.choices)
+    preferred = models.CharField(max_length=10, choices=Preference.choices)
+    left_system = models.CharField(max_length=10, choices=System.choices)
+    rationale = models.TextField(blank=True)
+    time_ms = models.PositiveIntegerField(null=True, blank=True)
+    flagged_fast = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "rater"], name="judgment_item_rater_unique"),
+        ]
+        indexes = [models.Index(fields=["item", "preferred"])]
+
+    def __str__(self) -> str:
+        return f"judgment {self.pk}"

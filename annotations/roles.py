@@ -1,0 +1,33 @@
+"""The three roles, kept as Django groups: raters judge, researchers run studies, admins do both
+and manage release policy. A superuser counts as an admin."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+RATER = "rater"
+RESEARCHER = "researcher"
+ADMIN = "admin"
+ROLES = (RATER, RESEARCHER, ADMIN)
+
+
+def group_names(user: AbstractBaseUser | AnonymousUser) -> set[str]:
+    if not user.is_authenticated:
+        return set()
+    cached = getattr(user, "_role_names", None)
+    if cached is None:
+        cached = set(user.groups.values_list("name", flat=True))
+        user._role_names = cached  # noqa: SLF001 - per-request memo on the user object
+    return cached
+
+
+def is_admin(user: AbstractBaseUser | AnonymousUser) -> bool:
+    return bool(user.is_authenticated and (user.is_superuser or ADMIN in group_names(user)))
+
+
+def is_researcher(user: AbstractBaseUser | AnonymousUser) -> bool:
+    return is_admin(user) or RESEARCHER in group_names(user)
+
+
+def is_rater(user: AbstractBaseUser | AnonymousUser) -> bool:
+    return RATER in group_names(user)

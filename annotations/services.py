@@ -1,0 +1,566 @@
+"""Writes: users, studies, imports, rater membership, the rating queue and judgments.
+
+Locking: every write that changes how many votes an item holds (a new lease, a judgment) locks
+the item row first and the assignment row second, always in that order, so concurrent raters
+never deadlock and never push an item past its overlap. On PostgreSQL the queue picks items with
+`FOR UPDATE SKIP LOCKED`; on SQLite `IMMEDIATE` transactions serialise writers instead.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser, Group
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, F, OuterRef, Q
+from django.utils import timezone
+
+from annotations import roles
+from annotations.errors import (
+    ConflictError,
+    DomainValidationError,
+    NotFoundError,
+)
+from annotations.importers import ImportIssue, ParseResult
+from annotations.models import (
+    Assignment,
+    AssignmentState,
+    Choice,
+    Item,
+    Output,
+    Preference,
+    Study,
+    StudyRater,
+    StudyStatus,
+    System,
+)
+from annotations.selectors import active_vote_count, item_capacity_q, live_or_judged_q
+
+User = get_user_model()
+
+# Prime modulus of the per-rater item permutation ((id * a + b) mod P): a bijection on ids
+# below P, so each rater walks the items in an order of their own.
+ORDER_MODULUS = 2_147_483_647
+IMPORT_BATCH_SIZE = 2_000
+
+
+def validation_error_from(exc: ValidationError) -> DomainValidationError:
+    if hasattr(exc, "message_dict"):
+        errors = {field: [str(m) for m in messages] for field, messages in exc.message_dict.items()}
+        summary = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in errors.items())
+        return DomainValidationError(summary, errors=errors)
+    return DomainValidationError("; ".join(exc.messages), errors=list(exc.messages))
+
+
+# --- users ----------------------------------------------------------------------------------
+
+
+def roles_ensure() -> None:
+    """Creates the role groups (idempotent)."""
+    for name in roles.ROLES:
+        Group.objects.get_or_create(name=name)
+
+
+@transaction.atomic
+def user_create(
+    *, username: str, password: str, role: str, email: str = "", exist_ok: bool = False
+) -> AbstractBaseUser:
+    """Creates a user in one role. Raises DomainValidationError on a bad role, password or name."""
+    if role not in roles.ROLES:
+        raise DomainValidationError(f"role must be one of {', '.join(roles.ROLES)}, got {role!r}")
+    if not password:
+        raise DomainValidationError("password must not be empty")
+    roles_ensure()
+    existing = User.objects.filter(username=username).first()
+    if existing is not None:
+        if not exist_ok:
+            raise ConflictError(f"user {username!r} already exists")
+        user = existing
+    else:
+        user = User(username=username, email=email)
+        try:
+            user.full_clean(exclude=["password"])
+        except ValidationError as exc:
+            raise validation_error_from(exc) from exc
+    user.set_password(password)
+    user.is_staff = role == roles.ADMIN
+    user.save()
+    user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+# --- studies --------------------------------------------------------------------------------
+
+STUDY_EDITABLE_FIELDS = (
+    "name",
+    "task_type",
+    "overlap",
+    "max_overlap",
+    "instructions",
+    "status",
+    "base_model",
+    "tuned_model",
+    "gold_rate",
+    "min_time_ms",
+    "lease_minutes",
+    "queue_order",
+    "settings",
+)
+
+
+@transaction.atomic
+def study_create(
+    *,
+    slug: str,
+    name: str,
+    task_type: str,
+    overlap: int = 3,
+    created_by: AbstractBaseUser | None = None,
+    **fields: Any,
+) -> Study:
+    """Creates a study (draft unless `status` is given). Raises DomainValidationError."""
+    unknown = set(fields) - set(STUDY_EDITABLE_FIELDS)
+    if unknown:
+        raise DomainValidationError(f"unknown study field(s): {', '.join(sorted(unknown))}")
+    fields.setdefault("max_overlap", max(overlap, fields.get("max_overlap") or overlap + 2))
+    if Study.objects.filter(slug=slug).exists():
+        raise ConflictError(
+            f"a study with slug {slug!r} already exists", errors={"slug": ["exists"]}
+        )
+    study = Study(
+        slug=slug, name=name, task_type=task_type, overlap=overlap, created_by=created_by, **fields
+    )
+    try:
+        study.full_clean()
+    except ValidationError as exc:
+        raise validation_error_from(exc) from exc
+    study.save()
+    return study
+
+
+@transaction.atomic
+def study_update(*, study: Study, **fields: Any) -> Study:
+    """Updates the editable fields of a study. Raises DomainValidationError."""
+    unknown = set(fields) - set(STUDY_EDITABLE_FIELDS)
+    if unknown:
+        raise DomainValidationError(f"unknown study field(s): {', '.join(sorted(unknown))}")
+    study = Study.objects.select_for_update().get(pk=study.pk)
+    for key, value in fields.items():
+        setattr(study, key, value)
+    try:
+        study.full_clean()
+    except ValidationError as exc:
+        raise validation_error_from(exc) from exc
+    study.save()
+    return study
+
+
+@transaction.atomic
+def study_delete(*, study: Study) -> None:
+    if Study.objects.filter(pk=study.pk, items__judgments__isnull=False).exists():
+        raise ConflictError("a study with judgments cannot be deleted; close it instead")
+    study.delete()
+
+
+# --- import ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    items: int
+    outputs: int
+
+
+def items_import(
+    *,
+    study: Study,
+    parsed: ParseResult,
+    source: str,
+    progress: Callable[[int], None] | None = None,
+) -> ImportSummary:
+    """Writes parsed items and both outputs of each, all or nothing.
+
+    Raises DomainValidationError listing `file:line: reason` for every bad line (capped) when the
+    parse failed or an id already exists in the study; nothing is written then.
+    """
+    if not parsed.ok:
+        raise DomainValidationError(
+            f"{parsed.bad_lines} bad line(s) in {source}; nothing was imported",
+            errors=[str(issue) for issue in parsed.issues],
+        )
+    ids = [item.external_id for item in parsed.items]
+    clashes: list[str] = []
+    for start in range(0, len(ids), 5_000):
+        clashes.extend(
+            Item.objects.filter(
+                study=study, external_id__in=ids[start : start + 5_000]
+            ).values_list("external_id", flat=True)
+        )
+    if clashes:
+        clash_set = set(clashes)
+        issues = [
+            str(
+                ImportIssue(
+                    source,
+                    item.line,
+                    f"id {item.external_id!r} already exists in study {study.slug!r}",
+                )
+            )
+            for item in parsed.items
+            if item.external_id in clash_set
+        ]
+        raise DomainValidationError(
+            f"{len(clash_set)} id(s) already exist in study {study.slug!r}; nothing was imported",
+            errors=issues[: settings.IMPORT_MAX_ERRORS],
+        )
+    written_items = 0
+    written_outputs = 0
+    with transaction.atomic():
+        for start in range(0, len(parsed.items), IMPORT_BATCH_SIZE):
+            chunk = parsed.items[start : start + IMPORT_BATCH_SIZE]
+            items = Item.objects.bulk_create(
+                [
+                    Item(
+                        study=study,
+                        external_id=p.external_id,
+                        prompt=p.prompt,
+                        reference=p.reference,
+                        label=p.label,
+                        task_type=p.task_type,
+                        metadata=p.metadata,
+                        priority=p.priority,
+                        is_gold=bool(p.gold_preference),
+                        gold_preference=p.gold_preference,
+                    )
+                    for p in chunk
+                ]
+            )
+            outputs = []
+            for item, p in zip(items, chunk, strict=True):
+                outputs.append(
+                    Output(
+                        item=item,
+                        system=System.BASE,
+                        text=p.base,
+                        model_name=p.base_model or study.base_model,
+                    )
+                )
+                outputs.append(
+                    Output(
+                        item=item,
+                        system=System.TUNED,
+                        text=p.tuned,
+                        model_name=p.tuned_model or study.tuned_model,
+                    )
+                )
+            Output.objects.bulk_create(outputs)
+            written_items += len(items)
+            written_outputs += len(outputs)
+            if progress is not None:
+                progress(len(items))
+    return ImportSummary(items=written_items, outputs=written_outputs)
+
+
+# --- raters ---------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def raters_assign(*, study: Study, usernames: Sequence[str]) -> list[StudyRater]:
+    """Adds raters to a study (idempotent). Raises DomainValidationError for unknown users or
+    users without the rater role."""
+    users = {
+        u.username: u
+        for u in User.objects.filter(username__in=usernames).prefetch_related("groups")
+    }
+    missing = [name for name in usernames if name not in users]
+    if missing:
+        raise DomainValidationError(f"unknown user(s): {', '.join(missing)}")
+    not_raters = [name for name, user in users.items() if not roles.is_rater(user)]
+    if not_raters:
+        raise DomainValidationError(
+            f"user(s) without the rater role: {', '.join(sorted(not_raters))}"
+        )
+    memberships = []
+    for name in usernames:
+        membership, _ = StudyRater.objects.get_or_create(
+            study=study,
+            rater=users[name],
+            defaults={
+                "order_multiplier": 1 + secrets.randbelow(ORDER_MODULUS - 1),
+                "order_offset": secrets.randbelow(ORDER_MODULUS),
+            },
+        )
+        memberships.append(membership)
+    return memberships
+
+
+@transaction.atomic
+def rater_remove(*, study: Study, username: str) -> None:
+    """Removes a rater from a study and releases their live leases; their judgments stay."""
+    deleted, _ = StudyRater.objects.filter(study=study, rater__username=username).delete()
+    if not deleted:
+        raise NotFoundError(f"{username!r} is not a rater of {study.slug!r}")
+    Assignment.objects.filter(
+        item__study=study, rater__username=username, state=AssignmentState.LEASED
+    ).delete()
+
+
+# --- the rating queue -----------------------------------------------------------------------
+
+
+def membership_get(*, study: Study, rater: AbstractBaseUser) -> StudyRater:
+    membership = StudyRater.objects.filter(study=study, rater=rater).first()
+    if membership is None:
+        raise NotFoundError(f"you are not a rater of study {study.slug!r}")
+    return membership
+
+
+def draw_left_system() -> str:
+    # `secrets`, not `random`: nobody may predict or reconstruct a rater's sides.
+    return System.BASE if secrets.randbelow(2) == 0 else System.TUNED
+
+
+def wants_gold(study: Study) -> bool:
+    return study.gold_rate > 0 and secrets.randbelow(1_000_000) < int(study.gold_rate * 1_000_000)
+
+
+def queue_candidates(*, study: Study, rater: AbstractBaseUser, membership: StudyRater, gold: bool):
+    now = timezone.now()
+    mine = Assignment.objects.filter(item=OuterRef("pk"), rater=rater).filter(
+        Q(state__in=[AssignmentState.JUDGED, AssignmentState.SKIPPED])
+        | Q(state=AssignmentState.LEASED, leased_until__gt=now)
+    )
+    items = Item.objects.filter(study=study, is_gold=gold).filter(~Exists(mine))
+    if not gold:
+        # Gold items measure raters, so every rater may meet each once; the rest stop at k.
+        items = items.filter(item_capacity_q(now=now))
+    order_key = (
+        (F("id") % ORDER_MODULUS) * membership.order_multiplier + membership.order_offset
+    ) % ORDER_MODULUS
+    return items.annotate(order_key=order_key).order_by("-priority", "order_key")
+
+
+def lease_renew_existing(*, assignment: Assignment, lease: timedelta) -> Assignment:
+    assignment.leased_until = timezone.now() + lease
+    assignment.save(update_fields=["leased_until", "updated_at"])
+    return assignment
+
+
+@transaction.atomic
+def assignment_next(
+    *, study: Study, rater: AbstractBaseUser, exclude_ids: Iterable[int] = ()
+) -> Assignment | None:
+    """Leases the rater's next item in `study`, or returns None when nothing is left for them.
+
+    A live lease the rater already holds (and did not list in `exclude_ids`) is returned first,
+    so a retried or reloaded request never strands a lease. Raises NotFoundError when the rater
+    is not in the study, ConflictError when the study is not open or the rater already holds
+    the most leases allowed.
+    """
+    if study.status != StudyStatus.OPEN:
+        raise ConflictError(f"study {study.slug!r} is {study.status}, not open")
+    membership = membership_get(study=study, rater=rater)
+    now = timezone.now()
+    lease = timedelta(minutes=study.lease_minutes or settings.LEASE_MINUTES)
+    excluded = {int(i) for i in exclude_ids}
+    held = list(
+        Assignment.objects.filter(
+            item__study=study, rater=rater, state=AssignmentState.LEASED, leased_until__gt=now
+        ).order_by("created_at", "id")
+    )
+    for assignment in held:
+        if assignment.pk not in excluded:
+            return lease_renew_existing(assignment=assignment, lease=lease)
+    if len(held) >= settings.MAX_LEASES_PER_RATER:
+        raise ConflictError(
+            f"you already hold {len(held)} pairs in this study; judge or skip one first"
+        )
+    pools = [True, False] if wants_gold(study) else [False, True]
+    if study.gold_rate <= 0:
+        pools = [False]
+    for gold in pools:
+        assignment = lease_from_pool(
+            study=study, rater=rater, membership=membership, gold=gold, lease=lease
+        )
+        if assignment is not None:
+            return assignment
+    return None
+
+
+def lease_from_pool(
+    *, study: Study, rater: AbstractBaseUser, membership: StudyRater, gold: bool, lease: timedelta
+) -> Assignment | None:
+    skipped: list[int] = []
+    for _attempt in range(20):
+        candidates = queue_candidates(study=study, rater=rater, membership=membership, gold=gold)
+        if skipped:
+            candidates = candidates.exclude(pk__in=skipped)
+        item = candidates.select_for_update(skip_locked=True, of=("self",)).first()
+        if item is None:
+            return None
+        # The candidate query read vote counts from its snapshot; now that this transaction
+        # holds the item's lock, count again so a vote committed in between is seen.
+        if not gold and active_vote_count(item_id=item.pk) >= study.overlap + item.extra_votes:
+            skipped.append(item.pk)
+            continue
+        existing = Assignment.objects.filter(item=item, rater=rater).first()
+        if existing is not None:
+            # The rater's own expired lease on this item: take it up again, sides unchanged.
+            existing.state = AssignmentState.LEASED
+            return lease_renew_existing(assignment=existing, lease=lease)
+        return Assignment.objects.create(
+            item=item,
+            rater=rater,
+            left_system=draw_left_system(),
+            state=AssignmentState.LEASED,
+            leased_until=timezone.now() + lease,
+        )
+    return None
+
+
+def assignment_for_rater(*, assignment_id: int, rater: AbstractBaseUser) -> Assignment:
+    assignment = (
+        Assignment.objects.select_related("item__study")
+        .filter(pk=assignment_id, rater=rater)
+        .first()
+    )
+    if assignment is None:
+        # Same answer for "not yours" and "does not exist": ids reveal nothing.
+        raise NotFoundError("no such assignment")
+    return assignment
+
+
+@transaction.atomic
+def assignment_renew(*, assignment_id: int, rater: AbstractBaseUser) -> Assignment:
+    """Extends a live lease while the rater's page is open. Raises ConflictError if the lease is
+    no longer held (judged, skipped, or expired and taken by the queue)."""
+    assignment = assignment_for_rater(assignment_id=assignment_id, rater=rater)
+    Item.objects.select_for_update().filter(pk=assignment.item_id).first()
+    assignment = Assignment.objects.select_for_update().get(pk=assignment.pk)
+    if assignment.state != AssignmentState.LEASED:
+        raise ConflictError(f"assignment is {assignment.state}")
+    study = assignment.item.study
+    if assignment.leased_until <= timezone.now() and not item_has_room_for(assignment):
+        raise ConflictError("the lease expired and the item has been completed by others")
+    return lease_renew_existing(
+        assignment=assignment,
+        lease=timedelta(minutes=study.lease_minutes or settings.LEASE_MINUTES),
+    )
+
+
+@transaction.atomic
+def assignment_skip(*, assignment_id: int, rater: AbstractBaseUser) -> Assignment:
+    """Gives an item back without judging it; the rater will not be offered it again."""
+    assignment = assignment_for_rater(assignment_id=assignment_id, rater=rater)
+    Item.objects.select_for_update().filter(pk=assignment.item_id).first()
+    assignment = Assignment.objects.select_for_update().get(pk=assignment.pk)
+    if assignment.state == AssignmentState.JUDGED:
+        raise ConflictError("assignment is already judged")
+    if assignment.state == AssignmentState.SKIPPED:
+        return assignment
+    assignment.state = AssignmentState.SKIPPED
+    assignment.save(update_fields=["state", "updated_at"])
+    return assignment
+
+
+def item_has_room_for(assignment: Assignment) -> bool:
+    """Whether an expired lease can still turn into a vote without exceeding the item's k."""
+    item = assignment.item
+    if item.is_gold:
+        return True
+    others = (
+        Assignment.objects.filter(item_id=item.pk)
+        .exclude(pk=assignment.pk)
+        .filter(live_or_judged_q(now=timezone.now()))
+        .count()
+    )
+    return others < item.study.overlap + item.extra_votes
+
+
+CHOICE_ALIASES = {
+    "1": Choice.LEFT,
+    "2": Choice.RIGHT,
+    "left": Choice.LEFT,
+    "right": Choice.RIGHT,
+    "tie": Choice.TIE,
+    "both_bad": Choice.BOTH_BAD,
+}
+
+
+def preferred_for(choice: str, left_system: str) -> str:
+    right_system = System.TUNED if left_system == System.BASE else System.BASE
+    return {
+        Choice.LEFT: left_system,
+        Choice.RIGHT: right_system,
+        Choice.TIE: Preference.TIE,
+        Choice.BOTH_BAD: Preference.BOTH_BAD,
+    }[choice]
+
+
+@transaction.atomic
+def judgment_submit(
+    *,
+    assignment_id: int,
+    rater: AbstractBaseUser,
+    choice: str,
+    rationale: str = "",
+    time_ms: int | None = None,
+):
+    """Records the rater's verdict on a leased pair, resolving slots to systems server-side.
+
+    Raises DomainValidationError for an unknown choice, NotFoundError for someone else's
+    assignment, ConflictError when it was already judged or skipped (a retry never counts twice)
+    or when an expired lease's item has meanwhile been completed by others.
+    """
+    from annotations.models import Judgment
+
+    normalised = CHOICE_ALIASES.get(str(choice).strip().lower())
+    if normalised is None:
+        raise DomainValidationError(
+            "choice must be one of '1', '2', 'tie', 'both_bad'", errors={"choice": ["invalid"]}
+        )
+    if time_ms is not None and (time_ms < 0 or time_ms > 86_400_000):
+        raise DomainValidationError(
+            "time_ms must be between 0 and 86400000", errors={"time_ms": ["out of range"]}
+        )
+    assignment = assignment_for_rater(assignment_id=assignment_id, rater=rater)
+    item = Item.objects.select_for_update().select_related("study").get(pk=assignment.item_id)
+    assignment = Assignment.objects.select_for_update().get(pk=assignment.pk)
+    if assignment.state == AssignmentState.JUDGED:
+        raise ConflictError("this pair is already judged; the first judgment counts")
+    if assignment.state == AssignmentState.SKIPPED:
+        raise ConflictError("this pair was skipped")
+    study = item.study
+    if study.status != StudyStatus.OPEN:
+        raise ConflictError(f"study {study.slug!r} is {study.status}, not open")
+    assignment.item = item
+    if assignment.leased_until <= timezone.now() and not item_has_room_for(assignment):
+        raise ConflictError("the lease expired and the item has been completed by others")
+    flagged_fast = bool(time_ms is not None and study.min_time_ms and time_ms < study.min_time_ms)
+    try:
+        with transaction.atomic():
+            judgment = Judgment.objects.create(
+                assignment=assignment,
+                item=item,
+                rater=rater,
+                choice=normalised,
+                preferred=preferred_for(normalised, assignment.left_system),
+                left_system=assignment.left_system,
+                rationale=rationale.strip()[:10_000],
+                time_ms=time_ms,
+                flagged_fast=flagged_fast,
+            )
+    except IntegrityError as exc:
+        raise ConflictError(
+            "this rater already judged this item; the first judgment counts"
+        ) from exc
+    assignment.state = AssignmentState.JUDGED
+    assignment.save(update_fields=["state", "updated_at"])
+    return judgment

@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from annotations import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("rate/", views.rater_home, name="rater-home"),
+    path("rate/<slug:slug>/", views.rate, name="rate"),
+    path("studies/", views.study_list, name="study-list"),
+    path("studies/new/", views.study_create, name="study-create"),
+    path("studies/<slug:slug>/", views.study_detail, name="study-detail"),
+    path("studies/<slug:slug>/import/", views.study_import, name="study-import"),
+    path("studies/<slug:slug>/raters/", views.study_raters, name="study-raters"),
+    path("studies/<slug:slug>/status/", views.study_status, name="study-status"),
+]

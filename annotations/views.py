@@ -1,0 +1,179 @@
+"""Server-rendered pages: the rater's study list and rating page, the researcher's study pages.
+
+The rating page itself only carries the study slug; pairs arrive through the blinded API."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from annotations import roles, selectors, services
+from annotations.errors import DomainError
+from annotations.forms import ImportForm, RatersForm, StatusForm, StudyForm
+from annotations.importers import parse_alpaca_pair, parse_jsonl
+
+
+def researcher_required(view):
+    @wraps(view)
+    @login_required
+    def wrapper(request: HttpRequest, *args, **kwargs):
+        if not roles.is_researcher(request.user):
+            raise PermissionDenied("researcher role required")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def rater_required(view):
+    @wraps(view)
+    @login_required
+    def wrapper(request: HttpRequest, *args, **kwargs):
+        if not roles.is_rater(request.user):
+            raise PermissionDenied("rater role required")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    if roles.is_researcher(request.user):
+        return redirect("study-list")
+    if roles.is_rater(request.user):
+        return redirect("rater-home")
+    raise PermissionDenied("your account has no role yet; ask an admin")
+
+
+@rater_required
+def rater_home(request: HttpRequest) -> HttpResponse:
+    rows = selectors.rater_study_list(rater=request.user)
+    return render(request, "annotations/rater_home.html", {"studies": rows})
+
+
+@rater_required
+def rate(request: HttpRequest, slug: str) -> HttpResponse:
+    try:
+        study = selectors.rater_study_get(slug=slug, rater=request.user)
+    except DomainError as exc:
+        raise PermissionDenied(exc.message) from exc
+    return render(
+        request,
+        "annotations/rate.html",
+        {"study": study, "heartbeat_seconds": max(30, study.lease_minutes * 60 // 3)},
+    )
+
+
+@researcher_required
+def study_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "annotations/study_list.html", {"studies": selectors.study_list()})
+
+
+@researcher_required
+@require_http_methods(["GET", "POST"])
+def study_create(request: HttpRequest) -> HttpResponse:
+    form = StudyForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            study = services.study_create(created_by=request.user, **form.cleaned_data)
+        except DomainError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, f"Study {study.slug} created.")
+            return redirect("study-detail", slug=study.slug)
+    return render(request, "annotations/study_form.html", {"form": form})
+
+
+@researcher_required
+def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    try:
+        study = selectors.study_get(slug=slug)
+    except DomainError as exc:
+        raise PermissionDenied(exc.message) from exc
+    context = {
+        "study": study,
+        "progress": selectors.study_progress(study=study),
+        "import_form": ImportForm(),
+        "raters_form": RatersForm(),
+        "status_form": StatusForm(initial={"status": study.status}),
+    }
+    return render(request, "annotations/study_detail.html", context)
+
+
+@researcher_required
+@require_POST
+def study_import(request: HttpRequest, slug: str) -> HttpResponse:
+    study = selectors.study_get(slug=slug)
+    form = ImportForm(request.POST, request.FILES)
+    if not form.is_valid():
+        messages.error(request, f"Import failed: {form.errors.as_text()}")
+        return redirect("study-detail", slug=slug)
+    upload = form.cleaned_data["file"]
+    if form.cleaned_data["format"] == "alpaca":
+        tuned = form.cleaned_data.get("tuned_file")
+        if tuned is None:
+            messages.error(
+                request, "Import failed: the AlpacaEval format needs the tuned file too."
+            )
+            return redirect("study-detail", slug=slug)
+        parsed = parse_alpaca_pair(
+            upload.read(),
+            tuned.read(),
+            base_file=upload.name,
+            tuned_file=tuned.name,
+            max_issues=settings.IMPORT_MAX_ERRORS,
+        )
+    else:
+        parsed = parse_jsonl(
+            upload.read(),
+            file=upload.name,
+            max_line_bytes=settings.IMPORT_MAX_LINE_BYTES,
+            max_issues=settings.IMPORT_MAX_ERRORS,
+        )
+    try:
+        summary = services.items_import(study=study, parsed=parsed, source=upload.name)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        for line in exc.errors or []:
+            messages.error(request, line)
+    else:
+        messages.success(request, f"Imported {summary.items} items.")
+    return redirect("study-detail", slug=slug)
+
+
+@researcher_required
+@require_POST
+def study_raters(request: HttpRequest, slug: str) -> HttpResponse:
+    study = selectors.study_get(slug=slug)
+    form = RatersForm(request.POST)
+    if form.is_valid():
+        try:
+            services.raters_assign(study=study, usernames=form.cleaned_data["usernames"])
+        except DomainError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, "Raters assigned.")
+    else:
+        messages.error(request, form.errors.as_text())
+    return redirect("study-detail", slug=slug)
+
+
+@researcher_required
+@require_POST
+def study_status(request: HttpRequest, slug: str) -> HttpResponse:
+    study = selectors.study_get(slug=slug)
+    form = StatusForm(request.POST)
+    if form.is_valid():
+        try:
+            services.study_update(study=study, status=form.cleaned_data["status"])
+        except DomainError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, f"Study is now {form.cleaned_data['status']}.")
+    return redirect("study-detail", slug=slug)

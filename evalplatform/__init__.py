@@ -1,0 +1,8 @@
+"""Project package: settings, URL map and the Celery app."""
+
+from __future__ import annotations
+
+from evalplatform.celery import app as celery_app
+
+__all__ = ["celery_app"]
+__version__ = "0.1.0"
