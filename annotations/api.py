@@ -77,23 +77,23 @@ class StudyFieldsSerializer(serializers.Serializer):
 
 
 class StudyListCreateApi(ResearcherAPIView):
-    class InputSerializer(StudyFieldsSerializer):
+    class StudyListCreateInputSerializer(StudyFieldsSerializer):
         slug = serializers.SlugField(max_length=80)
 
     @extend_schema(responses=StudyOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
         return Response(StudyOutputSerializer(selectors.study_list(), many=True).data)
 
-    @extend_schema(request=InputSerializer, responses={201: StudyOutputSerializer})
+    @extend_schema(request=StudyListCreateInputSerializer, responses={201: StudyOutputSerializer})
     def post(self, request: Request) -> Response:
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.StudyListCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         study = services.study_create(created_by=request.user, **serializer.validated_data)
         return Response(StudyOutputSerializer(study).data, status=status.HTTP_201_CREATED)
 
 
 class StudyDetailApi(ResearcherAPIView):
-    class UpdateSerializer(StudyFieldsSerializer):
+    class StudyDetailUpdateSerializer(StudyFieldsSerializer):
         def __init__(self, *args, **kwargs) -> None:
             super().__init__(*args, **kwargs)
             for field in self.fields.values():
@@ -103,10 +103,10 @@ class StudyDetailApi(ResearcherAPIView):
     def get(self, request: Request, slug: str) -> Response:
         return Response(StudyOutputSerializer(selectors.study_get(slug=slug)).data)
 
-    @extend_schema(request=UpdateSerializer, responses=StudyOutputSerializer)
+    @extend_schema(request=StudyDetailUpdateSerializer, responses=StudyOutputSerializer)
     def patch(self, request: Request, slug: str) -> Response:
         study = selectors.study_get(slug=slug)
-        serializer = self.UpdateSerializer(data=request.data, partial=True)
+        serializer = self.StudyDetailUpdateSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         study = services.study_update(study=study, **serializer.validated_data)
         return Response(StudyOutputSerializer(study).data)
@@ -120,13 +120,13 @@ class StudyDetailApi(ResearcherAPIView):
 class StudyImportApi(ResearcherAPIView):
     parser_classes = [MultiPartParser, FormParser]
 
-    class InputSerializer(serializers.Serializer):
+    class StudyImportInputSerializer(serializers.Serializer):
         file = serializers.FileField(help_text="JSONL pairs, or the base file of an alpaca pair")
         format = serializers.ChoiceField(choices=["jsonl", "alpaca"], default="jsonl")
         tuned_file = serializers.FileField(required=False, help_text="alpaca: the tuned file")
 
     @extend_schema(
-        request=InputSerializer,
+        request=StudyImportInputSerializer,
         responses={
             201: inline_serializer("ImportResult", {"items": serializers.IntegerField()}),
             400: OpenApiResponse(
@@ -136,7 +136,7 @@ class StudyImportApi(ResearcherAPIView):
     )
     def post(self, request: Request, slug: str) -> Response:
         study = selectors.study_get(slug=slug)
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.StudyImportInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         upload = serializer.validated_data["file"]
         if serializer.validated_data["format"] == "alpaca":
@@ -164,7 +164,7 @@ class StudyImportApi(ResearcherAPIView):
 
 
 class StudyRatersApi(ResearcherAPIView):
-    class InputSerializer(serializers.Serializer):
+    class StudyRatersInputSerializer(serializers.Serializer):
         usernames = serializers.ListField(child=serializers.CharField(), min_length=1)
 
     @extend_schema(responses=inline_serializer("RaterList", {"raters": serializers.ListField()}))
@@ -173,12 +173,12 @@ class StudyRatersApi(ResearcherAPIView):
         return Response({"raters": [r.rater for r in progress.raters]})
 
     @extend_schema(
-        request=InputSerializer,
+        request=StudyRatersInputSerializer,
         responses=inline_serializer("RaterList2", {"raters": serializers.ListField()}),
     )
     def post(self, request: Request, slug: str) -> Response:
         study = selectors.study_get(slug=slug)
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.StudyRatersInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         memberships = services.raters_assign(
             study=study, usernames=serializer.validated_data["usernames"]
@@ -187,8 +187,8 @@ class StudyRatersApi(ResearcherAPIView):
 
 
 class StudyProgressApi(ResearcherAPIView):
-    class OutputSerializer(serializers.Serializer):
-        class RaterSerializer(serializers.Serializer):
+    class StudyProgressOutputSerializer(serializers.Serializer):
+        class StudyProgressRaterSerializer(serializers.Serializer):
             rater = serializers.CharField()
             judged = serializers.IntegerField()
             skipped = serializers.IntegerField()
@@ -202,12 +202,12 @@ class StudyProgressApi(ResearcherAPIView):
         votes_wanted = serializers.IntegerField()
         live_leases = serializers.IntegerField()
         percent = serializers.FloatField()
-        raters = RaterSerializer(many=True)
+        raters = StudyProgressRaterSerializer(many=True)
 
-    @extend_schema(responses=OutputSerializer)
+    @extend_schema(responses=StudyProgressOutputSerializer)
     def get(self, request: Request, slug: str) -> Response:
         progress = selectors.study_progress(study=selectors.study_get(slug=slug))
-        return Response(self.OutputSerializer(progress).data)
+        return Response(self.StudyProgressOutputSerializer(progress).data)
 
 
 def csv_stream(rows: Iterator[dict], fields: tuple[str, ...]) -> Iterator[str]:
@@ -259,7 +259,7 @@ class StudyJudgmentsExportApi(ResearcherAPIView):
 
 
 class MyStudiesApi(RaterAPIView):
-    class OutputSerializer(serializers.Serializer):
+    class MyStudiesOutputSerializer(serializers.Serializer):
         slug = serializers.CharField()
         name = serializers.CharField()
         instructions = serializers.CharField()
@@ -267,10 +267,10 @@ class MyStudiesApi(RaterAPIView):
         judged_by_me = serializers.IntegerField()
         total_items = serializers.IntegerField()
 
-    @extend_schema(responses=OutputSerializer(many=True))
+    @extend_schema(responses=MyStudiesOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
         rows = selectors.rater_study_list(rater=request.user)
-        return Response(self.OutputSerializer(rows, many=True).data)
+        return Response(self.MyStudiesOutputSerializer(rows, many=True).data)
 
 
 class BlindPairSerializer(serializers.Serializer):
@@ -320,7 +320,7 @@ class QueueNextApi(RaterAPIView):
 
 
 class JudgmentSubmitApi(RaterAPIView):
-    class InputSerializer(serializers.Serializer):
+    class JudgmentSubmitInputSerializer(serializers.Serializer):
         choice = serializers.ChoiceField(choices=["1", "2", "tie", "both_bad"])
         rationale = serializers.CharField(
             allow_blank=True, required=False, default="", max_length=10_000
@@ -329,17 +329,20 @@ class JudgmentSubmitApi(RaterAPIView):
             min_value=0, max_value=86_400_000, required=False, allow_null=True
         )
 
-    class OutputSerializer(serializers.Serializer):
+    class JudgmentSubmitOutputSerializer(serializers.Serializer):
         assignment = serializers.IntegerField(source="assignment_id")
         choice = serializers.CharField()
         created_at = serializers.DateTimeField()
 
     @extend_schema(
-        request=InputSerializer,
-        responses={201: OutputSerializer, 409: OpenApiResponse(description="already judged")},
+        request=JudgmentSubmitInputSerializer,
+        responses={
+            201: JudgmentSubmitOutputSerializer,
+            409: OpenApiResponse(description="already judged"),
+        },
     )
     def post(self, request: Request, assignment_id: int) -> Response:
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.JudgmentSubmitInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         judgment = services.judgment_submit(
             assignment_id=assignment_id, rater=request.user, **serializer.validated_data

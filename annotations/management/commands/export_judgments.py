@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from pathlib import Path
 
 from django.core.management.base import BaseCommand
@@ -22,7 +21,11 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         study = call(self.stderr, selectors.study_get, slug=options["slug"])
         out_path: Path | None = options["out"]
-        handle = out_path.open("w", encoding="utf-8", newline="") if out_path else sys.stdout
+        if out_path:
+            handle = out_path.open("w", encoding="utf-8", newline="")
+        else:
+            handle = self.stdout
+            self.stdout.ending = ""
         count = 0
         try:
             rows = selectors.judgment_export_rows(study=study)

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from annotations import services
+from annotations.models import Item, Judgment, Output, Study, StudyRater
+from tests.factories import jsonl_bytes, make_user, pair_records
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args, stdin: str | None = None, monkeypatch=None) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    call_command(*args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def test_full_cli_flow(tmp_path) -> None:
+    run("create_user", "ann", "--role", "rater", "--password", "s3cret-pw")
+    run(
+        "create_study",
+        "cli-study",
+        "--name",
+        "CLI",
+        "--task",
+        "generation",
+        "--overlap",
+        "1",
+        "--status",
+        "open",
+    )
+    path = tmp_path / "pairs.jsonl"
+    path.write_bytes(jsonl_bytes(pair_records(4)))
+    out, _ = run("import_pairs", "cli-study", str(path))
+    assert "imported 4 items" in out
+    run("assign_raters", "cli-study", "ann")
+    study = Study.objects.get(slug="cli-study")
+    assert StudyRater.objects.filter(study=study, rater__username="ann").exists()
+    rater = study.memberships.get().rater
+    for _ in range(4):
+        a = services.assignment_next(study=study, rater=rater)
+        services.judgment_submit(assignment_id=a.pk, rater=rater, choice="2", time_ms=900)
+    out_file = tmp_path / "j.csv"
+    run("export_judgments", "cli-study", "--format", "csv", "--out", str(out_file))
+    rows = list(csv.DictReader(out_file.open()))
+    assert len(rows) == 4 and {r["rater"] for r in rows} == {"ann"}
+    for row in rows:
+        # Every choice was slot 2, so the preferred system is whichever was not on the left.
+        assert row["choice"] == "right"
+        assert row["preferred"] == ({"base": "tuned", "tuned": "base"}[row["left_system"]])
+    out, _ = run("export_judgments", "cli-study", "--format", "jsonl")
+    assert len([json.loads(line) for line in out.splitlines()]) == 4
+
+
+def test_import_with_bad_lines_exits_non_zero_and_writes_nothing(tmp_path) -> None:
+    services.study_create(slug="s", name="s", task_type="generation")
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(
+        jsonl_bytes(pair_records(2))
+        + b"not json\n"
+        + b'{"prompt": "p", "base": "", "tuned": "t"}\n'
+    )
+    err = io.StringIO()
+    with pytest.raises(CommandError, match="2 bad line"):
+        call_command("import_pairs", "s", str(path), stderr=err)
+    assert f"{path}:3: invalid JSON" in err.getvalue()
+    assert f"{path}:4: field 'base' is empty" in err.getvalue()
+    assert Item.objects.count() == 0 and Output.objects.count() == 0
+
+
+def test_alpaca_import(tmp_path) -> None:
+    services.study_create(slug="alp", name="a", task_type="chat")
+    base = tmp_path / "base.json"
+    tuned = tmp_path / "tuned.json"
+    base.write_text(
+        json.dumps(
+            [{"instruction": f"q{i}", "output": f"b{i}", "generator": "m-base"} for i in range(3)]
+        )
+    )
+    tuned.write_text(
+        json.dumps(
+            [{"instruction": f"q{i}", "output": f"t{i}", "generator": "m-tuned"} for i in range(3)]
+        )
+    )
+    run("import_pairs", "alp", str(base), "--format", "alpaca", "--tuned", str(tuned))
+    assert Output.objects.filter(system="tuned", model_name="m-tuned").count() == 3
+
+
+def test_create_user_reads_password_from_stdin(monkeypatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("from-stdin-pw\n"))
+    run("create_user", "bob", "--role", "researcher")
+    from django.contrib.auth import authenticate
+
+    assert authenticate(username="bob", password="from-stdin-pw") is not None
+
+
+def test_unknown_study_and_non_rater_are_clear_errors() -> None:
+    make_user("researcher", username="res")
+    with pytest.raises(CommandError, match="no study 'nope'"):
+        run("assign_raters", "nope", "res")
+    services.study_create(slug="s2", name="s", task_type="chat")
+    with pytest.raises(CommandError, match="without the rater role: res"):
+        run("assign_raters", "s2", "res")
+
+
+def test_seed_demo_is_idempotent_and_prints_logins() -> None:
+    out, _ = run("seed_demo")
+    assert "rater1" in out and "researcher" in out
+    run("seed_demo")
+    study = Study.objects.get(slug="demo-support-assistant")
+    assert study.items.count() >= 30
+    assert {i.task_type for i in study.items.all()} == {
+        "generation",
+        "classification",
+        "structured",
+    }
+    assert study.memberships.count() == 3
+    assert Judgment.objects.count() == 0

@@ -1,0 +1,95 @@
+"""The queue under concurrent raters, on PostgreSQL (row locks with SKIP LOCKED). Runs in CI."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import pytest
+from django.db import connection, connections
+
+from annotations import services
+from annotations.errors import ConflictError
+from annotations.models import Assignment, AssignmentState, Judgment
+from tests.factories import make_study, make_user
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def run_in_threads(count: int, work) -> list[BaseException]:
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def runner(index: int) -> None:
+        try:
+            barrier.wait()
+            work(index)
+        except BaseException as exc:  # noqa: BLE001 - collected and re-raised by the test
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=runner, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return errors
+
+
+def test_fifty_concurrent_raters_never_exceed_k() -> None:
+    assert connection.vendor == "postgresql"
+    raters = [make_user() for _ in range(50)]
+    study = make_study(items=40, overlap=3, raters=raters)
+
+    def rate_until_empty(index: int) -> None:
+        rater = raters[index]
+        while True:
+            assignment = services.assignment_next(study=study, rater=rater)
+            if assignment is None:
+                return
+            try:
+                services.judgment_submit(assignment_id=assignment.pk, rater=rater, choice="1")
+            except ConflictError:
+                continue
+
+    errors = run_in_threads(50, rate_until_empty)
+    assert errors == []
+    per_item = Counter(Judgment.objects.values_list("item_id", flat=True))
+    assert max(per_item.values()) == 3
+    assert sum(per_item.values()) == 40 * 3
+    pairs = Counter(Judgment.objects.values_list("item_id", "rater_id"))
+    assert max(pairs.values()) == 1
+
+
+def test_one_place_many_raters_only_one_lease() -> None:
+    raters = [make_user() for _ in range(30)]
+    study = make_study(items=1, overlap=1, raters=raters)
+    got: list[int] = []
+
+    def grab(index: int) -> None:
+        assignment = services.assignment_next(study=study, rater=raters[index])
+        if assignment is not None:
+            got.append(assignment.pk)
+
+    assert run_in_threads(30, grab) == []
+    assert len(got) == 1
+    assert Assignment.objects.filter(state=AssignmentState.LEASED).count() == 1
+
+
+def test_double_submit_race_counts_once() -> None:
+    rater = make_user()
+    study = make_study(items=1, overlap=1, raters=[rater])
+    assignment = services.assignment_next(study=study, rater=rater)
+    outcomes: list[str] = []
+
+    def submit(index: int) -> None:
+        try:
+            services.judgment_submit(assignment_id=assignment.pk, rater=rater, choice="1")
+            outcomes.append("ok")
+        except ConflictError:
+            outcomes.append("conflict")
+
+    assert run_in_threads(10, submit) == []
+    assert sorted(outcomes) == ["conflict"] * 9 + ["ok"]
+    assert Judgment.objects.count() == 1
