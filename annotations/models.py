@@ -118,6 +118,11 @@ class Item(models.Model):
     priority = models.FloatField(default=0.0, help_text="Higher is served first.")
     # Extra votes requested beyond the study's overlap when votes split (adaptive overlap).
     extra_votes = models.PositiveSmallIntegerField(default=0)
+    # Kept out of the rating queue: `held` until a researcher decides (with the reason shown to
+    # them), `excluded` for good; both leave existing judgments in place.
+    held = models.BooleanField(default=False)
+    hold_reason = models.CharField(max_length=500, blank=True)
+    excluded = models.BooleanField(default=False)
     is_gold = models.BooleanField(default=False)
     gold_preference = models.CharField(max_length=10, choices=Preference.choices, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

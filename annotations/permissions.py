@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from functools import wraps
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from rest_framework.permissions import BasePermission
 
 from annotations import roles
@@ -26,3 +30,28 @@ class IsAdminRole(BasePermission):
 
     def has_permission(self, request, view) -> bool:
         return roles.is_admin(request.user)
+
+
+# --- page decorators ---
+
+
+def researcher_required(view):
+    @wraps(view)
+    @login_required
+    def wrapper(request, *args, **kwargs):
+        if not roles.is_researcher(request.user):
+            raise PermissionDenied("researcher role required")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def rater_required(view):
+    @wraps(view)
+    @login_required
+    def wrapper(request, *args, **kwargs):
+        if not roles.is_rater(request.user):
+            raise PermissionDenied("rater role required")
+        return view(request, *args, **kwargs)
+
+    return wrapper

@@ -14,6 +14,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
+from django.db.models.lookups import LessThan
 from django.utils import timezone
 
 from annotations.errors import NotFoundError
@@ -50,12 +51,11 @@ def active_votes_subquery(*, now: datetime) -> Coalesce:
 
 
 def item_capacity_q(*, now: datetime) -> Q:
-    """Items with fewer judgments plus live leases than the study's k (plus extra votes)."""
-    return Q(
-        pk__in=Item.objects.annotate(active_votes=active_votes_subquery(now=now))
-        .filter(active_votes__lt=F("study__overlap") + F("extra_votes"))
-        .values("pk")
-    )
+    """Items with fewer judgments plus live leases than the study's k (plus extra votes).
+
+    A condition on the outer item row (a correlated count), so a query that narrows its items
+    first counts votes only for those."""
+    return Q(LessThan(active_votes_subquery(now=now), F("study__overlap") + F("extra_votes")))
 
 
 def active_vote_count(*, item_id: int) -> int:

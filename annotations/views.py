@@ -4,8 +4,6 @@ The rating page itself only carries the study slug; pairs arrive through the bli
 
 from __future__ import annotations
 
-from functools import wraps
-
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -18,28 +16,7 @@ from annotations import roles, selectors, services
 from annotations.errors import DomainError
 from annotations.forms import ImportForm, RatersForm, StatusForm, StudyForm
 from annotations.importers import parse_alpaca_pair, parse_jsonl
-
-
-def researcher_required(view):
-    @wraps(view)
-    @login_required
-    def wrapper(request: HttpRequest, *args, **kwargs):
-        if not roles.is_researcher(request.user):
-            raise PermissionDenied("researcher role required")
-        return view(request, *args, **kwargs)
-
-    return wrapper
-
-
-def rater_required(view):
-    @wraps(view)
-    @login_required
-    def wrapper(request: HttpRequest, *args, **kwargs):
-        if not roles.is_rater(request.user):
-            raise PermissionDenied("rater role required")
-        return view(request, *args, **kwargs)
-
-    return wrapper
+from annotations.permissions import rater_required, researcher_required
 
 
 @login_required

@@ -200,7 +200,9 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 30 * 60)
 CELERY_TASK_DEFAULT_QUEUE = "cpu"
 # With acks_late on Redis, an unacknowledged task is redelivered after the visibility timeout,
 # so it must exceed the longest task time limit or long tasks would run twice.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 10 * 60}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT + 10 * 60)
+}
 CELERY_TASK_ROUTES = {"scoring.gpu.*": {"queue": "gpu"}}
 
 if REDIS_URL:

@@ -74,3 +74,26 @@ def researcher_api(researcher) -> APIClient:
 @pytest.fixture
 def is_postgres() -> bool:
     return connection.vendor == "postgresql"
+
+
+@pytest.fixture
+def eager_celery(django_capture_on_commit_callbacks):
+    """Runs Celery tasks in-process (as without REDIS_URL) and fires on_commit enqueues, even
+    when CI points REDIS_URL at a real broker."""
+    from evalplatform.celery import app
+
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    try:
+        yield django_capture_on_commit_callbacks
+    finally:
+        app.conf.task_always_eager = previous
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory) -> str:
+    """A tiny GPT-2 and tokenizer saved to disk, loaded by code through `from_pretrained`."""
+    pytest.importorskip("torch")
+    from tests.tiny_model import build_tiny_gpt2
+
+    return str(build_tiny_gpt2(tmp_path_factory.mktemp("tiny_gpt2_shared")))

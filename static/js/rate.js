@@ -45,26 +45,53 @@
     return result.data;
   }
 
-  // Renders text safely: plain text keeps its line breaks, ``` fences become code blocks.
+  // Renders text safely (textContent only, never HTML): plain text keeps its line breaks and
+  // Markdown code fences (``` or ~~~ at the start of a line, optional language tag) become code
+  // blocks. No text is ever dropped: backticks inside a line stay text, a line that starts with a
+  // fence but has more after it inside a block stays code, and an unclosed fence runs to the end.
   function renderText(container, text) {
     container.replaceChildren();
-    const parts = text.split(/```[^\n]*\n?/);
-    parts.forEach(function (part, index) {
-      if (!part) return;
-      if (index % 2 === 1) {
+    let buffer = [];
+    let fence = null;  // the opening fence ("```", "~~~~", ...) while inside a code block
+    function flush() {
+      const content = buffer.join("\n");
+      buffer = [];
+      if (!content) return;
+      if (fence === null) {
+        const div = document.createElement("div");
+        div.className = "text";
+        div.textContent = content;
+        container.appendChild(div);
+      } else {
         const pre = document.createElement("pre");
         pre.className = "code";
         const code = document.createElement("code");
-        code.textContent = part.replace(/\n$/, "");
+        code.textContent = content;
         pre.appendChild(code);
         container.appendChild(pre);
-      } else {
-        const div = document.createElement("div");
-        div.className = "text";
-        div.textContent = part;
-        container.appendChild(div);
       }
+    }
+    const lines = String(text).replace(/\r\n?/g, "\n").split("\n");
+    if (lines.length > 1 && lines[lines.length - 1] === "") lines.pop();  // the final newline
+    lines.forEach(function (line) {
+      if (fence === null) {
+        const open = /^ {0,3}(`{3,}|~{3,})(.*)$/.exec(line);
+        if (open && !(open[1][0] === "`" && open[2].includes("`"))) {
+          flush();
+          fence = open[1];
+          return;
+        }
+      } else {
+        const close = /^ {0,3}(`{3,}|~{3,})\s*$/.exec(line);
+        if (close && close[1][0] === fence[0] && close[1].length >= fence.length) {
+          flush();
+          fence = null;
+          return;
+        }
+      }
+      buffer.push(line);
     });
+    flush();
   }
 
   function show(pair) {
@@ -153,6 +180,10 @@
 
   document.addEventListener("keydown", function (event) {
     if (event.ctrlKey || event.metaKey || event.altKey) return;
+    // While the help dialog is open, keys belong to it (Esc closes it): never judge blind.
+    if (el("help").open) return;
+    // A held-down key must not go on judging the pairs that appear next.
+    if (event.repeat) return;
     const typing = event.target && (event.target.tagName === "TEXTAREA" || event.target.tagName === "INPUT");
     if (typing) {
       if (event.key === "Escape") event.target.blur();

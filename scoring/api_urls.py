@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from scoring import api
+
+urlpatterns = [
+    path("studies/<slug:slug>/prescore/", api.PrescoreStartApi.as_view(), name="api-prescore"),
+    path("studies/<slug:slug>/scores/", api.StudyScoresApi.as_view(), name="api-study-scores"),
+    path(
+        "studies/<slug:slug>/scores/export/",
+        api.StudyScoresExportApi.as_view(),
+        name="api-study-scores-export",
+    ),
+    path(
+        "studies/<slug:slug>/identity-flags/",
+        api.IdentityFlagListApi.as_view(),
+        name="api-identity-flags",
+    ),
+    path(
+        "identity-flags/<int:flag_id>/decision/",
+        api.IdentityFlagDecideApi.as_view(),
+        name="api-identity-decide",
+    ),
+    path("scoring-jobs/<int:job_id>/", api.ScoringJobApi.as_view(), name="api-scoring-job"),
+]

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from django.core.management.base import BaseCommand
+
+from annotations import selectors as annotation_selectors
+from annotations.management.commands._common import call
+from scoring import selectors
+
+
+class Command(BaseCommand):
+    help = "Writes one row per item, system and metric (plus the judge's preference probability)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("slug")
+        parser.add_argument("--format", choices=["csv", "jsonl"], default="jsonl")
+        parser.add_argument("--out", type=Path)
+
+    def handle(self, *args, **options) -> None:
+        study = call(self.stderr, annotation_selectors.study_get, slug=options["slug"])
+        out_path: Path | None = options["out"]
+        if out_path:
+            handle = out_path.open("w", encoding="utf-8", newline="")
+        else:
+            handle = self.stdout
+            self.stdout.ending = ""
+        count = 0
+        try:
+            rows = selectors.score_export_rows(study=study)
+            if options["format"] == "csv":
+                writer = csv.DictWriter(handle, fieldnames=selectors.SCORE_EXPORT_FIELDS)
+                writer.writeheader()
+                for row in rows:
+                    writer.writerow(row)
+                    count += 1
+            else:
+                for row in rows:
+                    handle.write(json.dumps(row) + "\n")
+                    count += 1
+        finally:
+            if out_path:
+                handle.close()
+        if out_path:
+            self.stderr.write(f"wrote {count} rows to {out_path}")

@@ -1,0 +1,183 @@
+"""Pre-scoring records: jobs and their chunks, per-output and per-study metric values, model
+perplexities, LLM-judge verdicts (and their response cache) and identity-leak flags.
+
+Every stored value names its metric and version, and a unique key per (output or study, metric,
+version) makes re-running a job write nothing twice.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings as conf
+from django.db import models
+
+from annotations.models import Item, Output, Study, System
+
+
+class JobStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    DONE_WITH_ERRORS = "done_with_errors", "Done with errors"
+
+
+class ChunkKind(models.TextChoices):
+    ITEM_METRICS = "item_metrics", "Item metrics"
+    CORPUS_METRICS = "corpus_metrics", "Corpus metrics"
+    JUDGE = "judge", "LLM judge"
+    FLUENCY = "fluency", "Fluency perplexity"
+    MODEL_PERPLEXITY = "model_perplexity", "Model perplexity"
+
+
+class ChunkState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class ScoringJob(models.Model):
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="scoring_jobs")
+    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.PENDING)
+    metrics = models.JSONField(
+        default=list, blank=True, help_text="Empty: every applicable metric."
+    )
+    judge = models.JSONField(default=dict, blank=True, help_text="Judge settings used by this job.")
+    # Model-based scores that were not computed, and why (no model configured, ...).
+    skipped = models.JSONField(default=list, blank=True)
+    warnings = models.JSONField(default=list, blank=True)
+    created_by = models.ForeignKey(
+        conf.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"scoring job {self.pk} ({self.status})"
+
+
+class ScoringChunk(models.Model):
+    job = models.ForeignKey(ScoringJob, on_delete=models.CASCADE, related_name="chunks")
+    kind = models.CharField(max_length=20, choices=ChunkKind.choices)
+    index = models.PositiveIntegerField()
+    item_ids = models.JSONField(default=list)
+    # Extra arguments of the chunk (e.g. which system's model perplexity to measure).
+    params = models.JSONField(default=dict, blank=True)
+    state = models.CharField(max_length=10, choices=ChunkState.choices, default=ChunkState.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["job", "kind", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "kind", "index"], name="chunk_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"chunk {self.kind} #{self.index} of job {self.job_id}"
+
+
+class OutputScore(models.Model):
+    """One item-level metric value for one output (base or tuned)."""
+
+    output = models.ForeignKey(Output, on_delete=models.CASCADE, related_name="scores")
+    # Denormalised so aggregation per study and system needs no join through outputs.
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="output_scores")
+    system = models.CharField(max_length=10, choices=System.choices)
+    metric = models.CharField(max_length=80)
+    version = models.CharField(max_length=20)
+    value = models.FloatField()
+    detail = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["output", "metric", "version"], name="output_score_unique"
+            ),
+        ]
+        indexes = [models.Index(fields=["item", "metric"])]
+
+    def __str__(self) -> str:
+        return f"{self.metric}={self.value:.4g} ({self.system}, item {self.item_id})"
+
+
+class StudyScore(models.Model):
+    """A corpus-level metric (accuracy, macro-F1, corpus BLEU, model perplexity ...) per system."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="study_scores")
+    system = models.CharField(max_length=10, choices=System.choices)
+    metric = models.CharField(max_length=80)
+    version = models.CharField(max_length=20)
+    values = models.JSONField(default=dict)
+    detail = models.JSONField(default=dict, blank=True)
+    n_items = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study", "system", "metric", "version"], name="study_score_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.metric} ({self.system}, study {self.study_id})"
+
+
+class JudgeVerdict(models.Model):
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="judge_verdicts")
+    judge_id = models.CharField(max_length=300)
+    template = models.CharField(max_length=80)
+    p_tuned = models.FloatField(help_text="Probability that the tuned output is better.")
+    verdict = models.CharField(max_length=10)
+    position_bias = models.BooleanField(default=False)
+    raw = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["item", "judge_id"], name="judge_verdict_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.verdict} p={self.p_tuned:.3f} (item {self.item_id})"
+
+
+class JudgeCacheEntry(models.Model):
+    """Responses of a judge endpoint keyed by judge, template and inputs: re-runs cost nothing."""
+
+    key = models.CharField(max_length=64, unique=True)
+    # The judge's id: a job loads its judge's entries once instead of querying per answer.
+    namespace = models.CharField(max_length=300, db_index=True, default="")
+    value = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class IdentityDecision(models.TextChoices):
+    PENDING = "pending", "Pending"
+    KEEP = "keep", "Keep"
+    EXCLUDE = "exclude", "Exclude the item"
+    EDITED = "edited", "Edited"
+
+
+class IdentityFlag(models.Model):
+    output = models.OneToOneField(Output, on_delete=models.CASCADE, related_name="identity_flag")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="identity_flags")
+    matches = models.JSONField(default=list)
+    decision = models.CharField(
+        max_length=10, choices=IdentityDecision.choices, default=IdentityDecision.PENDING
+    )
+    decided_by = models.ForeignKey(
+        conf.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"identity flag on item {self.item_id} ({self.decision})"

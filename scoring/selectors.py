@@ -1,0 +1,313 @@
+"""Reads of pre-scoring results: job progress, per-study aggregates with bootstrap CIs,
+per-item scores, judge summaries, routing uncertainty and score exports. Researchers only:
+nothing here is ever served to a rater."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from django.db.models import Avg, Count, Q
+
+from annotations.errors import NotFoundError
+from annotations.models import Item, Study, System
+from scoring.models import (
+    ChunkState,
+    IdentityDecision,
+    IdentityFlag,
+    JudgeVerdict,
+    OutputScore,
+    ScoringChunk,
+    ScoringJob,
+    StudyScore,
+)
+
+REPORT_SEED = 20_261_125  # fixed so the same data always gives the same bootstrap CI
+
+
+def lower_is_better(metric: str) -> bool:
+    return "perplexity" in metric
+
+
+# --- jobs -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    job_id: int
+    study: str
+    status: str
+    done: int
+    failed: int
+    total: int
+    errors: list[dict[str, Any]]
+    skipped: list[dict[str, str]]
+    warnings: list[str]
+    metrics: list[str]
+    created_at: str
+    finished_at: str | None
+
+
+def job_get(*, job_id: int) -> ScoringJob:
+    job = ScoringJob.objects.select_related("study").filter(pk=job_id).first()
+    if job is None:
+        raise NotFoundError(f"no scoring job {job_id}")
+    return job
+
+
+def job_progress(*, job: ScoringJob) -> JobProgress:
+    counts = ScoringChunk.objects.filter(job=job).aggregate(
+        total=Count("pk"),
+        done=Count("pk", filter=Q(state=ChunkState.DONE)),
+        failed=Count("pk", filter=Q(state=ChunkState.FAILED)),
+    )
+    errors = [
+        {"kind": kind, "chunk": index, "error": error}
+        for kind, index, error in ScoringChunk.objects.filter(job=job, state=ChunkState.FAILED)
+        .order_by("kind", "index")
+        .values_list("kind", "index", "error")[:50]
+    ]
+    return JobProgress(
+        job_id=job.pk,
+        study=job.study.slug,
+        status=job.status,
+        done=counts["done"],
+        failed=counts["failed"],
+        total=counts["total"],
+        errors=errors,
+        skipped=list(job.skipped),
+        warnings=list(job.warnings),
+        metrics=list(job.metrics),
+        created_at=job.created_at.isoformat(),
+        finished_at=job.finished_at.isoformat() if job.finished_at else None,
+    )
+
+
+def study_jobs(*, study: Study) -> list[ScoringJob]:
+    return list(
+        ScoringJob.objects.filter(study=study).select_related("study").order_by("-created_at")[:20]
+    )
+
+
+# --- aggregates -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    metric: str
+    version: str
+    n: int
+    base: float
+    tuned: float
+    delta: float
+    delta_ci95: tuple[float, float] | None
+    lower_is_better: bool
+
+
+@dataclass(frozen=True)
+class JudgeSummary:
+    judge_id: str
+    n: int
+    tuned_win_rate: float
+    mean_p_tuned: float
+    position_bias_rate: float
+
+
+@dataclass
+class StudyScores:
+    metrics: list[MetricSummary] = field(default_factory=list)
+    corpus: list[dict[str, Any]] = field(default_factory=list)
+    judges: list[JudgeSummary] = field(default_factory=list)
+    identity_flags: dict[str, int] = field(default_factory=dict)
+    queue_order: str = ""
+    advice: list[dict[str, str]] = field(default_factory=list)
+
+
+def paired_values(*, study: Study) -> dict[tuple[str, str], dict[int, dict[str, float]]]:
+    """{(metric, version): {item_id: {system: value}}} for the study's item-level scores."""
+    table: dict[tuple[str, str], dict[int, dict[str, float]]] = defaultdict(
+        lambda: defaultdict(dict)
+    )
+    rows = OutputScore.objects.filter(item__study=study, item__excluded=False).values_list(
+        "metric", "version", "item_id", "system", "value"
+    )
+    for metric, version, item_id, system, value in rows.iterator(chunk_size=5_000):
+        table[(metric, version)][item_id][system] = value
+    return table
+
+
+def study_scores(*, study: Study, n_resamples: int = 2_000) -> StudyScores:
+    """Per-metric base, tuned and paired delta with a bootstrap 95% CI; corpus metrics; judge
+    summaries; identity flags; metric advice."""
+    from scoring.metrics.advice import advise
+    from scoring.metrics.aggregate import paired_delta_ci
+
+    summary = StudyScores(queue_order=study.queue_order)
+    rng = np.random.default_rng(REPORT_SEED)
+    for (metric, version), per_item in sorted(paired_values(study=study).items()):
+        pairs = [
+            (v[System.BASE], v[System.TUNED])
+            for v in per_item.values()
+            if System.BASE in v
+            and System.TUNED in v
+            and math.isfinite(v[System.BASE])
+            and math.isfinite(v[System.TUNED])
+        ]
+        if not pairs:
+            continue
+        base = [b for b, _ in pairs]
+        tuned = [t for _, t in pairs]
+        ci = None
+        if len(pairs) >= 2:
+            result = paired_delta_ci(base, tuned, n_resamples=n_resamples, rng=rng)
+            ci = (float(result.ci[0]), float(result.ci[1]))
+        summary.metrics.append(
+            MetricSummary(
+                metric=metric,
+                version=version,
+                n=len(pairs),
+                base=float(np.mean(base)),
+                tuned=float(np.mean(tuned)),
+                delta=float(np.mean(tuned) - np.mean(base)),
+                delta_ci95=ci,
+                lower_is_better=lower_is_better(metric),
+            )
+        )
+    by_metric: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in StudyScore.objects.filter(study=study).order_by("metric", "system"):
+        entry = by_metric.setdefault(
+            (row.metric, row.version),
+            {"metric": row.metric, "version": row.version, "n_items": row.n_items},
+        )
+        entry[row.system] = row.values
+        entry[f"{row.system}_detail"] = row.detail
+    summary.corpus = list(by_metric.values())
+    for judge in (
+        JudgeVerdict.objects.filter(item__study=study, item__excluded=False)
+        .values("judge_id")
+        .annotate(
+            n=Count("pk"),
+            tuned=Count("pk", filter=Q(verdict="tuned")),
+            ties=Count("pk", filter=Q(verdict="tie")),
+            mean_p=Avg("p_tuned"),
+            biased=Count("pk", filter=Q(position_bias=True)),
+        )
+        .order_by("judge_id")
+    ):
+        n = judge["n"]
+        summary.judges.append(
+            JudgeSummary(
+                judge_id=judge["judge_id"],
+                n=n,
+                tuned_win_rate=(judge["tuned"] + 0.5 * judge["ties"]) / n,
+                mean_p_tuned=float(judge["mean_p"]),
+                position_bias_rate=judge["biased"] / n,
+            )
+        )
+    flags = IdentityFlag.objects.filter(item__study=study).aggregate(
+        total=Count("pk"),
+        pending=Count("pk", filter=Q(decision=IdentityDecision.PENDING)),
+        excluded=Count("pk", filter=Q(decision=IdentityDecision.EXCLUDE)),
+    )
+    summary.identity_flags = flags
+    names = {m.metric.split(":")[0] for m in summary.metrics} | {
+        c["metric"].split("@")[0] for c in summary.corpus
+    }
+    if summary.judges:
+        names.add("llm_judge")
+    summary.advice = [
+        {"code": a.code, "severity": a.severity, "message": a.message}
+        for a in advise(study.task_type, sorted(names), settings=study.settings or {})
+    ]
+    return summary
+
+
+def item_scores(*, study: Study, limit: int = 500, offset: int = 0) -> list[dict[str, Any]]:
+    """Per-item rows: every metric for base and tuned, and the judge's probability."""
+    items = list(Item.objects.filter(study=study).order_by("id")[offset : offset + limit])
+    ids = [i.pk for i in items]
+    values: dict[int, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
+    for item_id, metric, system, value in OutputScore.objects.filter(item_id__in=ids).values_list(
+        "item_id", "metric", "system", "value"
+    ):
+        values[item_id][metric][system] = value
+    judge = dict(JudgeVerdict.objects.filter(item_id__in=ids).values_list("item_id", "p_tuned"))
+    return [
+        {
+            "item_id": item.external_id,
+            "excluded": item.excluded,
+            "held": item.held,
+            "metrics": {m: dict(v) for m, v in values[item.pk].items()},
+            "judge_p_tuned": judge.get(item.pk),
+        }
+        for item in items
+    ]
+
+
+def item_uncertainty(*, study: Study) -> dict[int, float]:
+    """Routing priority per item for `uncertain_first` (higher is served first).
+
+    Items whose judge probability lies within 0.1 of 0.5 come first (closest first), then items
+    where the judge and the majority of metric deltas point different ways, then the rest by
+    closeness to 0.5. Items without a judge verdict keep priority 0."""
+    judge = dict(JudgeVerdict.objects.filter(item__study=study).values_list("item_id", "p_tuned"))
+    direction: dict[int, int] = defaultdict(int)
+    for (metric, _version), per_item in paired_values(study=study).items():
+        sign = -1 if lower_is_better(metric) else 1
+        for item_id, v in per_item.items():
+            if System.BASE in v and System.TUNED in v and v[System.TUNED] != v[System.BASE]:
+                direction[item_id] += sign * (1 if v[System.TUNED] > v[System.BASE] else -1)
+    priorities = {}
+    for item_id, p in judge.items():
+        closeness = 1.0 - 2.0 * abs(p - 0.5)
+        metric_vote = direction.get(item_id, 0)
+        disagree = metric_vote != 0 and (metric_vote > 0) != (p > 0.5)
+        if abs(p - 0.5) <= 0.1:
+            priorities[item_id] = 2.0 + closeness
+        elif disagree:
+            priorities[item_id] = 1.0 + closeness
+        else:
+            priorities[item_id] = closeness
+    return priorities
+
+
+def identity_flag_list(*, study: Study) -> list[IdentityFlag]:
+    return list(
+        IdentityFlag.objects.filter(item__study=study)
+        .select_related("item", "output", "decided_by")
+        .order_by("decision", "id")
+    )
+
+
+# --- export ---------------------------------------------------------------------------------
+
+SCORE_EXPORT_FIELDS = ("item_id", "system", "metric", "version", "value")
+
+
+def score_export_rows(*, study: Study) -> Iterator[dict[str, Any]]:
+    """One row per item, system and metric, then the judge's preference probability per item
+    (system "pair"), streamed."""
+    rows = (
+        OutputScore.objects.filter(item__study=study)
+        .order_by("item_id", "system", "metric")
+        .values_list("item__external_id", "system", "metric", "version", "value")
+    )
+    for values in rows.iterator(chunk_size=5_000):
+        yield dict(zip(SCORE_EXPORT_FIELDS, values, strict=True))
+    verdicts = (
+        JudgeVerdict.objects.filter(item__study=study)
+        .order_by("item_id")
+        .values_list("item__external_id", "judge_id", "p_tuned")
+    )
+    for external_id, judge_id, p_tuned in verdicts.iterator(chunk_size=5_000):
+        yield {
+            "item_id": external_id,
+            "system": "pair",
+            "metric": f"judge_p_tuned:{judge_id}",
+            "version": "1",
+            "value": p_tuned,
+        }

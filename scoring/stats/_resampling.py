@@ -1,0 +1,140 @@
+"""Shared bootstrap machinery: resampling weights, weighted sums and percentile intervals.
+
+The nonparametric bootstrap (Efron & Tibshirani 1993, "An Introduction to the Bootstrap", ch. 6
+and 13) draws ``n`` units with replacement from ``n`` units. A resample is fully described by how
+often each unit was drawn, i.e. a weight vector ``w`` with ``sum(w) == n`` distributed as
+Multinomial(n, 1/n, ..., 1/n). Every statistic in this package is a smooth function of *sums of
+per-unit contributions*, so a resample's statistic only needs ``w @ contributions``; computing
+that for a chunk of resamples at once is a single matrix product. That is what makes a 1,000
+resample bootstrap over 100,000 items take seconds instead of minutes.
+
+Private module: the public modules wrap it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import scipy.sparse as sp
+
+# Bound on the number of weight-matrix elements held at once (resamples x units). 4M float64
+# elements are 32 MB; with the integer draws and the bincount buffer the chunk peaks near 100 MB.
+_MAX_CHUNK_ELEMENTS = 4_000_000
+
+Features = np.ndarray | sp.csr_matrix | sp.csr_array
+
+
+def check_rng(rng: object, n_resamples: int) -> np.random.Generator | None:
+    """Validate the ``rng``/``n_resamples`` pair shared by every bootstrap function.
+
+    Returns the generator (``None`` when no resampling is requested).
+
+    Raises:
+        ValueError: ``n_resamples`` is negative or not an integer, or a bootstrap is requested
+            without an explicit ``numpy.random.Generator``.
+    """
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int | np.integer):
+        raise ValueError(f"n_resamples must be an integer, got {n_resamples!r}")
+    if n_resamples < 0:
+        raise ValueError(f"n_resamples must be >= 0, got {n_resamples}")
+    if n_resamples == 0:
+        return None
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(
+            "a bootstrap needs an explicit numpy.random.Generator: pass "
+            "rng=np.random.default_rng(seed), or n_resamples=0 for the point estimate only"
+        )
+    return rng
+
+
+def check_confidence(confidence: float) -> float:
+    """Validate a two-sided confidence level strictly between 0 and 1.
+
+    Raises:
+        ValueError: ``confidence`` is not in the open interval (0, 1).
+    """
+    confidence = float(confidence)
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    return confidence
+
+
+def resample_weights(
+    n_units: int,
+    n_resamples: int,
+    rng: np.random.Generator,
+    *,
+    n_features: int = 1,
+) -> Iterator[np.ndarray]:
+    """Yield bootstrap weight matrices of shape ``(chunk, n_units)``, ``n_resamples`` rows in all.
+
+    Row ``b`` counts how often each unit was drawn in resample ``b`` (a Multinomial(n, 1/n)
+    vector). The draws are ``rng.integers`` indices turned into counts with one ``bincount`` per
+    chunk (offsetting each row's indices keeps the rows apart), which is several times faster than
+    ``rng.multinomial`` with ``n_units`` categories.
+    """
+    if n_units < 1:
+        raise ValueError("cannot bootstrap zero units")
+    width = max(n_units, n_features)
+    chunk = int(max(1, min(n_resamples, _MAX_CHUNK_ELEMENTS // width)))
+    done = 0
+    while done < n_resamples:
+        rows = min(chunk, n_resamples - done)
+        # int64 draws: bincount works on intp, so narrower draws would only add a cast.
+        draws = rng.integers(0, n_units, size=(rows, n_units), dtype=np.int64)
+        draws += np.arange(rows, dtype=np.int64)[:, None] * n_units
+        counts = np.bincount(draws.ravel(), minlength=rows * n_units)
+        yield counts.reshape(rows, n_units).astype(np.float64)
+        done += rows
+
+
+def weighted_sums(weights: np.ndarray, features: Features) -> np.ndarray:
+    """Return ``weights @ features`` as a dense ``(resamples, n_features)`` array."""
+    if sp.issparse(features):
+        # scipy multiplies sparse @ dense efficiently; dense @ sparse goes through the transpose.
+        return np.asarray((features.T @ weights.T).T)
+    return weights @ features
+
+
+def bootstrap_statistic(
+    features: Features,
+    finalize: Callable[[np.ndarray], np.ndarray],
+    n_resamples: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Bootstrap a statistic that is a function of column sums of per-unit ``features``.
+
+    Args:
+        features: ``(n_units, n_features)`` per-unit contributions (dense or CSR sparse).
+        finalize: maps a ``(resamples, n_features)`` array of weighted sums to a ``(resamples,)``
+            array of statistics (``nan`` where the statistic is undefined for a resample).
+        n_resamples: number of bootstrap resamples.
+        rng: the only source of randomness.
+
+    Returns:
+        ``(n_resamples,)`` array of bootstrap replicates.
+    """
+    n_units, n_features = features.shape
+    out = np.empty(n_resamples, dtype=np.float64)
+    start = 0
+    for weights in resample_weights(n_units, n_resamples, rng, n_features=n_features):
+        stop = start + weights.shape[0]
+        out[start:stop] = finalize(weighted_sums(weights, features))
+        start = stop
+    return out
+
+
+def percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[float, float]:
+    """Percentile bootstrap interval; undefined (``nan``) replicates are dropped.
+
+    A resample can make a statistic undefined (e.g. no variation left for alpha's expected
+    disagreement); dropping those replicates conditions on the statistic existing, which is the
+    usual practice. All replicates undefined gives ``(nan, nan)``.
+    """
+    finite = replicates[np.isfinite(replicates)]
+    if finite.size == 0:
+        return (float("nan"), float("nan"))
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    low, high = np.percentile(finite, [tail, 100.0 - tail])
+    return (float(low), float(high))

@@ -1,0 +1,507 @@
+"""Win rate of the tuned system over the base system, its confidence intervals and tests.
+
+Conventions (documented choices):
+
+* A vote's score is tuned = 1, base = 0, tie = 0.5, and **both bad counts as a tie** (0.5): it
+  states no preference between the systems. This is the MT-Bench / Chatbot Arena convention
+  (Zheng et al. 2023, "Judging LLM-as-a-Judge with MT-Bench and Chatbot Arena", where "tie
+  (bothbad)" is a tie) and AlpacaEval's (Li et al. 2023), which count ties as half a win.
+* ``ties="half"``: win rate = mean score over all votes. ``ties="exclude"``: win rate =
+  tuned wins / (tuned wins + base wins), the decisive-vote share.
+* ``unit="vote"`` counts every vote; ``unit="item"`` first takes the majority vote per item
+  (plurality; a split between systems is a tie) and counts items.
+
+Intervals:
+
+* Wilson score interval (Wilson 1927, "Probable inference, the law of succession, and statistical
+  inference"). With ties excluded it is the usual binomial interval. With ties as half the score
+  is no longer Bernoulli: its variance ``s^2`` is smaller than ``p (1 - p)``, and the plain
+  interval over-covers. The Wilson interval is then applied with the effective sample size
+  ``n_eff = n p (1 - p) / s^2``, the design-effect correction that Korn & Graubard (1998,
+  "Confidence intervals for proportions with small expected number of positive counts estimated
+  from survey data") apply to survey proportions; ``n_eff = n`` when there are no ties.
+  ``bench/bench_ci_coverage.py`` checks the coverage.
+* Percentile bootstrap (Efron & Tibshirani 1993). When ``item_ids`` are given with
+  ``unit="vote"`` the bootstrap resamples items (a cluster bootstrap), because votes on the same
+  item are correlated; the Wilson interval treats votes as independent.
+
+Sign test: exact two-sided binomial test of tuned wins among decisive votes against 1/2
+(``scipy.stats.binomtest``); ties carry no sign and are dropped (Dixon & Mood 1946).
+
+Length-controlled win rate (Dubois et al. 2024, "Length-Controlled AlpacaEval"): a logistic
+regression of the preference (tuned wins = 1, base wins = 0, ties = 0.5 as a fractional outcome)
+on the normalised length difference ``x = tanh((len_tuned - len_base) / sd)``; the
+length-controlled win rate is the predicted win rate at zero length difference,
+``sigmoid(intercept)``. (AlpacaEval's GLM also has a per-instruction difficulty term, fitted
+across many models; with one pair of systems it is not identified and is left out.) Its CI comes
+from the delta method (logit scale, sandwich variance, which is valid for fractional outcomes)
+and from a bootstrap. Swapping the systems mirrors every rate (``w -> 1 - w``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from scipy.special import expit, logit
+from scipy.stats import binomtest, norm
+
+from scoring.stats._resampling import (
+    bootstrap_statistic,
+    check_confidence,
+    check_rng,
+    percentile_interval,
+)
+from scoring.stats.votes import (
+    BASE,
+    BOTH_BAD,
+    TIE,
+    TUNED,
+    category_counts,
+    check_choices,
+    index_items,
+    majority_codes,
+    preference_scores,
+)
+
+TieHandling = Literal["half", "exclude"]
+Unit = Literal["vote", "item"]
+LengthTransform = Literal["tanh", "std"]
+
+# Vanishing ridge penalty on the logistic coefficients: negligible for any real data set, but it
+# keeps the fit finite under complete separation (e.g. the tuned system won every vote).
+_RIDGE = 1e-6
+
+
+@dataclass(frozen=True)
+class OutcomeCounts:
+    """Vote counts by outcome."""
+
+    tuned_wins: int
+    base_wins: int
+    ties: int
+    both_bad: int
+
+    @property
+    def total(self) -> int:
+        """All votes."""
+        return self.tuned_wins + self.base_wins + self.ties + self.both_bad
+
+    @property
+    def decisive(self) -> int:
+        """Votes that prefer one system."""
+        return self.tuned_wins + self.base_wins
+
+
+@dataclass(frozen=True)
+class WinRate:
+    """Win rate of tuned over base with Wilson and bootstrap intervals.
+
+    Attributes:
+        win_rate: proportion in [0, 1] (``nan`` when no unit counts, e.g. only ties excluded).
+        ties: ``"half"`` or ``"exclude"``.
+        unit: ``"vote"`` or ``"item"`` (majority per item).
+        n: units entering the rate (with ties excluded: decisive units only).
+        tuned_wins, base_wins, n_ties: units by outcome; ``n_ties`` includes both-bad.
+        wilson_low, wilson_high: Wilson interval (effective-n corrected when ties count half).
+        bootstrap_low, bootstrap_high: percentile bootstrap interval (``nan`` without resamples).
+        sign_test_p_value: exact two-sided sign test on decisive units (1.0 when there are none).
+        confidence: two-sided level of both intervals.
+        n_resamples: bootstrap resamples drawn.
+        n_clusters: independent units resampled by the bootstrap (items for a cluster bootstrap).
+    """
+
+    win_rate: float
+    ties: str
+    unit: str
+    n: int
+    tuned_wins: int
+    base_wins: int
+    n_ties: int
+    wilson_low: float
+    wilson_high: float
+    bootstrap_low: float
+    bootstrap_high: float
+    sign_test_p_value: float
+    confidence: float
+    n_resamples: int
+    n_clusters: int
+
+
+@dataclass(frozen=True)
+class LengthControlledWinRate:
+    """Length-controlled win rate from a logistic regression on the length difference.
+
+    Attributes:
+        win_rate: raw win rate of the same votes (same tie handling).
+        lc_win_rate: predicted win rate at zero length difference, ``sigmoid(intercept)``.
+        intercept, slope: logistic coefficients; ``slope`` is per unit of transformed difference.
+        delta_low, delta_high: delta-method interval (logit scale, sandwich variance).
+        bootstrap_low, bootstrap_high: percentile bootstrap interval (``nan`` without resamples).
+        n: votes in the fit.
+        transform: ``"tanh"`` (AlpacaEval 2) or ``"std"`` (plain standardisation).
+        length_scale: standard deviation of the length difference used to normalise it
+            (length units, e.g. tokens or characters, as given).
+        confidence: two-sided level of both intervals.
+        n_resamples: bootstrap resamples drawn.
+    """
+
+    win_rate: float
+    lc_win_rate: float
+    intercept: float
+    slope: float
+    delta_low: float
+    delta_high: float
+    bootstrap_low: float
+    bootstrap_high: float
+    n: int
+    transform: str
+    length_scale: float
+    confidence: float
+    n_resamples: int
+
+
+def count_outcomes(choices: Iterable[int] | np.ndarray) -> OutcomeCounts:
+    """Count votes by outcome.
+
+    Raises:
+        ValueError: a choice is not a preference code.
+    """
+    counts = np.bincount(check_choices(choices), minlength=4)
+    return OutcomeCounts(
+        tuned_wins=int(counts[TUNED]),
+        base_wins=int(counts[BASE]),
+        ties=int(counts[TIE]),
+        both_bad=int(counts[BOTH_BAD]),
+    )
+
+
+def wilson_interval(successes: float, n: float, *, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a proportion ``successes / n``.
+
+    ``successes`` and ``n`` may be fractional (effective counts). Returns ``(nan, nan)`` for
+    ``n == 0``.
+
+    Raises:
+        ValueError: negative counts, ``successes > n`` or a confidence outside (0, 1).
+    """
+    confidence = check_confidence(confidence)
+    if n < 0 or successes < 0 or successes > n * (1 + 1e-12):
+        raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
+    if n == 0:
+        return (float("nan"), float("nan"))
+    z = float(norm.ppf(0.5 + confidence / 2.0))
+    p = min(successes / n, 1.0)
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2.0 * n)) / denom
+    half = z * np.sqrt(p * (1.0 - p) / n + z * z / (4.0 * n * n)) / denom
+    return (float(max(0.0, centre - half)), float(min(1.0, centre + half)))
+
+
+def sign_test(tuned_wins: int, base_wins: int) -> float:
+    """Exact two-sided sign test p-value of ``tuned_wins`` among decisive votes vs 1/2.
+
+    Returns 1.0 when there are no decisive votes (no evidence either way).
+
+    Raises:
+        ValueError: negative counts.
+    """
+    if tuned_wins < 0 or base_wins < 0:
+        raise ValueError("win counts must be non-negative")
+    n = int(tuned_wins) + int(base_wins)
+    if n == 0:
+        return 1.0
+    return float(binomtest(int(tuned_wins), n, 0.5, alternative="two-sided").pvalue)
+
+
+def _units(
+    choices: Iterable[int] | np.ndarray,
+    item_ids: Sequence[Hashable] | None,
+    unit: str,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Codes of the counted units and, for a cluster bootstrap, each unit's cluster index."""
+    codes = check_choices(choices)
+    if codes.size == 0:
+        raise ValueError("no votes")
+    if item_ids is not None and len(item_ids) != codes.size:
+        raise ValueError(f"got {len(item_ids)} item ids but {codes.size} choices")
+    if unit == "item":
+        if item_ids is None:
+            raise ValueError("unit='item' needs item_ids")
+        _, counts = category_counts(item_ids, codes)
+        return majority_codes(counts, on_split="tie").astype(np.int64), None
+    if unit != "vote":
+        raise ValueError(f"unit must be 'vote' or 'item', got {unit!r}")
+    clusters = None if item_ids is None else index_items(item_ids)[1]
+    return codes, clusters
+
+
+def _score_features(
+    codes: np.ndarray, clusters: np.ndarray | None, ties: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-unit scores and the per-cluster ``[score sum, count]`` features of the bootstrap."""
+    if ties not in ("half", "exclude"):
+        raise ValueError(f"ties must be 'half' or 'exclude', got {ties!r}")
+    scores = preference_scores(codes)
+    counted = np.ones(codes.size) if ties == "half" else (scores != 0.5).astype(np.float64)
+    scores = scores * counted
+    if clusters is None:
+        return scores[counted > 0], np.column_stack([scores, counted])
+    n_clusters = int(clusters.max()) + 1
+    features = np.column_stack(
+        [
+            np.bincount(clusters, weights=scores, minlength=n_clusters),
+            np.bincount(clusters, weights=counted, minlength=n_clusters),
+        ]
+    )
+    return scores[counted > 0], features
+
+
+def _ratio_of_sums(sums: np.ndarray) -> np.ndarray:
+    out = np.full(sums.shape[0], np.nan)
+    np.divide(sums[:, 0], sums[:, 1], out=out, where=sums[:, 1] > 0)
+    return out
+
+
+def win_rate(
+    choices: Iterable[int] | np.ndarray,
+    *,
+    item_ids: Sequence[Hashable] | None = None,
+    unit: Unit = "vote",
+    ties: TieHandling = "half",
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    rng: np.random.Generator | None = None,
+) -> WinRate:
+    """Win rate of tuned over base with Wilson and bootstrap CIs and a sign test.
+
+    Args:
+        choices: preference code per vote (0 base, 1 tuned, 2 tie, 3 both bad = tie).
+        item_ids: item of each vote; needed for ``unit="item"``, and with ``unit="vote"`` it
+            turns the bootstrap into a cluster bootstrap over items.
+        unit: ``"vote"`` (every vote) or ``"item"`` (majority per item; split = tie).
+        ties: ``"half"`` (ties score 0.5) or ``"exclude"`` (decisive votes only).
+        confidence: two-sided level.
+        n_resamples: bootstrap resamples; 0 skips the bootstrap.
+        rng: generator for the bootstrap; required when ``n_resamples > 0``.
+
+    Returns:
+        :class:`WinRate`.
+
+    Raises:
+        ValueError: no votes, a bad code, mismatched lengths, unknown option, or a bootstrap
+            without ``rng``.
+    """
+    rng = check_rng(rng, n_resamples)
+    confidence = check_confidence(confidence)
+    codes, clusters = _units(choices, item_ids, unit)
+    counted_scores, features = _score_features(codes, clusters, ties)
+    outcome = count_outcomes(codes)
+    n = int(counted_scores.size)
+    nan = float("nan")
+    rate, wilson = nan, (nan, nan)
+    if n:
+        rate = float(counted_scores.mean())
+        variance = float(((counted_scores - rate) ** 2).mean())
+        bernoulli = rate * (1.0 - rate)
+        # Effective n (design effect) for the tie-as-half score; equals n without ties.
+        n_eff = n * bernoulli / variance if variance > 0 and bernoulli > 0 else float(n)
+        wilson = wilson_interval(rate * n_eff, n_eff, confidence=confidence)
+    boot = (nan, nan)
+    if rng is not None and n:
+        replicates = bootstrap_statistic(features, _ratio_of_sums, n_resamples, rng)
+        boot = percentile_interval(replicates, confidence)
+    return WinRate(
+        win_rate=rate,
+        ties=ties,
+        unit=unit,
+        n=n,
+        tuned_wins=outcome.tuned_wins,
+        base_wins=outcome.base_wins,
+        n_ties=outcome.ties + outcome.both_bad,
+        wilson_low=wilson[0],
+        wilson_high=wilson[1],
+        bootstrap_low=boot[0],
+        bootstrap_high=boot[1],
+        sign_test_p_value=sign_test(outcome.tuned_wins, outcome.base_wins),
+        confidence=confidence,
+        n_resamples=n_resamples if rng is not None else 0,
+        n_clusters=int(features.shape[0]),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Length-controlled win rate
+
+
+def _fit_logistic(
+    x: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray,
+    *,
+    start: tuple[float, float] | None = None,
+    max_iter: int = 100,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted logistic regression ``logit p = b0 + b1 x`` for each row of ``weights``.
+
+    Newton-Raphson on the (quasi-)likelihood, vectorised over rows (bootstrap resamples); ``y`` may
+    be fractional. ``start`` is the initial ``(b0, b1)`` (default: the weighted mean's logit and
+    0). Returns ``(b0, b1)`` arrays of length ``weights.shape[0]``.
+    """
+    if start is None:
+        total = weights.sum(axis=1)
+        b0 = logit(np.clip((weights @ y) / total, 1e-6, 1 - 1e-6))
+        b1 = np.zeros_like(b0)
+    else:
+        # Bootstrap fits start from the full-sample estimate: a few Newton steps suffice.
+        b0 = np.full(weights.shape[0], start[0])
+        b1 = np.full(weights.shape[0], start[1])
+    x2 = x * x
+    for _ in range(max_iter):
+        p = expit(b0[:, None] + b1[:, None] * x[None, :])
+        resid = weights * (y[None, :] - p)
+        g0 = resid.sum(axis=1) - _RIDGE * b0
+        g1 = resid @ x - _RIDGE * b1
+        v = weights * p * (1.0 - p)
+        h00 = v.sum(axis=1) + _RIDGE
+        h01 = v @ x
+        h11 = v @ x2 + _RIDGE
+        det = h00 * h11 - h01 * h01
+        d0 = (h11 * g0 - h01 * g1) / det
+        d1 = (h00 * g1 - h01 * g0) / det
+        # Cap the step: under (near) separation Newton steps grow; capping keeps them stable.
+        d0, d1 = np.clip(d0, -5.0, 5.0), np.clip(d1, -5.0, 5.0)
+        b0, b1 = b0 + d0, b1 + d1
+        if max(np.abs(d0).max(), np.abs(d1).max()) < 1e-10:
+            break
+    return b0, b1
+
+
+def _sandwich_se_intercept(
+    x: np.ndarray, y: np.ndarray, b0: float, b1: float, clusters: np.ndarray | None
+) -> float:
+    """Robust (HC0 / cluster) standard error of the intercept of a logistic fit."""
+    p = expit(b0 + b1 * x)
+    v = p * (1.0 - p)
+    design = np.column_stack([np.ones_like(x), x])
+    bread = design.T @ (design * v[:, None]) + _RIDGE * np.eye(2)
+    scores = design * (y - p)[:, None]
+    if clusters is not None:
+        scores = np.column_stack(
+            [np.bincount(clusters, weights=scores[:, j]) for j in range(scores.shape[1])]
+        )
+    meat = scores.T @ scores
+    try:
+        inv = np.linalg.inv(bread)
+    except np.linalg.LinAlgError:
+        return float("nan")
+    cov = inv @ meat @ inv
+    return float(np.sqrt(max(cov[0, 0], 0.0)))
+
+
+def length_controlled_win_rate(
+    choices: Iterable[int] | np.ndarray,
+    length_tuned: Sequence[float] | np.ndarray,
+    length_base: Sequence[float] | np.ndarray,
+    *,
+    item_ids: Sequence[Hashable] | None = None,
+    transform: LengthTransform = "tanh",
+    ties: TieHandling = "half",
+    confidence: float = 0.95,
+    n_resamples: int = 1000,
+    rng: np.random.Generator | None = None,
+) -> LengthControlledWinRate:
+    """Win rate of tuned over base at zero length difference (AlpacaEval 2 style).
+
+    Fits ``logit P(tuned wins) = b0 + b1 * x`` with ``x = tanh(d / sd(d))`` (``transform="tanh"``)
+    or ``x = d / sd(d)`` (``"std"``), ``d = length_tuned - length_base`` per vote; ties are the
+    fractional outcome 0.5 (``ties="half"``) or dropped (``"exclude"``). The transform's ``sd`` is
+    fixed from the full sample (the bootstrap conditions on it). If all differences are equal the
+    length term is dropped and the result equals the raw win rate.
+
+    Args:
+        choices: preference code per vote.
+        length_tuned, length_base: response lengths per vote (any unit, e.g. tokens).
+        item_ids: item of each vote, for a cluster bootstrap and cluster-robust delta method.
+        transform: ``"tanh"`` or ``"std"``.
+        ties: ``"half"`` or ``"exclude"``.
+        confidence: two-sided level.
+        n_resamples: bootstrap resamples; 0 skips the bootstrap.
+        rng: generator for the bootstrap; required when ``n_resamples > 0``.
+
+    Raises:
+        ValueError: mismatched lengths, non-finite lengths, no usable vote, unknown option, or a
+            bootstrap without ``rng``.
+    """
+    if transform not in ("tanh", "std"):
+        raise ValueError(f"transform must be 'tanh' or 'std', got {transform!r}")
+    if ties not in ("half", "exclude"):
+        raise ValueError(f"ties must be 'half' or 'exclude', got {ties!r}")
+    rng = check_rng(rng, n_resamples)
+    confidence = check_confidence(confidence)
+    codes = check_choices(choices)
+    lt = np.asarray(length_tuned, dtype=np.float64)
+    lb = np.asarray(length_base, dtype=np.float64)
+    if lt.shape != codes.shape or lb.shape != codes.shape:
+        raise ValueError("choices, length_tuned and length_base must have the same length")
+    if item_ids is not None and len(item_ids) != codes.size:
+        raise ValueError(f"got {len(item_ids)} item ids but {codes.size} choices")
+    if not (np.all(np.isfinite(lt)) and np.all(np.isfinite(lb))):
+        raise ValueError("lengths must be finite numbers")
+    y = preference_scores(codes)
+    keep = np.ones(codes.size, dtype=bool) if ties == "half" else y != 0.5
+    if not keep.any():
+        raise ValueError("no votes to fit (all were ties and ties='exclude')")
+    y, diff = y[keep], (lt - lb)[keep]
+    clusters = None if item_ids is None else index_items(item_ids)[1][keep]
+    scale = float(diff.std())
+    if scale > 0:
+        x = np.tanh(diff / scale) if transform == "tanh" else diff / scale
+    else:
+        x = np.zeros_like(diff)
+
+    (b0,), (b1,) = _fit_logistic(x, y, np.ones((1, y.size)))
+    se = _sandwich_se_intercept(x, y, float(b0), float(b1), clusters)
+    z = float(norm.ppf(0.5 + confidence / 2.0))
+    delta = (float(expit(b0 - z * se)), float(expit(b0 + z * se)))
+
+    boot = (float("nan"), float("nan"))
+    if rng is not None:
+        n_units = y.size if clusters is None else int(clusters.max()) + 1
+        replicates = np.empty(n_resamples)
+        chunk = max(1, 2_000_000 // y.size)
+        for start in range(0, n_resamples, chunk):
+            rows = min(chunk, n_resamples - start)
+            weights = _counts_per_row(rng.integers(0, n_units, size=(rows, n_units)), n_units)
+            if clusters is not None:
+                # Cluster bootstrap: a vote's weight is how often its item was drawn.
+                weights = weights[:, clusters]
+            r0, _ = _fit_logistic(x, y, weights, start=(float(b0), float(b1)))
+            replicates[start : start + rows] = expit(r0)
+        boot = percentile_interval(replicates, confidence)
+
+    return LengthControlledWinRate(
+        win_rate=float(y.mean()),
+        lc_win_rate=float(expit(b0)),
+        intercept=float(b0),
+        slope=float(b1),
+        delta_low=delta[0],
+        delta_high=delta[1],
+        bootstrap_low=boot[0],
+        bootstrap_high=boot[1],
+        n=int(y.size),
+        transform=transform,
+        length_scale=scale,
+        confidence=confidence,
+        n_resamples=n_resamples if rng is not None else 0,
+    )
+
+
+def _counts_per_row(draws: np.ndarray, n_units: int) -> np.ndarray:
+    """Turn ``(rows, k)`` drawn indices into ``(rows, n_units)`` float counts."""
+    rows = draws.shape[0]
+    offsets = np.arange(rows)[:, None] * n_units
+    counts = np.bincount((draws + offsets).ravel(), minlength=rows * n_units)
+    return counts.reshape(rows, n_units).astype(np.float64)

@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from scoring import views
+
+urlpatterns = [
+    path("studies/<slug:slug>/scores/", views.study_scores, name="study-scores"),
+    path("studies/<slug:slug>/scores/start/", views.prescore_start, name="study-prescore"),
+    path(
+        "studies/<slug:slug>/identity/<int:flag_id>/",
+        views.identity_decide,
+        name="study-identity-decide",
+    ),
+]

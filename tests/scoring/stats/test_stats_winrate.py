@@ -1,0 +1,234 @@
+"""Win rate, Wilson / bootstrap intervals, sign test and length-controlled win rate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import statsmodels.api as sm
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.stats import binomtest
+from statsmodels.stats.proportion import proportion_confint
+
+from scoring.stats.votes import BASE, BOTH_BAD, TIE, TUNED, swap_systems
+from scoring.stats.winrate import (
+    count_outcomes,
+    length_controlled_win_rate,
+    sign_test,
+    wilson_interval,
+    win_rate,
+)
+
+
+def test_wilson_hand_computed() -> None:
+    # 8 of 10 at 95%: z = 1.959964; centre = (0.8 + z^2/20) / (1 + z^2/10) = 0.716738,
+    # half = z sqrt(0.8*0.2/10 + z^2/400) / (1 + z^2/10) = 0.226578.
+    low, high = wilson_interval(8, 10)
+    assert low == pytest.approx(0.716738 - 0.226578, abs=1e-5)
+    assert high == pytest.approx(0.716738 + 0.226578, abs=1e-5)
+    assert (low, high) == pytest.approx(proportion_confint(8, 10, method="wilson"), abs=1e-12)
+    assert wilson_interval(0, 10)[0] == 0.0
+    assert wilson_interval(10, 10)[1] == pytest.approx(1.0)
+    assert all(np.isnan(wilson_interval(0, 0)))
+    with pytest.raises(ValueError, match="successes"):
+        wilson_interval(11, 10)
+
+
+def test_sign_test_matches_scipy() -> None:
+    assert sign_test(30, 18) == pytest.approx(binomtest(30, 48, 0.5).pvalue, abs=1e-15)
+    assert sign_test(0, 0) == 1.0
+    choices = [TUNED] * 30 + [BASE] * 18 + [TIE] * 7 + [BOTH_BAD] * 3
+    assert win_rate(choices, n_resamples=0).sign_test_p_value == pytest.approx(
+        binomtest(30, 48, 0.5).pvalue
+    )
+
+
+def test_counts_and_tie_conventions() -> None:
+    choices = [TUNED] * 6 + [BASE] * 2 + [TIE] * 1 + [BOTH_BAD] * 1
+    counts = count_outcomes(choices)
+    assert (counts.tuned_wins, counts.base_wins, counts.ties, counts.both_bad) == (6, 2, 1, 1)
+    assert (counts.total, counts.decisive) == (10, 8)
+    half = win_rate(choices, n_resamples=0)
+    assert half.win_rate == pytest.approx((6 + 0.5 * 2) / 10)  # both-bad is a tie
+    assert (half.n, half.n_ties) == (10, 2)
+    exclude = win_rate(choices, ties="exclude", n_resamples=0)
+    assert exclude.win_rate == pytest.approx(6 / 8)
+    assert exclude.n == 8
+    assert (exclude.wilson_low, exclude.wilson_high) == pytest.approx(wilson_interval(6, 8))
+
+
+def test_without_ties_wilson_is_the_plain_interval() -> None:
+    choices = [TUNED] * 13 + [BASE] * 7
+    result = win_rate(choices, n_resamples=0)
+    assert (result.wilson_low, result.wilson_high) == pytest.approx(wilson_interval(13, 20))
+
+
+def test_ties_shrink_the_effective_n_interval() -> None:
+    # With ties the tie-as-half score has less variance than a Bernoulli: the corrected
+    # interval is narrower than the plain Wilson interval on n votes, and wider than nothing.
+    choices = [TUNED] * 40 + [BASE] * 20 + [TIE] * 40
+    result = win_rate(choices, n_resamples=0)
+    plain = wilson_interval(0.6 * 100, 100)
+    assert result.wilson_high - result.wilson_low < plain[1] - plain[0]
+    assert result.wilson_low < result.win_rate < result.wilson_high
+
+
+def test_per_item_majority() -> None:
+    items = ["a", "a", "a", "b", "b", "c", "c", "d"]
+    choices = [TUNED, TUNED, BASE, BASE, TUNED, BASE, BASE, TIE]
+    result = win_rate(choices, item_ids=items, unit="item", n_resamples=0)
+    # a -> tuned, b -> split -> tie, c -> base, d -> tie
+    assert (result.tuned_wins, result.base_wins, result.n_ties) == (1, 1, 2)
+    assert result.win_rate == pytest.approx(0.5)
+    assert result.n == 4
+    with pytest.raises(ValueError, match="item_ids"):
+        win_rate(choices, unit="item", n_resamples=0)
+
+
+def test_cluster_bootstrap_resamples_items() -> None:
+    rng = np.random.default_rng(0)
+    items = np.repeat(np.arange(50), 3)
+    choices = rng.choice(4, size=150, p=[0.3, 0.5, 0.15, 0.05])
+    clustered = win_rate(choices, item_ids=list(items), rng=np.random.default_rng(1))
+    independent = win_rate(choices, rng=np.random.default_rng(1))
+    assert clustered.n_clusters == 50
+    assert independent.n_clusters == 150
+    assert clustered.win_rate == independent.win_rate
+    assert clustered.bootstrap_low < clustered.win_rate < clustered.bootstrap_high
+
+
+def test_bootstrap_matches_wilson_roughly_and_is_reproducible() -> None:
+    choices = np.array([TUNED] * 120 + [BASE] * 60 + [TIE] * 20)
+    a = win_rate(choices, rng=np.random.default_rng(7))
+    b = win_rate(choices, rng=np.random.default_rng(7))
+    assert a == b
+    assert a.bootstrap_low == pytest.approx(a.wilson_low, abs=0.02)
+    assert a.bootstrap_high == pytest.approx(a.wilson_high, abs=0.02)
+
+
+choice_lists = st.lists(st.sampled_from([BASE, TUNED, TIE, BOTH_BAD]), min_size=1, max_size=60)
+
+
+@settings(max_examples=40, deadline=None)
+@given(choices=choice_lists, ties=st.sampled_from(["half", "exclude"]), seed=st.integers(0, 999))
+def test_swapping_systems_mirrors_the_win_rate(choices: list[int], ties: str, seed: int) -> None:
+    original = win_rate(choices, ties=ties, rng=np.random.default_rng(seed), n_resamples=200)
+    swapped = win_rate(
+        swap_systems(choices), ties=ties, rng=np.random.default_rng(seed), n_resamples=200
+    )
+    if np.isnan(original.win_rate):
+        assert np.isnan(swapped.win_rate)
+        return
+    assert swapped.win_rate == pytest.approx(1 - original.win_rate, abs=1e-12)
+    assert swapped.wilson_low == pytest.approx(1 - original.wilson_high, abs=1e-9)
+    assert swapped.wilson_high == pytest.approx(1 - original.wilson_low, abs=1e-9)
+    assert swapped.bootstrap_low == pytest.approx(1 - original.bootstrap_high, abs=1e-9)
+    assert swapped.bootstrap_high == pytest.approx(1 - original.bootstrap_low, abs=1e-9)
+    assert swapped.sign_test_p_value == pytest.approx(original.sign_test_p_value)
+
+
+def test_only_ties_excluded_gives_nan_not_error() -> None:
+    result = win_rate([TIE, BOTH_BAD], ties="exclude", rng=np.random.default_rng(0))
+    assert np.isnan(result.win_rate) and result.n == 0
+    assert result.sign_test_p_value == 1.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"choices": []}, "no votes"),
+        ({"choices": [0, 5]}, "preference codes"),
+        ({"choices": [0, 1], "ties": "quarter"}, "ties"),
+        ({"choices": [0, 1], "unit": "rater"}, "unit"),
+        ({"choices": [0, 1], "item_ids": ["a"]}, "item ids"),
+    ],
+)
+def test_win_rate_rejects_bad_input(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        win_rate(n_resamples=0, **kwargs)
+
+
+def test_win_rate_requires_rng_for_bootstrap() -> None:
+    with pytest.raises(ValueError, match="Generator"):
+        win_rate([0, 1, 1])
+
+
+# --------------------------------------------------------------------------------------------
+# Length-controlled win rate
+
+
+def _length_study(seed: int, n: int = 400) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Votes that prefer the longer response; the tuned system writes longer answers."""
+    rng = np.random.default_rng(seed)
+    length_base = rng.normal(300, 80, n)
+    length_tuned = rng.normal(380, 80, n)
+    x = np.tanh((length_tuned - length_base) / np.std(length_tuned - length_base))
+    p_tuned = 1 / (1 + np.exp(-(0.0 + 1.5 * x)))  # no quality difference at equal length
+    u = rng.random(n)
+    choices = np.where(u < 0.15, TIE, np.where(rng.random(n) < p_tuned, TUNED, BASE))
+    return choices, length_tuned, length_base
+
+
+def test_length_controlled_matches_statsmodels_glm() -> None:
+    choices, lt, lb = _length_study(0)
+    result = length_controlled_win_rate(choices, lt, lb, n_resamples=0)
+    y = np.array([0.0, 1.0, 0.5, 0.5])[choices]
+    d = lt - lb
+    x = np.tanh(d / d.std())
+    glm = sm.GLM(y, sm.add_constant(x), family=sm.families.Binomial()).fit(cov_type="HC0")
+    assert result.intercept == pytest.approx(glm.params[0], abs=1e-5)
+    assert result.slope == pytest.approx(glm.params[1], abs=1e-5)
+    z = 1.959963984540054
+    se = glm.bse[0]
+    assert result.delta_low == pytest.approx(1 / (1 + np.exp(-(glm.params[0] - z * se))), abs=1e-5)
+    assert result.delta_high == pytest.approx(1 / (1 + np.exp(-(glm.params[0] + z * se))), abs=1e-5)
+
+
+def test_length_control_removes_a_pure_length_preference() -> None:
+    choices, lt, lb = _length_study(1, n=1500)
+    result = length_controlled_win_rate(choices, lt, lb, rng=np.random.default_rng(0))
+    assert result.win_rate > 0.6  # raw rate rewards the longer answers
+    assert result.lc_win_rate == pytest.approx(0.5, abs=0.05)
+    assert result.bootstrap_low < result.lc_win_rate < result.bootstrap_high
+    assert result.delta_low < 0.5 < result.delta_high
+    assert result.slope > 0
+
+
+def test_length_controlled_mirrors_on_swap() -> None:
+    choices, lt, lb = _length_study(2, n=200)
+    a = length_controlled_win_rate(choices, lt, lb, rng=np.random.default_rng(3), n_resamples=200)
+    b = length_controlled_win_rate(
+        swap_systems(choices), lb, lt, rng=np.random.default_rng(3), n_resamples=200
+    )
+    assert b.lc_win_rate == pytest.approx(1 - a.lc_win_rate, abs=1e-9)
+    assert b.delta_low == pytest.approx(1 - a.delta_high, abs=1e-9)
+    assert b.bootstrap_low == pytest.approx(1 - a.bootstrap_high, abs=1e-9)
+    assert b.slope == pytest.approx(a.slope, abs=1e-9)
+
+
+def test_length_controlled_degenerate_inputs() -> None:
+    # Equal lengths: no length term, the LC rate is the raw rate.
+    same = length_controlled_win_rate([1, 1, 0, 2], [5, 5, 5, 5], [5, 5, 5, 5], n_resamples=0)
+    assert same.lc_win_rate == pytest.approx(same.win_rate, abs=1e-6)
+    # Complete separation stays finite.
+    sep = length_controlled_win_rate([1] * 10, np.arange(10.0), np.zeros(10), n_resamples=0)
+    assert 0.99 < sep.lc_win_rate <= 1.0
+    # Excluding ties and clustering by item.
+    choices, lt, lb = _length_study(4, n=120)
+    items = list(np.repeat(np.arange(40), 3))
+    res = length_controlled_win_rate(
+        choices,
+        lt,
+        lb,
+        ties="exclude",
+        item_ids=items,
+        rng=np.random.default_rng(0),
+        n_resamples=100,
+    )
+    assert res.n == int((choices != TIE).sum())
+    with pytest.raises(ValueError, match="same length"):
+        length_controlled_win_rate([1, 0], [1.0], [1.0, 2.0], n_resamples=0)
+    with pytest.raises(ValueError, match="ties"):
+        length_controlled_win_rate([2, 3], [1.0, 2.0], [1.0, 2.0], ties="exclude", n_resamples=0)
+    with pytest.raises(ValueError, match="finite"):
+        length_controlled_win_rate([1, 0], [np.nan, 1.0], [1.0, 2.0], n_resamples=0)
