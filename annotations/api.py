@@ -378,3 +378,33 @@ class AssignmentRenewApi(RaterAPIView):
     def post(self, request: Request, assignment_id: int) -> Response:
         assignment = services.assignment_renew(assignment_id=assignment_id, rater=request.user)
         return Response({"leased_until": assignment.leased_until.isoformat()})
+
+
+class AdjudicationApi(ResearcherAPIView):
+    class AdjudicationInputSerializer(serializers.Serializer):
+        preference = serializers.ChoiceField(choices=["base", "tuned", "tie", "both_bad"])
+        rationale = serializers.CharField(max_length=10_000)
+
+    @extend_schema(
+        request=AdjudicationInputSerializer,
+        responses={
+            200: inline_serializer(
+                "Adjudicated",
+                {"item_id": serializers.CharField(), "preference": serializers.CharField()},
+            )
+        },
+    )
+    def post(self, request: Request, slug: str, external_id: str) -> Response:
+        study = selectors.study_get(slug=slug)
+        serializer = self.AdjudicationInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        adjudication = services.adjudication_record(
+            study=study, external_id=external_id, user=request.user, **serializer.validated_data
+        )
+        return Response(
+            {
+                "item_id": external_id,
+                "preference": adjudication.preference,
+                "by": request.user.username,
+            }
+        )

@@ -17,6 +17,11 @@ urlpatterns = [
         api.StudyJudgmentsExportApi.as_view(),
         name="api-study-judgments",
     ),
+    path(
+        "studies/<slug:slug>/items/<str:external_id>/adjudication/",
+        api.AdjudicationApi.as_view(),
+        name="api-adjudication",
+    ),
     path("me/studies/", api.MyStudiesApi.as_view(), name="api-my-studies"),
     path("queue/next/", api.QueueNextApi.as_view(), name="api-queue-next"),
     path(

@@ -237,3 +237,18 @@ class Judgment(models.Model):
 
     def __str__(self) -> str:
         return f"judgment {self.pk}"
+
+
+class Adjudication(models.Model):
+    """A researcher's ruling on an item where raters split or disagree with the judge; reports
+    use it in place of the human majority and show it as such."""
+
+    item = models.OneToOneField(Item, on_delete=models.CASCADE, related_name="adjudication")
+    preference = models.CharField(max_length=10, choices=Preference.choices)
+    rationale = models.TextField()
+    decided_by = models.ForeignKey(conf.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"adjudication of item {self.item_id}: {self.preference}"

@@ -637,4 +637,56 @@ def judgment_submit(
         ) from exc
     assignment.state = AssignmentState.JUDGED
     assignment.save(update_fields=["state", "updated_at"])
+    if not item.is_gold:
+        overlap_extend_if_split(item=item, study=study)
     return judgment
+
+
+def votes_split(counts: dict[str, int]) -> bool:
+    """No strict majority among the votes (both-bad counts as a tie)."""
+    merged = dict(counts)
+    merged[Preference.TIE] = merged.get(Preference.TIE, 0) + merged.pop(Preference.BOTH_BAD, 0)
+    total = sum(merged.values())
+    return total > 0 and 2 * max(merged.values()) <= total
+
+
+def overlap_extend_if_split(*, item: Item, study: Study) -> bool:
+    """Adaptive overlap: when a completed item's votes split, queue one more rater for it, up
+    to the study's maximum. Runs under the item's row lock (held by `judgment_submit`)."""
+    from annotations.models import Judgment
+
+    wanted = study.overlap + item.extra_votes
+    if wanted >= study.max_overlap:
+        return False
+    counts = dict(
+        Judgment.objects.filter(item=item).values_list("preferred").annotate(n=Count("pk"))
+    )
+    if sum(counts.values()) < wanted or not votes_split(counts):
+        return False
+    Item.objects.filter(pk=item.pk).update(extra_votes=F("extra_votes") + 1)
+    return True
+
+
+@transaction.atomic
+def adjudication_record(
+    *, study: Study, external_id: str, preference: str, rationale: str, user: AbstractBaseUser
+):
+    """Records (or replaces) a researcher's ruling on one item. Raises NotFoundError,
+    DomainValidationError (unknown preference, empty rationale)."""
+    from annotations.models import Adjudication
+
+    item = Item.objects.filter(study=study, external_id=external_id).first()
+    if item is None:
+        raise NotFoundError(f"no item {external_id!r} in study {study.slug!r}")
+    if preference not in Preference.values:
+        raise DomainValidationError(
+            f"preference must be one of {', '.join(Preference.values)}",
+            errors={"preference": ["invalid"]},
+        )
+    if not rationale.strip():
+        raise DomainValidationError("say why (rationale)", errors={"rationale": ["required"]})
+    adjudication, _ = Adjudication.objects.update_or_create(
+        item=item,
+        defaults={"preference": preference, "rationale": rationale.strip(), "decided_by": user},
+    )
+    return adjudication

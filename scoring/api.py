@@ -149,3 +149,112 @@ class IdentityFlagDecideApi(ResearcherAPIView):
             flag_id=flag_id, user=request.user, **serializer.validated_data
         )
         return Response({"id": flag.pk, "decision": flag.decision})
+
+
+def report_options_from(request: Request):
+    from scoring.reports import ReportOptions
+
+    flag = request.query_params.get("exclude_flagged_raters", "")
+    return ReportOptions(exclude_flagged_raters=flag in ("1", "true", "yes"))
+
+
+class StudyReportApi(ResearcherAPIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("exclude_flagged_raters", bool)],
+        responses={
+            200: OpenApiResponse(description="the research report (see docs/architecture.md)")
+        },
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        from scoring.reports import build_report, report_sha256
+
+        study = annotation_selectors.study_get(slug=slug)
+        report = build_report(study=study, options=report_options_from(request))
+        report["sha256"] = report_sha256(report)
+        return Response(report)
+
+
+ExportStatusSerializer = inline_serializer(
+    "ExportStatus",
+    {
+        "id": serializers.IntegerField(),
+        "kind": serializers.CharField(),
+        "status": serializers.CharField(),
+        "rows": serializers.IntegerField(),
+        "size_bytes": serializers.IntegerField(),
+        "sha256": serializers.CharField(),
+        "error": serializers.CharField(),
+        "download_url": serializers.CharField(allow_null=True),
+    },
+)
+
+
+def export_body(export) -> dict:
+    done = export.status == "done"
+    return {
+        "id": export.pk,
+        "study": export.study.slug,
+        "kind": export.kind,
+        "status": export.status,
+        "options": export.options,
+        "rows": export.rows,
+        "size_bytes": export.size_bytes,
+        "sha256": export.sha256,
+        "error": export.error,
+        "download_url": f"/api/v1/exports/{export.pk}/download/" if done else None,
+        "status_url": f"/api/v1/exports/{export.pk}/",
+    }
+
+
+class ExportStartApi(ResearcherAPIView):
+    class ExportStartInputSerializer(serializers.Serializer):
+        kind = serializers.CharField()
+        exclude_flagged_raters = serializers.BooleanField(required=False)
+        include_judge = serializers.BooleanField(required=False)
+
+    @extend_schema(request=ExportStartInputSerializer, responses={202: ExportStatusSerializer})
+    def post(self, request: Request, slug: str) -> Response:
+        from scoring.exports import export_start
+
+        study = annotation_selectors.study_get(slug=slug)
+        serializer = self.ExportStartInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        kind = data.pop("kind")
+        export = export_start(study=study, kind=kind, options=data, created_by=request.user)
+        export.refresh_from_db()
+        return Response(export_body(export), status=status.HTTP_202_ACCEPTED)
+
+
+def export_get(export_id: int):
+    from annotations.errors import NotFoundError
+    from scoring.models import ReportExport
+
+    export = ReportExport.objects.select_related("study").filter(pk=export_id).first()
+    if export is None:
+        raise NotFoundError(f"no export {export_id}")
+    return export
+
+
+class ExportStatusApi(ResearcherAPIView):
+    @extend_schema(responses=ExportStatusSerializer)
+    def get(self, request: Request, export_id: int) -> Response:
+        return Response(export_body(export_get(export_id)))
+
+
+class ExportDownloadApi(ResearcherAPIView):
+    @extend_schema(responses={200: OpenApiResponse(description="the file")})
+    def get(self, request: Request, export_id: int):
+        from pathlib import Path
+
+        from django.http import FileResponse
+
+        from annotations.errors import ConflictError
+
+        export = export_get(export_id)
+        if export.status != "done":
+            raise ConflictError(f"export {export_id} is {export.status}")
+        path = Path(export.file_path)
+        return FileResponse(
+            path.open("rb"), as_attachment=True, filename=f"{export.study.slug}-{path.name}"
+        )

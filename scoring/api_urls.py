@@ -23,4 +23,12 @@ urlpatterns = [
         name="api-identity-decide",
     ),
     path("scoring-jobs/<int:job_id>/", api.ScoringJobApi.as_view(), name="api-scoring-job"),
+    path("studies/<slug:slug>/report/", api.StudyReportApi.as_view(), name="api-study-report"),
+    path("studies/<slug:slug>/exports/", api.ExportStartApi.as_view(), name="api-export-start"),
+    path("exports/<int:export_id>/", api.ExportStatusApi.as_view(), name="api-export"),
+    path(
+        "exports/<int:export_id>/download/",
+        api.ExportDownloadApi.as_view(),
+        name="api-export-download",
+    ),
 ]

@@ -181,3 +181,46 @@ class IdentityFlag(models.Model):
 
     def __str__(self) -> str:
         return f"identity flag on item {self.item_id} ({self.decision})"
+
+
+class ExportKind(models.TextChoices):
+    REPORT_JSON = "report_json", "Report (JSON)"
+    REPORT_HTML = "report_html", "Report (HTML)"
+    REPORT_CSV = "report_csv", "Report summary (CSV)"
+    ITEMS_CSV = "items_csv", "Item-level rows (CSV)"
+    ITEMS_JSONL = "items_jsonl", "Item-level rows (JSONL)"
+    JUDGMENTS_CSV = "judgments_csv", "Judgments (CSV)"
+    DPO_JSONL = "dpo_jsonl", "Preference pairs for DPO (JSONL)"
+
+
+class ExportStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class ReportExport(models.Model):
+    """A report or export built by a background task into a file (never inside a request)."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="exports")
+    kind = models.CharField(max_length=20, choices=ExportKind.choices)
+    options = models.JSONField(default=dict, blank=True)
+    status = models.CharField(
+        max_length=10, choices=ExportStatus.choices, default=ExportStatus.PENDING
+    )
+    file_path = models.CharField(max_length=500, blank=True)
+    size_bytes = models.BigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True)
+    rows = models.BigIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        conf.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} export {self.pk} ({self.status})"

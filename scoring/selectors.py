@@ -162,7 +162,7 @@ def study_scores(*, study: Study, n_resamples: int = 2_000) -> StudyScores:
         base = [b for b, _ in pairs]
         tuned = [t for _, t in pairs]
         ci = None
-        if len(pairs) >= 2:
+        if len(pairs) >= 2 and n_resamples > 0:
             result = paired_delta_ci(base, tuned, n_resamples=n_resamples, rng=rng)
             ci = (float(result.ci[0]), float(result.ci[1]))
         summary.metrics.append(

@@ -36,3 +36,17 @@ def run_gpu_chunk(self, chunk_id: int) -> None:
     from scoring.services import chunk_run
 
     chunk_run(chunk_id=chunk_id, final_attempt=self.request.retries >= self.max_retries)
+
+
+@shared_task(
+    name="scoring.build_export",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=25 * 60,
+    time_limit=30 * 60,
+)
+def build_export(self, export_id: int) -> None:
+    from scoring.exports import export_build
+
+    export_build(export_id=export_id)

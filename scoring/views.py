@@ -56,3 +56,15 @@ def identity_decide(request: HttpRequest, slug: str, flag_id: int) -> HttpRespon
     except DomainError as exc:
         messages.error(request, exc.message)
     return redirect("study-scores", slug=slug)
+
+
+@researcher_required
+def study_report(request: HttpRequest, slug: str) -> HttpResponse:
+    """The HTML report, built from the same dict as the API and the exports."""
+    from scoring.report_html import render_report_html
+    from scoring.reports import ReportOptions, build_report
+
+    study = annotation_selectors.study_get(slug=slug)
+    exclude = request.GET.get("exclude_flagged_raters") in ("1", "true", "yes")
+    report = build_report(study=study, options=ReportOptions(exclude_flagged_raters=exclude))
+    return HttpResponse(render_report_html(report))

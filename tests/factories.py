@@ -60,6 +60,8 @@ def make_study(
     slug: str | None = None,
     **fields: Any,
 ) -> Study:
+    # Adaptive overlap off unless a test asks for it, so "exactly k votes" stays exact.
+    fields.setdefault("max_overlap", overlap)
     study = services.study_create(
         slug=slug or f"study-{next(_counter)}",
         name="Test study",

@@ -10,7 +10,9 @@ treated as interchangeable separators).
 Matching is case-insensitive and word-boundary aware: ``metadata`` does not match ``Meta``,
 ``Llamas`` does not match ``Llama``. A bare mention of a model family in third person ("Llama
 is an open model") is *not* flagged unless it is one of the study's model names; only
-self-referential phrases are.
+self-referential phrases are. The maker phrases ("trained by Meta") are flagged wherever they
+occur, so an answer *about* Llama that says "it was trained by Meta" is flagged too: for a
+blind study a false alarm costs a glance, a missed leak costs the blinding.
 
 Heuristic by design: it reports spans and reasons for a human or a filter to act on, it does
 not rewrite text. No Django, no torch.

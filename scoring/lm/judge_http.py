@@ -50,6 +50,7 @@ from scoring.lm.judge_prompts import JudgeAnswer, JudgeTemplate, RenderedPrompt
 from scoring.lm.judge_prompts import template_from_settings as _template
 
 _RETRY_STATUS = {408, 429}
+_CACHED_FIELDS = ("probs", "source", "text", "candidate_mass")
 _UNAVAILABLE_STATUS = {401, 403, 404}
 
 
@@ -231,19 +232,12 @@ class OpenAIJudge:
         key = self.cache_key(prompt)
         cached = self.cache.get(key)
         if cached is not None:
-            return JudgeAnswer(**cached)
+            # Only the known fields: a database-backed cache may add its own (timestamps...).
+            return JudgeAnswer(**{k: cached.get(k) for k in _CACHED_FIELDS if k in cached})
         data = self._post(self.payload(prompt))
         answer = self._read(data)
         if answer.error is None:
-            self.cache.set(
-                key,
-                {
-                    "probs": answer.probs,
-                    "source": answer.source,
-                    "text": answer.text,
-                    "candidate_mass": answer.candidate_mass,
-                },
-            )
+            self.cache.set(key, {k: getattr(answer, k) for k in _CACHED_FIELDS})
         return answer
 
     # -- HTTP ------------------------------------------------------------------------------

@@ -148,7 +148,9 @@ class LocalJudge:
 
         return model_context_length(self.model, self.tokenizer)
 
-    def _too_long(self, n_tokens: int, extra: int, source: Literal["logprobs", "text"]):
+    def _too_long(
+        self, n_tokens: int, extra: int, source: Literal["logprobs", "text"]
+    ) -> JudgeAnswer | None:
         """An error answer when a prompt does not fit the judge's context, else None."""
         if n_tokens + extra <= self.context_length:
             return None

@@ -180,3 +180,36 @@ def test_left_side_is_balanced_over_many_assignments() -> None:
     assert len(lefts) == 2000
     rate = sum(1 for s in lefts if s == System.BASE) / len(lefts)
     assert 0.45 <= rate <= 0.55
+
+
+def test_split_votes_queue_one_more_rater_up_to_the_maximum() -> None:
+    raters = [make_user() for _ in range(5)]
+    study = make_study(items=1, overlap=2, max_overlap=4, raters=raters)
+    item = study.items.get()
+
+    def vote(rater, preferred: str) -> None:
+        a = services.assignment_next(study=study, rater=rater)
+        choice = "tie" if preferred == "tie" else ("1" if a.left_system == preferred else "2")
+        services.judgment_submit(assignment_id=a.pk, rater=rater, choice=choice)
+
+    vote(raters[0], "base")
+    vote(raters[1], "tuned")  # 1-1: split, a third rater is queued
+    item.refresh_from_db()
+    assert item.extra_votes == 1
+    vote(raters[2], "tie")  # 1-1-1: still split, a fourth (the maximum)
+    item.refresh_from_db()
+    assert item.extra_votes == 2
+    vote(raters[3], "tuned")  # 4 votes = max_overlap: no more
+    item.refresh_from_db()
+    assert item.extra_votes == 2
+    assert services.assignment_next(study=study, rater=raters[4]) is None
+
+
+def test_agreeing_votes_do_not_extend_overlap() -> None:
+    raters = [make_user() for _ in range(3)]
+    study = make_study(items=1, overlap=2, max_overlap=4, raters=raters)
+    for rater in raters[:2]:
+        a = services.assignment_next(study=study, rater=rater)
+        services.judgment_submit(assignment_id=a.pk, rater=rater, choice="tie")
+    assert study.items.get().extra_votes == 0
+    assert services.assignment_next(study=study, rater=raters[2]) is None

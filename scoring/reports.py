@@ -1,0 +1,750 @@
+"""The research report: agreement, win rate, raters, judge-vs-human and metric-vs-human
+reconciliation, disagreements and the sequential decision, as one JSON-serialisable dict.
+
+Data are read with a fixed number of queries (bulk `values_list` reads and database
+aggregation, never per-row queries); the statistics come from the pure `scoring.stats` and
+`scoring.metrics` modules. The same dict feeds the API, the HTML report, CSV and the sign-off
+hash, so it is deterministic for the same data (fixed bootstrap seed, sorted keys).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from django.db.models import Count
+from django.db.models.functions import Length
+from django.utils import timezone
+
+import evalplatform
+from annotations.models import Adjudication, Item, Judgment, Output, Study, System
+from scoring import selectors
+from scoring.models import JudgeVerdict
+
+REPORT_SCHEMA_VERSION = 1
+CODES = {"base": 0, "tuned": 1, "tie": 2, "both_bad": 3}
+NAMES = {v: k for k, v in CODES.items()}
+ALPHA_TENTATIVE = 0.667
+ALPHA_RELIABLE = 0.800
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    exclude_flagged_raters: bool = False
+    n_resamples: int = 1_000
+    seed: int = selectors.REPORT_SEED
+
+
+def finite(value: float | None) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def interval(low: float | None, high: float | None) -> list[float] | None:
+    low, high = finite(low), finite(high)
+    return [low, high] if low is not None and high is not None else None
+
+
+@dataclass(frozen=True)
+class VoteRows:
+    item_ids: list[int]
+    raters: list[str]
+    codes: list[int]
+    left: list[int]
+    seconds: list[float | None]
+
+
+def fetch_votes(study: Study, *, gold: bool) -> VoteRows:
+    rows = (
+        Judgment.objects.filter(item__study=study, item__is_gold=gold, item__excluded=False)
+        .order_by("id")
+        .values_list("item_id", "rater__username", "preferred", "left_system", "time_ms")
+    )
+    item_ids, raters, codes, left, seconds = [], [], [], [], []
+    for item_id, rater, preferred, left_system, time_ms in rows.iterator(chunk_size=20_000):
+        item_ids.append(item_id)
+        raters.append(rater)
+        codes.append(CODES[preferred])
+        left.append(CODES[left_system])
+        seconds.append(time_ms / 1000.0 if time_ms is not None else None)
+    return VoteRows(item_ids, raters, codes, left, seconds)
+
+
+def rater_thresholds(study: Study):
+    from scoring.stats.raters import RaterThresholds
+
+    config = (study.settings or {}).get("rater_thresholds", {})
+    min_seconds = config.get("min_median_seconds")
+    if min_seconds is None and study.min_time_ms:
+        min_seconds = study.min_time_ms / 1000.0
+    return RaterThresholds(
+        min_votes_to_judge=int(config.get("min_votes_to_judge", 10)),
+        min_median_seconds=min_seconds,
+        position_bias_p_value=config.get("position_bias_p_value", 0.01),
+        min_majority_agreement=config.get("min_majority_agreement", 0.5),
+        min_gold_accuracy=config.get("min_gold_accuracy", 0.6),
+    )
+
+
+def rater_rows(study: Study, votes: VoteRows, gold_votes: VoteRows) -> list[dict[str, Any]]:
+    from scoring.stats.raters import rater_reports
+    from scoring.stats.votes import Vote
+
+    gold_answers = {
+        item_id: CODES[answer]
+        for item_id, answer in Item.objects.filter(study=study, is_gold=True).values_list(
+            "id", "gold_preference"
+        )
+    }
+    records = [
+        Vote(rater=r, item=i, choice=c, left=left, seconds=s)
+        for rows in (votes, gold_votes)
+        for i, r, c, left, s in zip(
+            rows.item_ids, rows.raters, rows.codes, rows.left, rows.seconds, strict=True
+        )
+    ]
+    reports = rater_reports(records, gold=gold_answers, thresholds=rater_thresholds(study))
+    return [
+        {
+            "rater": str(r.rater),
+            "votes": r.n_votes,
+            "median_seconds": finite(r.median_seconds),
+            "left_rate": finite(r.left_rate),
+            "left_p_value": finite(r.left_p_value),
+            "loo_agreement": finite(r.majority_agreement),
+            "gold_accuracy": finite(r.gold_accuracy),
+            "gold_votes": r.n_gold,
+            "flags": list(r.flags),
+            "flagged": bool(r.flags),
+        }
+        for r in sorted(reports, key=lambda r: str(r.rater))
+    ]
+
+
+def keep_raters(votes: VoteRows, excluded: set[str]) -> VoteRows:
+    if not excluded:
+        return votes
+    keep = [k for k, rater in enumerate(votes.raters) if rater not in excluded]
+    return VoteRows(
+        *(
+            [column[k] for k in keep]
+            for column in (votes.item_ids, votes.raters, votes.codes, votes.left, votes.seconds)
+        )
+    )
+
+
+def agreement_section(
+    votes: VoteRows, rng: np.random.Generator, n_resamples: int
+) -> dict[str, Any]:
+    from scoring.stats import agreement
+    from scoring.stats.votes import Vote, votes_to_matrix
+
+    matrix = votes_to_matrix(
+        Vote(rater=r, item=i, choice=2 if c == 3 else c)  # both-bad is a tie for agreement
+        for i, r, c in zip(votes.item_ids, votes.raters, votes.codes, strict=True)
+    )
+    section: dict[str, Any] = {"n_items": len(matrix.items), "n_raters": len(matrix.raters)}
+    multi = np.sum(~np.isnan(matrix.data), axis=0) >= 2
+    if len(matrix.raters) < 2 or not multi.any():
+        section.update(
+            dict.fromkeys(
+                (
+                    "krippendorff_alpha",
+                    "krippendorff_alpha_ci95",
+                    "fleiss_kappa",
+                    "fleiss_kappa_ci95",
+                    "percent_agreement",
+                    "percent_agreement_ci95",
+                    "gwet_ac1",
+                    "gwet_ac1_ci95",
+                    "cohen_kappa_mean",
+                )
+            )
+        )
+        section["note"] = "needs items with at least two votes"
+        return section
+    categories = [0, 1, 2]
+    for key, estimate in (
+        (
+            "krippendorff_alpha",
+            agreement.krippendorff_alpha(
+                matrix.data,
+                level="nominal",
+                categories=categories,
+                n_resamples=n_resamples,
+                rng=rng,
+            ),
+        ),
+        (
+            "fleiss_kappa",
+            agreement.fleiss_kappa(
+                matrix.data, categories=categories, n_resamples=n_resamples, rng=rng
+            ),
+        ),
+        (
+            "percent_agreement",
+            agreement.percent_agreement(matrix.data, n_resamples=n_resamples, rng=rng),
+        ),
+        (
+            "gwet_ac1",
+            agreement.gwet_ac1(
+                matrix.data, categories=categories, n_resamples=n_resamples, rng=rng
+            ),
+        ),
+    ):
+        section[key] = finite(estimate.estimate)
+        section[f"{key}_ci95"] = interval(estimate.ci_low, estimate.ci_high)
+    pairwise = agreement.cohen_kappa_pairwise(matrix.data, min_common_items=5, n_resamples=0)
+    section["cohen_kappa_mean"] = finite(pairwise.mean.estimate)
+    alpha = section["krippendorff_alpha"]
+    section["alpha_band"] = (
+        None
+        if alpha is None
+        else "reliable"
+        if alpha >= ALPHA_RELIABLE
+        else "tentative"
+        if alpha >= ALPHA_TENTATIVE
+        else "unreliable"
+    )
+    return section
+
+
+def win_rate_section(votes: VoteRows, rng: np.random.Generator, n_resamples: int) -> dict[str, Any]:
+    from scoring.stats.winrate import win_rate
+
+    if not votes.codes:
+        return {
+            "tuned": None,
+            "tuned_no_ties": None,
+            "ci95": None,
+            "ci95_wilson": None,
+            "ci95_bootstrap": None,
+            "p_value": None,
+            "n": 0,
+        }
+    half = win_rate(
+        votes.codes, item_ids=votes.item_ids, ties="half", n_resamples=n_resamples, rng=rng
+    )
+    no_ties = win_rate(
+        votes.codes, item_ids=votes.item_ids, ties="exclude", n_resamples=n_resamples, rng=rng
+    )
+    per_item = win_rate(
+        votes.codes,
+        item_ids=votes.item_ids,
+        unit="item",
+        ties="half",
+        n_resamples=n_resamples,
+        rng=rng,
+    )
+    return {
+        "tuned": finite(half.win_rate),
+        "tuned_no_ties": finite(no_ties.win_rate),
+        # The bootstrap resamples items (votes on one item are not independent).
+        "ci95": interval(half.bootstrap_low, half.bootstrap_high),
+        "ci95_wilson": interval(half.wilson_low, half.wilson_high),
+        "ci95_bootstrap": interval(half.bootstrap_low, half.bootstrap_high),
+        "ci95_no_ties": interval(no_ties.bootstrap_low, no_ties.bootstrap_high),
+        "p_value": finite(half.sign_test_p_value),
+        "n": half.n,
+        "tuned_wins": half.tuned_wins,
+        "base_wins": half.base_wins,
+        "ties": half.n_ties,
+        "per_item_majority": {
+            "tuned": finite(per_item.win_rate),
+            "ci95": interval(per_item.bootstrap_low, per_item.bootstrap_high),
+            "n_items": per_item.n,
+        },
+        "unit": "vote",
+    }
+
+
+def length_controlled_section(
+    study: Study, votes: VoteRows, rng: np.random.Generator, n_resamples: int
+) -> dict[str, Any] | None:
+    from scoring.stats.winrate import length_controlled_win_rate
+
+    if len(votes.codes) < 10:
+        return None
+    lengths = {
+        (item_id, system): n
+        for item_id, system, n in Output.objects.filter(item__study=study)
+        .annotate(n=Length("text"))
+        .values_list("item_id", "system", "n")
+    }
+    tuned = [lengths[(i, System.TUNED)] for i in votes.item_ids]
+    base = [lengths[(i, System.BASE)] for i in votes.item_ids]
+    result = length_controlled_win_rate(
+        votes.codes, tuned, base, item_ids=votes.item_ids, n_resamples=n_resamples, rng=rng
+    )
+    return {
+        "value": finite(result.lc_win_rate),
+        "ci95": interval(result.bootstrap_low, result.bootstrap_high),
+        "ci95_delta_method": interval(result.delta_low, result.delta_high),
+        "slope": finite(result.slope),
+        "raw": finite(result.win_rate),
+        "length_unit": "characters",
+        "transform": result.transform,
+    }
+
+
+def human_majorities(votes: VoteRows, adjudicated: dict[int, str]) -> dict[int, int | None]:
+    from scoring.stats.votes import majority_vote
+
+    majority = majority_vote(votes.item_ids, votes.codes, on_split="none") if votes.codes else {}
+    for item_id, preference in adjudicated.items():
+        if item_id in majority or preference:
+            majority[item_id] = 2 if CODES[preference] == 3 else CODES[preference]
+    return majority
+
+
+def judge_section(
+    study: Study, majority: dict[int, int | None], votes: VoteRows
+) -> tuple[dict | None, dict | None, dict[int, float]]:
+    from scoring.stats.reconcile import judge_agreement
+
+    counts = (
+        JudgeVerdict.objects.filter(item__study=study)
+        .values("judge_id")
+        .annotate(n=Count("pk"))
+        .order_by("-n", "judge_id")
+    )
+    top = counts.first()
+    if top is None:
+        return None, None, {}
+    judge_id = top["judge_id"]
+    verdicts = dict(
+        JudgeVerdict.objects.filter(
+            item__study=study, judge_id=judge_id, item__excluded=False
+        ).values_list("item_id", "verdict")
+    )
+    probabilities = dict(
+        JudgeVerdict.objects.filter(item__study=study, judge_id=judge_id).values_list(
+            "item_id", "p_tuned"
+        )
+    )
+    summary = selectors.study_scores(study=study, n_resamples=0).judges
+    judge_summary = next(
+        (
+            {
+                "tuned_win_rate": j.tuned_win_rate,
+                "position_bias_rate": j.position_bias_rate,
+                "n": j.n,
+                "judge_id": j.judge_id,
+            }
+            for j in summary
+            if j.judge_id == judge_id
+        ),
+        None,
+    )
+    common = {i: m for i, m in majority.items() if i in verdicts and m is not None}
+    if not common:
+        return None, judge_summary, probabilities
+    result = judge_agreement(common, {i: CODES[verdicts[i]] for i in common})
+    human_human = human_pairwise_agreement(votes)
+    return (
+        {
+            "judge_id": judge_id,
+            "n": result.n,
+            "agreement": finite(result.agreement),
+            "agreement_non_tie": finite(result.agreement_without_ties),
+            "n_non_tie": result.n_without_ties,
+            "cohen_kappa": finite(result.kappa),
+            "labels": list(result.labels),
+            "confusion": np.asarray(result.confusion).astype(int).tolist(),
+            "human_human_agreement": human_human["with_ties"],
+            "human_human_agreement_non_tie": human_human["without_ties"],
+            "convention": "agreement_non_tie drops pairs where either side is a tie (MT-Bench)",
+        },
+        judge_summary,
+        probabilities,
+    )
+
+
+def human_pairwise_agreement(votes: VoteRows) -> dict[str, float | None]:
+    """Agreement between pairs of raters on the same item, with and without ties (the MT-Bench
+    paper's human-human figure, comparable to judge-human agreement)."""
+    by_item: dict[int, list[int]] = defaultdict(list)
+    for item_id, code in zip(votes.item_ids, votes.codes, strict=True):
+        by_item[item_id].append(2 if code == 3 else code)
+    agree = total = agree_nt = total_nt = 0
+    for codes in by_item.values():
+        for a in range(len(codes)):
+            for b in range(a + 1, len(codes)):
+                total += 1
+                agree += codes[a] == codes[b]
+                if codes[a] != 2 and codes[b] != 2:
+                    total_nt += 1
+                    agree_nt += codes[a] == codes[b]
+    return {
+        "with_ties": agree / total if total else None,
+        "without_ties": agree_nt / total_nt if total_nt else None,
+    }
+
+
+def metric_sections(study: Study, majority: dict[int, int | None]) -> tuple[dict, list, dict]:
+    from scoring.stats.reconcile import metric_correlations
+
+    scores = selectors.study_scores(study=study, n_resamples=1_000)
+    metrics = {
+        m.metric: {
+            "base": m.base,
+            "tuned": m.tuned,
+            "delta": m.delta,
+            "delta_ci95": list(m.delta_ci95) if m.delta_ci95 else None,
+            "n": m.n,
+            "lower_is_better": m.lower_is_better,
+            "version": m.version,
+        }
+        for m in scores.metrics
+    }
+    items = sorted(i for i, m in majority.items())
+    deltas: dict[str, list[float]] = {}
+    for (metric, _version), per_item in selectors.paired_values(study=study).items():
+        values = []
+        for item_id in items:
+            v = per_item.get(item_id, {})
+            if System.BASE in v and System.TUNED in v:
+                delta = v[System.TUNED] - v[System.BASE]
+                values.append(-delta if selectors.lower_is_better(metric) else delta)
+            else:
+                values.append(float("nan"))
+        deltas[metric] = values
+    correlations = {}
+    if items and deltas:
+        for name, corr in metric_correlations([majority[i] for i in items], deltas).items():
+            correlations[name] = {
+                "spearman": finite(corr.spearman),
+                "kendall": finite(corr.kendall),
+                "sign_agreement": finite(corr.sign_agreement),
+                "n": corr.n,
+                "n_sign": corr.n_sign,
+            }
+    corpus = [
+        {"metric": c["metric"], "base": c.get("base", {}), "tuned": c.get("tuned", {})}
+        for c in scores.corpus
+    ]
+    return (
+        metrics,
+        corpus,
+        {
+            "correlations": correlations,
+            "advice": scores.advice,
+            "identity_flags": scores.identity_flags,
+        },
+    )
+
+
+def disagreement_section(
+    study: Study,
+    votes: VoteRows,
+    judge_verdicts: dict[int, int],
+    probabilities: dict[int, float],
+    adjudications: dict[int, dict[str, str]],
+) -> list[dict[str, Any]]:
+    from scoring.stats.reconcile import find_disagreements
+
+    if not votes.codes:
+        return []
+    found = find_disagreements(votes.item_ids, votes.codes, judge=judge_verdicts or None)
+    external = dict(
+        Item.objects.filter(pk__in=[d.item for d in found]).values_list("id", "external_id")
+    )
+    per_item: dict[int, Counter] = defaultdict(Counter)
+    for item_id, code in zip(votes.item_ids, votes.codes, strict=True):
+        per_item[item_id][NAMES[code]] += 1
+    return [
+        {
+            "item_id": external[d.item],
+            "reasons": list(d.reasons),
+            "votes": dict(sorted(per_item[d.item].items())),
+            "judge_p_tuned": finite(probabilities.get(d.item)),
+            "adjudication": adjudications.get(d.item),
+        }
+        for d in sorted(found, key=lambda d: external[d.item])
+    ]
+
+
+def decision_section(study: Study, win: dict[str, Any]) -> dict[str, Any]:
+    from scoring.stats.sequential import sequential_decision
+
+    config = (study.settings or {}).get("sequential", {})
+    if not win.get("n"):
+        return {
+            "decided": False,
+            "direction": None,
+            "method": config.get("method", "obrien_fleming"),
+            "win_rate": None,
+            "additional_votes": None,
+            "look": 0,
+            "threshold": None,
+            "statistic": None,
+        }
+    planned = int(
+        config.get("planned_votes")
+        or max(1, Item.objects.filter(study=study, is_gold=False).count() * study.overlap)
+    )
+    max_looks = int(config.get("max_looks", 5))
+    fraction = min(1.0, win["n"] / planned)
+    look = max(1, min(max_looks, math.ceil(fraction * max_looks)))
+    fractions = [min(1.0, (k + 1) / max_looks) for k in range(max_looks)]
+    fractions[look - 1] = max(fraction, fractions[look - 2] + 1e-6 if look > 1 else fraction)
+    fractions = [max(f, 1e-6) for f in fractions]
+    result = sequential_decision(
+        win["tuned_wins"],
+        win["base_wins"],
+        win["ties"],
+        look=look,
+        max_looks=max_looks,
+        method=config.get("method", "obrien_fleming"),
+        alpha=float(config.get("alpha", 0.05)),
+        information_fractions=sorted(fractions),
+    )
+    return {
+        "decided": bool(result.decided),
+        "direction": result.direction,
+        "method": result.method,
+        "win_rate": finite(result.win_rate),
+        "additional_votes": result.additional_votes,
+        "look": result.look,
+        "max_looks": max_looks,
+        "threshold": finite(result.threshold),
+        "statistic": finite(result.statistic),
+        "alpha_spent": finite(result.alpha_spent),
+        "information_fraction": finite(result.information_fraction),
+    }
+
+
+def verdict_section(report: dict[str, Any]) -> dict[str, str]:
+    win = report["win_rate"]
+    ci = win.get("ci95")
+    alpha = report["agreement"].get("krippendorff_alpha")
+    if not win.get("n"):
+        return {"summary": "No human votes yet.", "level": "neutral"}
+    parts = [f"Tuned wins {win['tuned']:.1%} of human votes (ties as half)"]
+    if ci:
+        parts.append(f"95% CI [{ci[0]:.1%}, {ci[1]:.1%}]")
+    level = "neutral"
+    if ci and ci[0] > 0.5:
+        parts.append("the tuned model is preferred")
+        level = "good"
+    elif ci and ci[1] < 0.5:
+        parts.append("the base model is preferred")
+        level = "bad"
+    else:
+        parts.append("no significant preference yet")
+    if alpha is not None:
+        parts.append(f"Krippendorff's alpha {alpha:.3f} ({report['agreement'].get('alpha_band')})")
+        if alpha < ALPHA_TENTATIVE and level == "good":
+            level = "neutral"
+    return {"summary": "; ".join(parts) + ".", "level": level}
+
+
+def build_report(*, study: Study, options: ReportOptions | None = None) -> dict[str, Any]:
+    """The full research report of `study` as a JSON-serialisable dict (see module docstring)."""
+    options = options or ReportOptions()
+    rng = np.random.default_rng(options.seed)
+    votes_all = fetch_votes(study, gold=False)
+    gold_votes = fetch_votes(study, gold=True)
+    raters = rater_rows(study, votes_all, gold_votes)
+    excluded = (
+        {r["rater"] for r in raters if r["flagged"]} if options.exclude_flagged_raters else set()
+    )
+    votes = keep_raters(votes_all, excluded)
+    adjudication_rows = list(
+        Adjudication.objects.filter(item__study=study).values_list(
+            "item_id", "preference", "decided_by__username", "rationale"
+        )
+    )
+    adjudicated = {item_id: preference for item_id, preference, _, _ in adjudication_rows}
+    adjudications = {
+        item_id: {"preference": p, "by": by, "rationale": why}
+        for item_id, p, by, why in adjudication_rows
+    }
+    majority = human_majorities(votes, adjudicated)
+    win = win_rate_section(votes, rng, options.n_resamples)
+    judge_human, judge_summary, probabilities = judge_section(study, majority, votes)
+    judge_codes = {}
+    if judge_human:
+        judge_codes = {
+            i: CODES[v]
+            for i, v in JudgeVerdict.objects.filter(
+                item__study=study, judge_id=judge_human["judge_id"]
+            ).values_list("item_id", "verdict")
+        }
+    metrics, corpus, extra = metric_sections(study, majority)
+    counts = Counter(NAMES[c] for c in votes.codes)
+    report: dict[str, Any] = {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "software_version": evalplatform.__version__,
+        "generated_at": timezone.now().isoformat(),
+        "study": {
+            "slug": study.slug,
+            "name": study.name,
+            "task_type": study.task_type,
+            "overlap": study.overlap,
+            "max_overlap": study.max_overlap,
+            "status": study.status,
+            "queue_order": study.queue_order,
+            "base_model": study.base_model,
+            "tuned_model": study.tuned_model,
+            "settings": {k: v for k, v in (study.settings or {}).items() if k != "judge"}
+            | (
+                {"judge": {k: v for k, v in study.settings["judge"].items() if k != "api_key"}}
+                if (study.settings or {}).get("judge")
+                else {}
+            ),
+        },
+        "options": {
+            "exclude_flagged_raters": options.exclude_flagged_raters,
+            "excluded_raters": sorted(excluded),
+            "seed": options.seed,
+            "n_resamples": options.n_resamples,
+        },
+        "items": Item.objects.filter(study=study, is_gold=False, excluded=False).count(),
+        "gold_items": Item.objects.filter(study=study, is_gold=True).count(),
+        "judgments": len(votes.codes),
+        "votes": {name: counts.get(name, 0) for name in ("base", "tuned", "tie", "both_bad")},
+        "win_rate": win,
+        "length_controlled_win_rate": length_controlled_section(
+            study, votes, rng, options.n_resamples
+        ),
+        "agreement": agreement_section(votes, rng, options.n_resamples),
+        "judge_human": judge_human,
+        "judge": judge_summary,
+        "raters": raters,
+        "metrics": metrics,
+        "corpus_metrics": corpus,
+        "metric_correlations": extra["correlations"],
+        "metric_advice": extra["advice"],
+        "identity_flags": extra["identity_flags"],
+        "disagreements": disagreement_section(
+            study, votes, judge_codes, probabilities, adjudications
+        ),
+        "adjudications": len(adjudications),
+        "decision": decision_section(study, win),
+    }
+    report["verdict"] = verdict_section(report)
+    return report
+
+
+def canonical_json(report: dict[str, Any]) -> str:
+    """Sorted keys, no whitespace, no generation time: the same evidence gives the same text."""
+    stable = {k: v for k, v in report.items() if k != "generated_at"}
+    return json.dumps(
+        stable, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+def report_sha256(report: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(report).encode("utf-8")).hexdigest()
+
+
+# --- item-level rows and preference data ----------------------------------------------------
+
+ITEM_ROW_FIELDS = (
+    "item_id",
+    "votes_base",
+    "votes_tuned",
+    "votes_tie",
+    "votes_both_bad",
+    "majority",
+    "adjudicated",
+    "judge_verdict",
+    "judge_p_tuned",
+)
+
+
+def item_rows(*, study: Study) -> Iterator[dict[str, Any]]:
+    """One row per item: votes by preference, majority (adjudication wins), judge verdict and
+    probability, and each metric's delta (tuned - base) as `delta:<metric>` columns."""
+    from scoring.stats.votes import majority_vote
+
+    counts: dict[int, Counter] = defaultdict(Counter)
+    for item_id, preferred, n in (
+        Judgment.objects.filter(item__study=study)
+        .values_list("item_id", "preferred")
+        .annotate(n=Count("pk"))
+        .order_by()
+    ):
+        counts[item_id][preferred] = n
+    adjudicated = dict(
+        Adjudication.objects.filter(item__study=study).values_list("item_id", "preference")
+    )
+    judge = {
+        i: (v, p)
+        for i, v, p in JudgeVerdict.objects.filter(item__study=study)
+        .order_by("created_at")
+        .values_list("item_id", "verdict", "p_tuned")
+    }
+    paired = selectors.paired_values(study=study)
+    for item_id, external_id in (
+        Item.objects.filter(study=study).order_by("id").values_list("id", "external_id")
+    ):
+        c = counts.get(item_id, Counter())
+        codes = [CODES[name] for name, n in c.items() for _ in range(n)]
+        majority = (
+            majority_vote([item_id] * len(codes), codes, on_split="none").get(item_id)
+            if codes
+            else None
+        )
+        row: dict[str, Any] = {
+            "item_id": external_id,
+            "votes_base": c.get("base", 0),
+            "votes_tuned": c.get("tuned", 0),
+            "votes_tie": c.get("tie", 0),
+            "votes_both_bad": c.get("both_bad", 0),
+            "majority": adjudicated.get(item_id)
+            or (NAMES[majority] if majority is not None else None),
+            "adjudicated": item_id in adjudicated,
+            "judge_verdict": judge.get(item_id, (None, None))[0],
+            "judge_p_tuned": judge.get(item_id, (None, None))[1],
+        }
+        for (metric, _version), per_item in sorted(paired.items()):
+            v = per_item.get(item_id, {})
+            row[f"delta:{metric}"] = (
+                (v[System.TUNED] - v[System.BASE])
+                if System.BASE in v and System.TUNED in v
+                else None
+            )
+        yield row
+
+
+def preference_pairs(*, study: Study, include_judge: bool = False) -> Iterator[dict[str, str]]:
+    """Chosen / rejected pairs in the JSONL shape TRL's DPO trainer reads (`prompt`, `chosen`,
+    `rejected`), from the human majority (an adjudication wins); ties, both-bad and splits give
+    no pair. With `include_judge`, items without a human majority use the judge's verdict."""
+    items = list(
+        Item.objects.filter(study=study)
+        .order_by("id")
+        .values_list("id", "prompt", "is_gold", "excluded")
+    )
+    rows = dict(zip((pk for pk, *_ in items), item_rows(study=study), strict=True))
+    texts = {
+        (i, s): t
+        for i, s, t in Output.objects.filter(item__study=study).values_list(
+            "item_id", "system", "text"
+        )
+    }
+    for item_id, prompt, is_gold, excluded in items:
+        if is_gold or excluded:
+            continue
+        winner, source = rows[item_id]["majority"], "human"
+        if winner is None and include_judge:
+            winner, source = rows[item_id]["judge_verdict"], "judge"
+        if winner not in ("base", "tuned"):
+            continue
+        loser = "tuned" if winner == "base" else "base"
+        yield {
+            "prompt": prompt,
+            "chosen": texts[(item_id, winner)],
+            "rejected": texts[(item_id, loser)],
+            "source": source,
+        }

@@ -1,0 +1,207 @@
+from __future__ import annotations
+
+import krippendorff
+import numpy as np
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from annotations import services
+from annotations.models import Assignment, Item, Judgment
+from scoring.models import JudgeVerdict, OutputScore
+from scoring.reports import ReportOptions, build_report, item_rows, preference_pairs, report_sha256
+from tests.factories import make_study, make_user
+
+pytestmark = pytest.mark.django_db
+
+CODE = {"base": 0, "tuned": 1, "tie": 2, "both_bad": 2}
+
+
+def vote(study, rater, item, preferred: str, time_ms: int = 5000) -> None:
+    """Casts `preferred` for `item` through the real queue and submit path."""
+    membership_ok = study.memberships.filter(rater=rater).exists()
+    if not membership_ok:
+        services.raters_assign(study=study, usernames=[rater.username])
+    Item.objects.filter(study=study).exclude(pk=item.pk).update(priority=0)
+    Item.objects.filter(pk=item.pk).update(priority=100)
+    a = services.assignment_next(study=study, rater=rater)
+    assert a.item_id == item.pk
+    choice = (
+        "tie"
+        if preferred == "tie"
+        else "both_bad"
+        if preferred == "both_bad"
+        else ("1" if a.left_system == preferred else "2")
+    )
+    services.judgment_submit(assignment_id=a.pk, rater=rater, choice=choice, time_ms=time_ms)
+    Item.objects.filter(pk=item.pk).update(priority=0)
+
+
+PLAN = [  # per item: the three raters' preferences
+    ("tuned", "tuned", "tuned"),
+    ("tuned", "tuned", "base"),
+    ("base", "base", "base"),
+    ("tuned", "tie", "tuned"),
+    ("tuned", "tuned", "tuned"),
+    ("base", "tuned", "tie"),
+    ("tuned", "tuned", "tuned"),
+    ("tie", "tie", "tie"),
+    ("tuned", "base", "tuned"),
+    ("tuned", "tuned", "both_bad"),
+]
+
+
+@pytest.fixture
+def voted_study():
+    raters = [make_user(username=f"r{i}") for i in range(3)]
+    study = make_study(items=len(PLAN), overlap=3, raters=raters)
+    items = list(Item.objects.filter(study=study).order_by("id"))
+    for item, prefs in zip(items, PLAN, strict=True):
+        for rater, pref in zip(raters, prefs, strict=True):
+            vote(study, rater, item, pref)
+    return study, items, raters
+
+
+def test_report_numbers_match_independent_computation(voted_study) -> None:
+    study, items, raters = voted_study
+    report = build_report(study=study, options=ReportOptions(n_resamples=200))
+    votes = [p for prefs in PLAN for p in prefs]
+    assert report["items"] == 10 and report["judgments"] == 30
+    expected = (votes.count("tuned") + 0.5 * (votes.count("tie") + votes.count("both_bad"))) / 30
+    assert report["win_rate"]["tuned"] == pytest.approx(expected)
+    decisive = votes.count("tuned") + votes.count("base")
+    assert report["win_rate"]["tuned_no_ties"] == pytest.approx(votes.count("tuned") / decisive)
+    lo, hi = report["win_rate"]["ci95"]
+    assert lo < report["win_rate"]["tuned"] < hi
+    matrix = np.array([[CODE[prefs[r]] for prefs in PLAN] for r in range(3)], dtype=float)
+    assert report["agreement"]["krippendorff_alpha"] == pytest.approx(
+        krippendorff.alpha(
+            reliability_data=matrix, level_of_measurement="nominal", value_domain=[0, 1, 2]
+        ),
+        abs=1e-9,
+    )
+    assert {r["rater"] for r in report["raters"]} == {"r0", "r1", "r2"}
+    assert report["votes"]["both_bad"] == 1
+    split = {d["item_id"] for d in report["disagreements"]}
+    assert items[5].external_id in split and items[0].external_id not in split
+    assert report["decision"]["method"] == "obrien_fleming"
+    assert report["verdict"]["summary"]
+
+
+def test_judge_human_agreement_with_and_without_ties(voted_study) -> None:
+    study, items, _ = voted_study
+    # Human majorities per PLAN: t t b t t (split) t tie t t(2 tuned + both_bad)
+    judge = ["tuned", "base", "base", "tuned", "tuned", "tuned", "tuned", "tuned", "tie", "tuned"]
+    for item, verdict in zip(items, judge, strict=True):
+        JudgeVerdict.objects.create(
+            item=item,
+            judge_id="j1",
+            template="t",
+            p_tuned={"tuned": 0.9, "base": 0.1, "tie": 0.5}[verdict],
+            verdict=verdict,
+        )
+    report = build_report(study=study, options=ReportOptions(n_resamples=0))
+    jh = report["judge_human"]
+    # Items with a human majority: all but item 5 (split) -> 9 items.
+    assert jh["n"] == 9
+    # Agreements: items 0,2,3,4,6,9 agree; 1 (tuned vs base), 7 (tie vs tuned), 8 (tuned vs tie) differ.
+    assert jh["agreement"] == pytest.approx(6 / 9)
+    # Without ties (MT-Bench): drop items 7 and 8 -> 6 of 7.
+    assert jh["agreement_non_tie"] == pytest.approx(6 / 7)
+    assert (
+        jh["human_human_agreement"] is not None and jh["human_human_agreement_non_tie"] is not None
+    )
+    assert sum(map(sum, jh["confusion"])) == 9
+
+
+def test_adjudication_replaces_the_majority_and_is_shown(voted_study) -> None:
+    study, items, _ = voted_study
+    researcher = make_user("researcher")
+    services.adjudication_record(
+        study=study,
+        external_id=items[5].external_id,
+        preference="tuned",
+        rationale="response 2 answers the question",
+        user=researcher,
+    )
+    report = build_report(study=study, options=ReportOptions(n_resamples=0))
+    row = next(d for d in report["disagreements"] if d["item_id"] == items[5].external_id)
+    assert row["adjudication"]["preference"] == "tuned"
+    assert row["adjudication"]["by"] == researcher.username
+    rows = {r["item_id"]: r for r in item_rows(study=study)}
+    assert (
+        rows[items[5].external_id]["majority"] == "tuned"
+        and rows[items[5].external_id]["adjudicated"]
+    )
+
+
+def test_flagged_raters_can_be_left_out(voted_study) -> None:
+    study, items, raters = voted_study
+    # r2 always answers "base" very fast on 10 extra items: flagged for time.
+    study = services.study_update(study=study, min_time_ms=2000)
+    report = build_report(study=study, options=ReportOptions(n_resamples=0))
+    flagged = {r["rater"] for r in report["raters"] if r["flagged"]}
+    Judgment.objects.filter(rater=raters[2]).update(time_ms=100)
+    report = build_report(study=study, options=ReportOptions(n_resamples=0))
+    flagged = {r["rater"] for r in report["raters"] if r["flagged"]}
+    assert flagged == {"r2"}
+    without = build_report(
+        study=study, options=ReportOptions(n_resamples=0, exclude_flagged_raters=True)
+    )
+    assert without["judgments"] == 20
+    assert without["options"]["excluded_raters"] == ["r2"]
+
+
+def test_report_is_deterministic_and_hash_changes_with_evidence(voted_study) -> None:
+    study, items, raters = voted_study
+    first = build_report(study=study, options=ReportOptions(n_resamples=100))
+    second = build_report(study=study, options=ReportOptions(n_resamples=100))
+    assert report_sha256(first) == report_sha256(second)
+    judgment = Judgment.objects.filter(item=items[0]).first()
+    Judgment.objects.filter(pk=judgment.pk).update(preferred="base")
+    assert report_sha256(
+        build_report(study=study, options=ReportOptions(n_resamples=100))
+    ) != report_sha256(first)
+
+
+def test_query_count_does_not_grow_with_items() -> None:
+    counts = []
+    for n_items in (6, 30):
+        raters = [make_user() for _ in range(3)]
+        study = make_study(items=n_items, overlap=3, raters=raters)
+        for rater in raters:
+            while (a := services.assignment_next(study=study, rater=rater)) is not None:
+                services.judgment_submit(assignment_id=a.pk, rater=rater, choice="1", time_ms=4000)
+        for item in Item.objects.filter(study=study):
+            for output in item.outputs.all():
+                OutputScore.objects.create(
+                    output=output,
+                    item=item,
+                    system=output.system,
+                    metric="m",
+                    version="1",
+                    value=len(output.text),
+                )
+            JudgeVerdict.objects.create(
+                item=item, judge_id="j", template="t", p_tuned=0.7, verdict="tuned"
+            )
+        with CaptureQueriesContext(connection) as ctx:
+            build_report(study=study, options=ReportOptions(n_resamples=50))
+        counts.append(len(ctx.captured_queries))
+    assert counts[0] == counts[1]
+    assert counts[1] < 40
+
+
+def test_dpo_pairs_from_the_human_majority(voted_study) -> None:
+    study, items, _ = voted_study
+    pairs = list(preference_pairs(study=study))
+    # Majorities: tuned on 0,1,3,4,6,8,9; base on 2; tie on 7; split on 5 -> 8 pairs.
+    assert len(pairs) == 8
+    base_text = items[2].outputs.get(system="base").text
+    assert any(p["chosen"] == base_text for p in pairs)
+    assert set(pairs[0]) == {"prompt", "chosen", "rejected", "source"}
+    JudgeVerdict.objects.create(
+        item=items[5], judge_id="j", template="t", p_tuned=0.8, verdict="tuned"
+    )
+    assert len(list(preference_pairs(study=study, include_judge=True))) == 9
+    assert Assignment.objects.count() == 30
