@@ -2,7 +2,16 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from annotations.models import Assignment, Item, Judgment, Output, Study, StudyRater
+from annotations.models import (
+    Adjudication,
+    Assignment,
+    AuditEvent,
+    Item,
+    Judgment,
+    Output,
+    Study,
+    StudyRater,
+)
 
 
 class OutputInline(admin.TabularInline):
@@ -72,4 +81,25 @@ class JudgmentAdmin(admin.ModelAdmin):
     )
 
     def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(Adjudication)
+class AdjudicationAdmin(admin.ModelAdmin):
+    list_display = ("item", "preference", "decided_by", "updated_at")
+    raw_id_fields = ("item",)
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "entity", "entity_id", "action", "before", "after", "actor")
+    list_filter = ("entity", "action")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
         return False

@@ -108,7 +108,7 @@ class StudyDetailApi(ResearcherAPIView):
         study = selectors.study_get(slug=slug)
         serializer = self.StudyDetailUpdateSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        study = services.study_update(study=study, **serializer.validated_data)
+        study = services.study_update(study=study, actor=request.user, **serializer.validated_data)
         return Response(StudyOutputSerializer(study).data)
 
     @extend_schema(responses={204: None})

@@ -22,8 +22,29 @@ class TaskType(models.TextChoices):
 
 class StudyStatus(models.TextChoices):
     DRAFT = "draft", "Draft"
-    OPEN = "open", "Open"
-    CLOSED = "closed", "Closed"
+    # "open" is the collecting state: the only one in which raters are served pairs.
+    OPEN = "open", "Collecting"
+    CLOSED = "closed", "Closed (paused)"
+    RECONCILING = "reconciling", "Reconciling"
+    READY = "ready", "Ready for sign-off"
+    SIGNED_OFF = "signed_off", "Signed off"
+    REJECTED = "rejected", "Rejected"
+
+
+# The only moves a study can make. Entering signed_off or rejected is the sign-off's job
+# (scoring.release), never a plain status update.
+STUDY_TRANSITIONS: dict[str, frozenset[str]] = {
+    StudyStatus.DRAFT: frozenset({StudyStatus.OPEN}),
+    StudyStatus.OPEN: frozenset({StudyStatus.CLOSED, StudyStatus.RECONCILING}),
+    StudyStatus.CLOSED: frozenset({StudyStatus.OPEN, StudyStatus.RECONCILING}),
+    StudyStatus.RECONCILING: frozenset({StudyStatus.OPEN, StudyStatus.READY}),
+    StudyStatus.READY: frozenset(
+        {StudyStatus.RECONCILING, StudyStatus.SIGNED_OFF, StudyStatus.REJECTED}
+    ),
+    StudyStatus.SIGNED_OFF: frozenset({StudyStatus.RECONCILING}),
+    StudyStatus.REJECTED: frozenset({StudyStatus.RECONCILING}),
+}
+SIGN_OFF_STATES = frozenset({StudyStatus.SIGNED_OFF, StudyStatus.REJECTED})
 
 
 class QueueOrder(models.TextChoices):
@@ -65,7 +86,7 @@ class Study(models.Model):
         default=5, help_text="Upper bound when split items ask for more votes."
     )
     instructions = models.TextField(blank=True)
-    status = models.CharField(max_length=10, choices=StudyStatus.choices, default=StudyStatus.DRAFT)
+    status = models.CharField(max_length=12, choices=StudyStatus.choices, default=StudyStatus.DRAFT)
     base_model = models.CharField(max_length=200, blank=True)
     tuned_model = models.CharField(max_length=200, blank=True)
     gold_rate = models.FloatField(
@@ -252,3 +273,28 @@ class Adjudication(models.Model):
 
     def __str__(self) -> str:
         return f"adjudication of item {self.item_id}: {self.preference}"
+
+
+class AuditEvent(models.Model):
+    """Who changed what, when: every state change of a study, run and sign-off. Append-only."""
+
+    entity = models.CharField(max_length=20)  # "study", "run", "signoff", "policy"
+    entity_id = models.CharField(max_length=200)
+    study = models.ForeignKey(
+        Study, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events"
+    )
+    action = models.CharField(max_length=40)
+    before = models.CharField(max_length=40, blank=True)
+    after = models.CharField(max_length=40, blank=True)
+    actor = models.ForeignKey(
+        conf.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["entity", "entity_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.entity} {self.entity_id}: {self.action} {self.before}->{self.after}"

@@ -1,5 +1,6 @@
-"""The three roles, kept as Django groups: raters judge, researchers run studies, admins do both
-and manage release policy. A superuser counts as an admin."""
+"""The roles, kept as Django groups: raters judge, researchers run studies, release owners
+sign a tuned model off, admins do all of it and edit release policies. A superuser counts as
+an admin."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 RATER = "rater"
 RESEARCHER = "researcher"
+RELEASE_OWNER = "release_owner"
 ADMIN = "admin"
-ROLES = (RATER, RESEARCHER, ADMIN)
+ROLES = (RATER, RESEARCHER, RELEASE_OWNER, ADMIN)
 
 
 def group_names(user: AbstractBaseUser | AnonymousUser) -> set[str]:
@@ -27,6 +29,11 @@ def is_admin(user: AbstractBaseUser | AnonymousUser) -> bool:
 
 def is_researcher(user: AbstractBaseUser | AnonymousUser) -> bool:
     return is_admin(user) or RESEARCHER in group_names(user)
+
+
+def is_release_owner(user: AbstractBaseUser | AnonymousUser) -> bool:
+    """Release owners approve or reject a tuned model; admins may too."""
+    return is_admin(user) or RELEASE_OWNER in group_names(user)
 
 
 def is_rater(user: AbstractBaseUser | AnonymousUser) -> bool:

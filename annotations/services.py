@@ -9,7 +9,7 @@ never deadlock and never push an item past its overlap. On PostgreSQL the queue 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -18,8 +18,9 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 from django.db.models import Count, Exists, F, Max, OuterRef, Q
+from django.db.models.fields import AutoFieldMixin
 from django.utils import timezone
 
 from annotations import roles
@@ -28,10 +29,13 @@ from annotations.errors import (
     DomainValidationError,
     NotFoundError,
 )
-from annotations.importers import ImportIssue, ParseResult
+from annotations.importers import ImportIssue, ParsedItem, ParseResult
 from annotations.models import (
+    SIGN_OFF_STATES,
+    STUDY_TRANSITIONS,
     Assignment,
     AssignmentState,
+    AuditEvent,
     Choice,
     Item,
     Output,
@@ -42,6 +46,7 @@ from annotations.models import (
     System,
 )
 from annotations.selectors import item_capacity_q, live_or_judged_q
+from annotations.signals import evidence_changed
 
 User = get_user_model()
 
@@ -49,6 +54,7 @@ User = get_user_model()
 # below P, so each rater walks the items in an order of their own.
 ORDER_MODULUS = 2_147_483_647
 IMPORT_BATCH_SIZE = 2_000
+IMPORT_COPY_BATCH_SIZE = 10_000
 
 
 def validation_error_from(exc: ValidationError) -> DomainValidationError:
@@ -57,6 +63,79 @@ def validation_error_from(exc: ValidationError) -> DomainValidationError:
         summary = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in errors.items())
         return DomainValidationError(summary, errors=errors)
     return DomainValidationError("; ".join(exc.messages), errors=list(exc.messages))
+
+
+# --- audit and study states -----------------------------------------------------------------
+
+
+def audit_record(
+    *,
+    entity: str,
+    entity_id: str | int,
+    action: str,
+    actor: AbstractBaseUser | None = None,
+    study: Study | None = None,
+    before: str = "",
+    after: str = "",
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Appends one audit event (who, what, when)."""
+    return AuditEvent.objects.create(
+        entity=entity,
+        entity_id=str(entity_id),
+        action=action,
+        study=study,
+        before=before,
+        after=after,
+        actor=actor if actor is not None and actor.is_authenticated else None,
+        details=details or {},
+    )
+
+
+def status_transition_check(*, current: str, target: str, allow_sign_off: bool = False) -> None:
+    """Raises ConflictError unless `current -> target` is an allowed study move."""
+    if current == target:
+        return
+    if target in SIGN_OFF_STATES and not allow_sign_off:
+        raise ConflictError(f"a study becomes {target} only through a release sign-off")
+    if target not in STUDY_TRANSITIONS.get(current, frozenset()):
+        allowed = ", ".join(sorted(STUDY_TRANSITIONS.get(current, frozenset()))) or "none"
+        raise ConflictError(f"a study cannot move from {current} to {target} (allowed: {allowed})")
+
+
+@transaction.atomic
+def study_transition(
+    *,
+    study: Study,
+    target: str,
+    actor: AbstractBaseUser | None = None,
+    reason: str = "",
+    allow_sign_off: bool = False,
+) -> Study:
+    """Moves a study to `target` along an allowed transition and records it in the audit log."""
+    locked = Study.objects.select_for_update().get(pk=study.pk)
+    status_transition_check(current=locked.status, target=target, allow_sign_off=allow_sign_off)
+    if locked.status == target:
+        return locked
+    before = locked.status
+    locked.status = target
+    locked.save(update_fields=["status", "updated_at"])
+    audit_record(
+        entity="study",
+        entity_id=locked.slug,
+        action="status",
+        actor=actor,
+        study=locked,
+        before=before,
+        after=target,
+        details={"reason": reason} if reason else None,
+    )
+    return locked
+
+
+def evidence_changed_notify(study_id: int) -> None:
+    """After commit, tells listeners (scoring) that a study's human evidence changed."""
+    transaction.on_commit(lambda: evidence_changed.send(sender=Study, study_id=study_id))
 
 
 # --- users ----------------------------------------------------------------------------------
@@ -141,17 +220,31 @@ def study_create(
         study.full_clean()
     except ValidationError as exc:
         raise validation_error_from(exc) from exc
+    if study.status in SIGN_OFF_STATES:
+        raise ConflictError(f"a study cannot be created {study.status}")
     study.save()
+    audit_record(
+        entity="study",
+        entity_id=study.slug,
+        action="created",
+        actor=created_by,
+        study=study,
+        after=study.status,
+    )
     return study
 
 
 @transaction.atomic
-def study_update(*, study: Study, **fields: Any) -> Study:
-    """Updates the editable fields of a study. Raises DomainValidationError."""
+def study_update(*, study: Study, actor: AbstractBaseUser | None = None, **fields: Any) -> Study:
+    """Updates the editable fields of a study; a status change must be an allowed transition
+    and is audited. Raises DomainValidationError, ConflictError."""
     unknown = set(fields) - set(STUDY_EDITABLE_FIELDS)
     if unknown:
         raise DomainValidationError(f"unknown study field(s): {', '.join(sorted(unknown))}")
     study = Study.objects.select_for_update().get(pk=study.pk)
+    target = fields.pop("status", None)
+    if target is not None and target != study.status:
+        study = study_transition(study=study, target=target, actor=actor)
     for key, value in fields.items():
         setattr(study, key, value)
     try:
@@ -220,52 +313,150 @@ def items_import(
             f"{len(clash_set)} id(s) already exist in study {study.slug!r}; nothing was imported",
             errors=issues[: settings.IMPORT_MAX_ERRORS],
         )
+    on_postgres = connections[DEFAULT_DB_ALIAS].vendor == "postgresql"
+    write = items_write_copy if on_postgres else items_write_bulk
     written_items = 0
     written_outputs = 0
     with transaction.atomic():
-        for start in range(0, len(parsed.items), IMPORT_BATCH_SIZE):
-            chunk = parsed.items[start : start + IMPORT_BATCH_SIZE]
-            items = Item.objects.bulk_create(
-                [
-                    Item(
-                        study=study,
-                        external_id=p.external_id,
-                        prompt=p.prompt,
-                        reference=p.reference,
-                        label=p.label,
-                        task_type=p.task_type,
-                        metadata=p.metadata,
-                        priority=p.priority,
-                        is_gold=bool(p.gold_preference),
-                        gold_preference=p.gold_preference,
-                    )
-                    for p in chunk
-                ]
-            )
-            outputs = []
-            for item, p in zip(items, chunk, strict=True):
-                outputs.append(
-                    Output(
-                        item=item,
-                        system=System.BASE,
-                        text=p.base,
-                        model_name=p.base_model or study.base_model,
-                    )
-                )
-                outputs.append(
-                    Output(
-                        item=item,
-                        system=System.TUNED,
-                        text=p.tuned,
-                        model_name=p.tuned_model or study.tuned_model,
-                    )
-                )
-            Output.objects.bulk_create(outputs)
-            written_items += len(items)
-            written_outputs += len(outputs)
+        for items, outputs in write(study=study, parsed=parsed.items):
+            written_items += items
+            written_outputs += outputs
             if progress is not None:
-                progress(len(items))
+                progress(items)
     return ImportSummary(items=written_items, outputs=written_outputs)
+
+
+# How a parsed line becomes an item and its two outputs, for both write paths below.
+ITEM_FROM_PARSED: dict[str, Callable[[ParsedItem], Any]] = {
+    "external_id": lambda p: p.external_id,
+    "prompt": lambda p: p.prompt,
+    "reference": lambda p: p.reference,
+    "label": lambda p: p.label,
+    "task_type": lambda p: p.task_type,
+    "metadata": lambda p: p.metadata,
+    "priority": lambda p: p.priority,
+    "is_gold": lambda p: bool(p.gold_preference),
+    "gold_preference": lambda p: p.gold_preference,
+}
+
+
+def output_values(*, study: Study, parsed: ParsedItem) -> tuple[dict[str, Any], dict[str, Any]]:
+    return (
+        {
+            "system": System.BASE,
+            "text": parsed.base,
+            "model_name": parsed.base_model or study.base_model,
+        },
+        {
+            "system": System.TUNED,
+            "text": parsed.tuned,
+            "model_name": parsed.tuned_model or study.tuned_model,
+        },
+    )
+
+
+def items_write_bulk(*, study: Study, parsed: Sequence[ParsedItem]) -> Iterator[tuple[int, int]]:
+    """Writes items and outputs with `bulk_create`, a batch at a time; yields what each wrote."""
+    for start in range(0, len(parsed), IMPORT_BATCH_SIZE):
+        chunk = parsed[start : start + IMPORT_BATCH_SIZE]
+        items = Item.objects.bulk_create(
+            [
+                Item(study=study, **{name: get(p) for name, get in ITEM_FROM_PARSED.items()})
+                for p in chunk
+            ]
+        )
+        outputs = [
+            Output(item=item, **values)
+            for item, p in zip(items, chunk, strict=True)
+            for values in output_values(study=study, parsed=p)
+        ]
+        Output.objects.bulk_create(outputs)
+        yield len(items), len(outputs)
+
+
+# Column types psycopg adapts straight from the parsed Python value (str, float, bool, int).
+COPY_AS_IS = {
+    "CharField",
+    "TextField",
+    "FloatField",
+    "BooleanField",
+    "PositiveSmallIntegerField",
+    "PositiveIntegerField",
+    "IntegerField",
+    "BigIntegerField",
+    "ForeignKey",
+}
+
+
+class CopyRows:
+    """Rows for a COPY into `model`'s table: every concrete column but an auto id. The columns
+    named in `varying` take per-row values; every other one takes what `bulk_create` would write
+    for `model(**fixed)`: its default (a callable one drawn again for each row, e.g. a uuid4
+    key), `auto_now_add`, the fixed foreign key."""
+
+    def __init__(self, model, varying: Iterable[str], **fixed: Any) -> None:
+        db = connections[DEFAULT_DB_ALIAS]
+        template = model(**fixed)
+        fields = [f for f in model._meta.concrete_fields if not isinstance(f, AutoFieldMixin)]
+        varying = set(varying)
+        self.table = db.ops.quote_name(model._meta.db_table)
+        self.columns = ", ".join(db.ops.quote_name(f.column) for f in fields)
+        self.base = [f.get_db_prep_save(f.pre_save(template, True), db) for f in fields]
+        self.slots = []  # (position, attname, adapter or None)
+        self.fresh = []  # (position, field): callable defaults, drawn per row
+        for position, field in enumerate(fields):
+            if field.attname in varying:
+                as_is = field.get_internal_type() in COPY_AS_IS
+                adapt = None if as_is else (lambda v, f=field: f.get_db_prep_save(v, db))
+                self.slots.append((position, field.attname, adapt))
+            elif field.has_default() and callable(field.default):
+                self.fresh.append((position, field))
+        self.db = db
+
+    def row(self, values: dict[str, Any]) -> list[Any]:
+        row = list(self.base)
+        for position, field in self.fresh:
+            row[position] = field.get_db_prep_save(field.get_default(), self.db)
+        for position, name, adapt in self.slots:
+            value = values[name]
+            row[position] = value if adapt is None else adapt(value)
+        return row
+
+    def copy(self, cursor, rows: Iterable[dict[str, Any]]) -> None:
+        with cursor.copy(f"COPY {self.table} ({self.columns}) FROM STDIN") as copy:
+            for values in rows:
+                copy.write_row(self.row(values))
+
+
+def items_write_copy(*, study: Study, parsed: Sequence[ParsedItem]) -> Iterator[tuple[int, int]]:
+    """PostgreSQL: the same rows as `items_write_bulk`, sent with COPY (several times faster
+    than multi-row INSERTs), a batch at a time, in the caller's transaction."""
+    db = connections[DEFAULT_DB_ALIAS]
+    with db.cursor() as wrapper, db.wrap_database_errors:
+        cursor = wrapper.cursor  # psycopg 3 under Django's wrapper: it has copy()
+        for start in range(0, len(parsed), IMPORT_COPY_BATCH_SIZE):
+            chunk = parsed[start : start + IMPORT_COPY_BATCH_SIZE]
+            # Built per batch, so auto_now_add is the time of the batch, as with bulk_create.
+            item_rows = CopyRows(Item, ITEM_FROM_PARSED, study=study)
+            output_rows = CopyRows(Output, ["item_id", "system", "text", "model_name"])
+            item_rows.copy(
+                cursor, ({n: get(p) for n, get in ITEM_FROM_PARSED.items()} for p in chunk)
+            )
+            cursor.execute(
+                "SELECT external_id, id FROM annotations_item"
+                " WHERE study_id = %s AND external_id = ANY(%s)",
+                (study.pk, [p.external_id for p in chunk]),
+            )
+            ids = dict(cursor.fetchall())
+            output_rows.copy(
+                cursor,
+                (
+                    {"item_id": ids[p.external_id], **values}
+                    for p in chunk
+                    for values in output_values(study=study, parsed=p)
+                ),
+            )
+            yield len(chunk), 2 * len(chunk)
 
 
 # --- raters ---------------------------------------------------------------------------------
@@ -639,6 +830,7 @@ def judgment_submit(
     assignment.save(update_fields=["state", "updated_at"])
     if not item.is_gold:
         overlap_extend_if_split(item=item, study=study)
+    evidence_changed_notify(study.pk)
     return judgment
 
 
@@ -689,4 +881,14 @@ def adjudication_record(
         item=item,
         defaults={"preference": preference, "rationale": rationale.strip(), "decided_by": user},
     )
+    audit_record(
+        entity="item",
+        entity_id=external_id,
+        action="adjudicated",
+        actor=user,
+        study=study,
+        after=preference,
+        details={"rationale": rationale.strip()},
+    )
+    evidence_changed_notify(study.pk)
     return adjudication

@@ -148,7 +148,9 @@ def study_status(request: HttpRequest, slug: str) -> HttpResponse:
     form = StatusForm(request.POST)
     if form.is_valid():
         try:
-            services.study_update(study=study, status=form.cleaned_data["status"])
+            services.study_update(
+                study=study, actor=request.user, status=form.cleaned_data["status"]
+            )
         except DomainError as exc:
             messages.error(request, exc.message)
         else:

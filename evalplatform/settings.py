@@ -227,6 +227,22 @@ JUDGE_MODEL = os.environ.get("JUDGE_MODEL", "")
 JUDGE_BASE_URL = os.environ.get("JUDGE_BASE_URL", "")
 JUDGE_API_KEY = os.environ.get("JUDGE_API_KEY", "")
 
+# --- Release policy defaults (each study gets a copy an admin may edit)
+RELEASE_POLICY_DEFAULTS = {
+    "min_human_votes": env_int("RELEASE_MIN_HUMAN_VOTES", 100),
+    "min_krippendorff_alpha": float(os.environ.get("RELEASE_MIN_ALPHA", "0.667")),
+    "require_win_ci_above_half": env_bool("RELEASE_REQUIRE_WIN_CI_ABOVE_HALF", True),
+    "max_forgetting_perplexity_increase": float(os.environ.get("RELEASE_MAX_PPL_INCREASE", "0.10")),
+    "max_forgetting_metric_drop": float(os.environ.get("RELEASE_MAX_METRIC_DROP", "0.02")),
+    "forbid_overfitting": env_bool("RELEASE_FORBID_OVERFITTING", True),
+    "min_judge_human_agreement": float(os.environ.get("RELEASE_MIN_JUDGE_AGREEMENT", "0.6")),
+    "require_three_metric_kinds": env_bool("RELEASE_REQUIRE_THREE_METRIC_KINDS", True),
+    "required_approvals": env_int("RELEASE_REQUIRED_APPROVALS", 1),
+}
+# Evidence checks after a vote are batched per study over this many seconds.
+EVIDENCE_CHECK_DEBOUNCE_SECONDS = env_int("EVIDENCE_CHECK_DEBOUNCE_SECONDS", 30)
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

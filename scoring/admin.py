@@ -6,9 +6,15 @@ from scoring.models import (
     IdentityFlag,
     JudgeVerdict,
     OutputScore,
+    ReleasePolicy,
+    ReportExport,
     ScoringChunk,
     ScoringJob,
+    SignOff,
+    SignOffInvalidation,
     StudyScore,
+    TrainingRun,
+    WebhookDelivery,
 )
 
 
@@ -46,3 +52,48 @@ class JudgeVerdictAdmin(admin.ModelAdmin):
 class IdentityFlagAdmin(admin.ModelAdmin):
     list_display = ("item", "output", "decision", "decided_by", "decided_at")
     raw_id_fields = ("item", "output")
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Evidence records: visible to admins, never changed or deleted through the admin."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(SignOff)
+class SignOffAdmin(ReadOnlyAdmin):
+    list_display = ("id", "study", "decision", "signed_by", "report_sha256", "created_at")
+    list_select_related = ("study", "signed_by")
+
+
+@admin.register(SignOffInvalidation)
+class SignOffInvalidationAdmin(ReadOnlyAdmin):
+    list_display = ("signoff", "reason", "new_report_sha256", "created_at")
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(admin.ModelAdmin):
+    list_display = ("run_id", "study", "base_model", "tuned_model", "created_at")
+    readonly_fields = ("payload_sha256", "training_log", "last_notified_decision")
+
+
+@admin.register(ReleasePolicy)
+class ReleasePolicyAdmin(admin.ModelAdmin):
+    list_display = ("study", "min_human_votes", "min_krippendorff_alpha", "required_approvals")
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
+    list_display = ("id", "run", "status", "attempts", "last_status_code", "created_at")
+
+
+@admin.register(ReportExport)
+class ReportExportAdmin(admin.ModelAdmin):
+    list_display = ("id", "study", "kind", "status", "rows", "created_at")

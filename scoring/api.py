@@ -13,12 +13,16 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers, status
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from annotations import selectors as annotation_selectors
 from annotations.api import ResearcherAPIView, csv_stream, jsonl_stream
 from annotations.errors import DomainValidationError
+from annotations.permissions import IsResearcherOrReleaseOwner
 from scoring import selectors, services
 
 JobProgressSerializer = inline_serializer(
@@ -258,3 +262,269 @@ class ExportDownloadApi(ResearcherAPIView):
         return FileResponse(
             path.open("rb"), as_attachment=True, filename=f"{export.study.slug}-{path.name}"
         )
+
+
+# --- runs, decision, sign-off, policy, audit ------------------------------------------------------
+
+
+class ReleaseAPIView(APIView):
+    permission_classes = [IsAuthenticated, IsResearcherOrReleaseOwner]
+
+
+def run_body(run, *, created: bool | None = None) -> dict:
+    slug = run.study.slug
+    body = {
+        "run_id": run.run_id,
+        "study": slug,
+        "holdout_study": run.holdout_study.slug if run.holdout_study else None,
+        "state": run.study.status,
+        "urls": {
+            "study": f"/studies/{slug}/",
+            "rate": f"/rate/{slug}/",
+            "scores": f"/studies/{slug}/scores/",
+            "report": f"/studies/{slug}/report/",
+            "signoff": f"/runs/{run.run_id}/signoff/",
+            "decision": f"/api/v1/runs/{run.run_id}/decision/",
+            "report_api": f"/api/v1/studies/{slug}/report/",
+        },
+        "webhook_deliveries": [
+            {
+                "id": d.pk,
+                "status": d.status,
+                "attempts": d.attempts,
+                "last_status_code": d.last_status_code,
+                "last_error": d.last_error,
+                "event": d.payload.get("event"),
+                "state": d.payload.get("state"),
+                "verdict": d.payload.get("verdict"),
+                "created_at": d.created_at.isoformat(),
+            }
+            for d in run.webhook_deliveries.all()[:20]
+        ],
+    }
+    if created is not None:
+        body["created"] = created
+    return body
+
+
+class LenientJSONParser(JSONParser):
+    """Accepts NaN and Infinity, which training loggers do write, so the submission gets a
+    field-level error ("training_log[3].eval_loss: loss is NaN") instead of a parse error."""
+
+    strict = False
+
+
+class RunSubmitApi(ResearcherAPIView):
+    parser_classes = [LenientJSONParser]
+
+    @extend_schema(
+        request=inline_serializer(
+            "RunSubmission",
+            {
+                "run_id": serializers.CharField(),
+                "base_model": serializers.CharField(),
+                "tuned_model": serializers.CharField(),
+                "task_type": serializers.CharField(required=False),
+                "items": serializers.ListField(),
+                "holdout": serializers.ListField(required=False),
+                "training_log": serializers.JSONField(required=False),
+                "raters": serializers.ListField(required=False),
+                "overlap": serializers.IntegerField(required=False),
+                "webhook_url": serializers.CharField(required=False),
+                "base_model_path": serializers.CharField(required=False),
+                "tuned_model_path": serializers.CharField(required=False),
+            },
+        ),
+        responses={
+            201: OpenApiResponse(description="created"),
+            200: OpenApiResponse(description="already submitted"),
+            400: OpenApiResponse(description="field-level errors; nothing created"),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        from scoring.release import run_submit
+
+        run, created = run_submit(payload=request.data, actor=request.user)
+        return Response(
+            run_body(run, created=created),
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+class RunDetailApi(ReleaseAPIView):
+    @extend_schema(
+        responses={
+            200: OpenApiResponse(description="the run, its study URLs and webhook deliveries")
+        }
+    )
+    def get(self, request: Request, run_id: str) -> Response:
+        from scoring.release import run_get
+
+        return Response(run_body(run_get(run_id=run_id)))
+
+
+class RunDecisionApi(ReleaseAPIView):
+    @extend_schema(
+        responses={200: OpenApiResponse(description="criteria with evidence, verdict, sign-offs")}
+    )
+    def get(self, request: Request, run_id: str) -> Response:
+        from scoring.release import decision_get, run_get
+
+        run = run_get(run_id=run_id)
+        return Response(decision_get(study=run.study, actor=request.user))
+
+
+class RunSignOffApi(APIView):
+    # The service checks the release-owner role and answers 403 itself.
+    permission_classes = [IsAuthenticated]
+
+    class SignOffInputSerializer(serializers.Serializer):
+        decision = serializers.ChoiceField(choices=["approve", "reject"])
+        comment = serializers.CharField(max_length=10_000)
+
+    @extend_schema(
+        request=SignOffInputSerializer, responses={201: OpenApiResponse(description="signed")}
+    )
+    def post(self, request: Request, run_id: str) -> Response:
+        from scoring.release import run_get, signoff_record
+
+        serializer = self.SignOffInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        run = run_get(run_id=run_id)
+        signoff = signoff_record(study=run.study, actor=request.user, **serializer.validated_data)
+        run.study.refresh_from_db()
+        return Response(
+            {
+                "id": signoff.pk,
+                "decision": signoff.decision,
+                "report_sha256": signoff.report_sha256,
+                "state": run.study.status,
+                "record_url": f"/api/v1/signoffs/{signoff.pk}/record/",
+            },
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class SignOffRecordApi(ReleaseAPIView):
+    @extend_schema(
+        responses={200: OpenApiResponse(description="self-contained HTML sign-off record")}
+    )
+    def get(self, request: Request, signoff_id: int):
+        from django.http import HttpResponse
+
+        from scoring.signoff_record import render_signoff_record
+
+        return HttpResponse(
+            render_signoff_record(signoff_id=signoff_id), content_type="text/html; charset=utf-8"
+        )
+
+
+class StudyPolicyApi(ReleaseAPIView):
+    class PolicyInputSerializer(serializers.Serializer):
+        min_human_votes = serializers.IntegerField(min_value=0, required=False)
+        min_krippendorff_alpha = serializers.FloatField(min_value=-1, max_value=1, required=False)
+        require_win_ci_above_half = serializers.BooleanField(required=False)
+        max_forgetting_perplexity_increase = serializers.FloatField(min_value=0, required=False)
+        max_forgetting_metric_drop = serializers.FloatField(min_value=0, required=False)
+        forbid_overfitting = serializers.BooleanField(required=False)
+        min_judge_human_agreement = serializers.FloatField(
+            min_value=0, max_value=1, required=False, allow_null=True
+        )
+        require_three_metric_kinds = serializers.BooleanField(required=False)
+        required_approvals = serializers.IntegerField(min_value=1, max_value=3, required=False)
+
+    @extend_schema(responses={200: OpenApiResponse(description="the study's release policy")})
+    def get(self, request: Request, slug: str) -> Response:
+        from scoring.release import policy_as_dict, policy_get
+
+        return Response(policy_as_dict(policy_get(study=annotation_selectors.study_get(slug=slug))))
+
+    @extend_schema(
+        request=PolicyInputSerializer,
+        responses={200: OpenApiResponse(description="updated (admins only)")},
+    )
+    def patch(self, request: Request, slug: str) -> Response:
+        from scoring.release import policy_as_dict, policy_update
+
+        serializer = self.PolicyInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        study = annotation_selectors.study_get(slug=slug)
+        policy = policy_update(study=study, actor=request.user, **serializer.validated_data)
+        return Response(policy_as_dict(policy))
+
+
+class StudyTransitionApi(ResearcherAPIView):
+    class TransitionInputSerializer(serializers.Serializer):
+        to = serializers.CharField()
+        reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+    @extend_schema(
+        request=TransitionInputSerializer, responses={200: OpenApiResponse(description="new state")}
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        from annotations.services import study_transition
+
+        serializer = self.TransitionInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        study = study_transition(
+            study=annotation_selectors.study_get(slug=slug),
+            target=serializer.validated_data["to"],
+            actor=request.user,
+            reason=serializer.validated_data["reason"],
+        )
+        return Response({"study": study.slug, "state": study.status})
+
+
+AUDIT_FIELDS = (
+    "id",
+    "created_at",
+    "entity",
+    "entity_id",
+    "study",
+    "action",
+    "before",
+    "after",
+    "actor",
+    "details",
+)
+
+
+class AuditLogApi(ReleaseAPIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("study", str),
+            OpenApiParameter("format", str, enum=["json", "csv"]),
+        ],
+        responses={200: OpenApiResponse(description="audit events, oldest first")},
+    )
+    def get(self, request: Request):
+        import json as json_module
+
+        from annotations.models import AuditEvent
+
+        events = AuditEvent.objects.select_related("study", "actor").order_by("id")
+        if request.query_params.get("study"):
+            events = events.filter(study__slug=request.query_params["study"])
+        rows = (
+            {
+                "id": e.pk,
+                "created_at": e.created_at.isoformat(),
+                "entity": e.entity,
+                "entity_id": e.entity_id,
+                "study": e.study.slug if e.study else None,
+                "action": e.action,
+                "before": e.before,
+                "after": e.after,
+                "actor": e.actor.username if e.actor else None,
+                "details": e.details,
+            }
+            for e in events.iterator(chunk_size=2_000)
+        )
+        if request.query_params.get("format") == "csv":
+            flat = ({**r, "details": json_module.dumps(r["details"], sort_keys=True)} for r in rows)
+            response = StreamingHttpResponse(
+                csv_stream(flat, AUDIT_FIELDS), content_type="text/csv"
+            )
+            response["Content-Disposition"] = 'attachment; filename="audit.csv"'
+            return response
+        return Response(list(rows))

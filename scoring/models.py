@@ -224,3 +224,140 @@ class ReportExport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} export {self.pk} ({self.status})"
+
+
+# --- training runs and release sign-off ---------------------------------------------------------
+
+
+class TrainingRun(models.Model):
+    """A training job's submission: its study, the held-out evidence and the training log."""
+
+    run_id = models.CharField(max_length=200, unique=True)
+    # sha256 of the canonical submission: the same id with the same content is idempotent,
+    # with different content a conflict.
+    payload_sha256 = models.CharField(max_length=64)
+    study = models.OneToOneField(Study, on_delete=models.PROTECT, related_name="training_run")
+    holdout_study = models.OneToOneField(
+        Study, null=True, blank=True, on_delete=models.PROTECT, related_name="holdout_of_run"
+    )
+    base_model = models.CharField(max_length=300)
+    tuned_model = models.CharField(max_length=300)
+    training_log = models.JSONField(default=dict, blank=True, help_text="Parsed loss curves.")
+    webhook_url = models.URLField(max_length=500, blank=True)
+    last_notified_decision = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        conf.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.run_id
+
+
+class ReleasePolicy(models.Model):
+    """What the evidence must show before a tuned model may ship (defaults from settings)."""
+
+    study = models.OneToOneField(Study, on_delete=models.CASCADE, related_name="release_policy")
+    min_human_votes = models.PositiveIntegerField()
+    min_krippendorff_alpha = models.FloatField()
+    require_win_ci_above_half = models.BooleanField()
+    max_forgetting_perplexity_increase = models.FloatField()
+    max_forgetting_metric_drop = models.FloatField()
+    forbid_overfitting = models.BooleanField()
+    min_judge_human_agreement = models.FloatField(null=True, blank=True)
+    require_three_metric_kinds = models.BooleanField()
+    required_approvals = models.PositiveSmallIntegerField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"release policy of study {self.study_id}"
+
+
+class SignOffDecision(models.TextChoices):
+    APPROVE = "approve", "Approve"
+    REJECT = "reject", "Reject"
+
+
+class ImmutableQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise PermissionError("sign-off records are immutable")
+
+    def delete(self):
+        raise PermissionError("sign-off records are immutable")
+
+
+class SignOff(models.Model):
+    """A release owner's approval or rejection of exactly one report (by its SHA-256).
+
+    Never edited or deleted: `save()` refuses updates, the queryset refuses bulk update and
+    delete, the admin offers neither, and on PostgreSQL a trigger refuses UPDATE and DELETE.
+    A later change of the evidence is recorded as a `SignOffInvalidation`, not an edit."""
+
+    study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="signoffs")
+    run = models.ForeignKey(
+        TrainingRun, null=True, blank=True, on_delete=models.PROTECT, related_name="signoffs"
+    )
+    decision = models.CharField(max_length=10, choices=SignOffDecision.choices)
+    comment = models.TextField()
+    signed_by = models.ForeignKey(conf.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    report_sha256 = models.CharField(max_length=64)
+    report_json = models.TextField(help_text="The canonical JSON report that was approved.")
+    policy = models.JSONField()
+    criteria = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ImmutableQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            # One vote per person on one version of the evidence.
+            models.UniqueConstraint(
+                fields=["study", "signed_by", "report_sha256"], name="signoff_once_per_report"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.decision} of study {self.study_id} by {self.signed_by_id}"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.pk is not None and not self._state.adding:
+            raise PermissionError("sign-off records are immutable")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError("sign-off records are immutable")
+
+
+class SignOffInvalidation(models.Model):
+    """The evidence behind a sign-off changed after it was given: the sign-off is stale."""
+
+    signoff = models.OneToOneField(SignOff, on_delete=models.PROTECT, related_name="invalidation")
+    new_report_sha256 = models.CharField(max_length=64)
+    reason = models.CharField(max_length=300)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"sign-off {self.signoff_id} stale"
+
+
+class WebhookDelivery(models.Model):
+    run = models.ForeignKey(
+        TrainingRun, on_delete=models.CASCADE, related_name="webhook_deliveries"
+    )
+    payload = models.JSONField()
+    status = models.CharField(max_length=10, default="pending")  # pending, delivered, failed
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"webhook {self.pk} for {self.run_id} ({self.status})"

@@ -448,8 +448,11 @@ def _win_rate(report: Mapping[str, Any]) -> str:
     if lc.get("ci95_delta_method") is not None:
         pairs.append(("Length-controlled 95% CI (delta method)", _fmt_ci(lc["ci95_delta_method"])))
     unit = lc.get("length_unit")
-    slope_label = f"Length slope (per {unit})" if isinstance(unit, str) and unit else "Length slope"
-    pairs.append((slope_label, _fmt(lc.get("slope"), 4)))
+    slope_label = (
+        f"Length slope (unit: {unit})" if isinstance(unit, str) and unit else "Length slope"
+    )
+    slope = _float(lc.get("slope"))
+    pairs.append((slope_label, _na() if slope is None else f"{slope:.4g}"))
     parts.append(_kv_table(pairs))
     rows: list[tuple[str, float, tuple[float, float] | None, str]] = []
     if tuned is not None:
@@ -935,7 +938,7 @@ def _identity_flags(report: Mapping[str, Any]) -> str:
 
 
 def _json_block(value: object) -> str:
-    if value is None or value == {} or value == []:
+    if value is None:
         return f"<p>{_na()}</p>"
     text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
     return f"<pre>{_esc(text)}</pre>"
@@ -959,6 +962,88 @@ def _footer(report: Mapping[str, Any]) -> str:
     return f"<footer>{text}</footer>"
 
 
+def _training_plot(curves: Mapping[str, Any], best_step: float | None) -> str:
+    def draw(fig: Figure) -> None:
+        ax = fig.add_subplot()
+        for key, label in (("train", "train loss"), ("validation", "validation loss")):
+            points = [
+                p for p in _list(curves.get(key)) if isinstance(p, list | tuple) and len(p) == 2
+            ]
+            if points:
+                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+        if best_step is not None:
+            ax.axvline(best_step, linestyle="--", color="grey", label="best validation")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.legend()
+
+    return _svg("training", (6.0, 2.6), draw)
+
+
+def _release(report: Mapping[str, Any]) -> str:
+    """Release evidence (present when the report comes from a training run): the train and
+    validation curves, the overfitting and forgetting detectors and the policy's criteria."""
+    release = _dict(report.get("release"))
+    if not release:
+        return _section(
+            "release", "Release evidence", f"<p>{_na('no training run for this study')}</p>"
+        )
+    parts = []
+    overfitting = _dict(release.get("overfitting"))
+    if overfitting.get("evaluated"):
+        parts.append(
+            _training_plot(
+                _dict(overfitting.get("curves")), _float(overfitting.get("best_validation_step"))
+            )
+        )
+        parts.append(
+            _kv_table(
+                [
+                    ("Overfitting flagged", "yes" if overfitting.get("flagged") else "no"),
+                    (
+                        "Final train / validation loss",
+                        f"{_fmt(overfitting.get('final_train_loss'))} / "
+                        f"{_fmt(overfitting.get('final_validation_loss'))}",
+                    ),
+                    (
+                        "Gap (validation − train) and ratio",
+                        f"{_fmt(overfitting.get('final_gap'))}, "
+                        f"ratio {_fmt(overfitting.get('gap_ratio'))}",
+                    ),
+                    ("Best validation step", _fmt(overfitting.get("best_validation_step"), 0)),
+                    (
+                        "Validation rising while train falls",
+                        f"{_esc(overfitting.get('rising_evaluations'))} evaluations",
+                    ),
+                ]
+            )
+        )
+    reasons = [
+        *_list(overfitting.get("reasons")),
+        *_list(_dict(release.get("forgetting")).get("reasons")),
+    ]
+    if reasons:
+        parts.append("<ul>" + "".join(f"<li>{_esc(r)}</li>" for r in reasons) + "</ul>")
+    criteria = [c for c in _list(release.get("criteria")) if isinstance(c, dict)]
+    if criteria:
+        parts.append(
+            _table(
+                ["Criterion", "Result", "Evidence"],
+                [
+                    [
+                        _esc(c.get("name"))
+                        + ("" if c.get("required", True) else " (informational)"),
+                        "pass" if c.get("passed") else "fail",
+                        _esc(c.get("evidence")),
+                    ]
+                    for c in criteria
+                ],
+            )
+        )
+        parts.append(f"<p>Release verdict: <strong>{_esc(release.get('verdict'))}</strong></p>")
+    return _section("release", "Release evidence", "".join(parts) or f"<p>{_na()}</p>")
+
+
 _SECTIONS: tuple[tuple[str, str, Callable[[Mapping[str, Any]], str]], ...] = (
     ("win-rate", "Win rate", _win_rate),
     ("votes", "Votes", _votes),
@@ -972,6 +1057,7 @@ _SECTIONS: tuple[tuple[str, str, Callable[[Mapping[str, Any]], str]], ...] = (
     ("disagreements", "Disagreements", _disagreements),
     ("decision", "Decision", _decision),
     ("identity", "Identity flags", _identity_flags),
+    ("release", "Release", _release),
     ("settings", "Settings", _settings),
 )
 

@@ -50,3 +50,43 @@ def build_export(self, export_id: int) -> None:
     from scoring.exports import export_build
 
     export_build(export_id=export_id)
+
+
+@shared_task(
+    name="scoring.check_evidence", acks_late=True, soft_time_limit=10 * 60, time_limit=15 * 60
+)
+def check_evidence(study_id: int) -> None:
+    from scoring.release import evidence_check
+
+    evidence_check(study_id=study_id)
+
+
+@shared_task(
+    name="scoring.deliver_webhook",
+    bind=True,
+    acks_late=True,
+    max_retries=8,
+    soft_time_limit=60,
+    time_limit=120,
+)
+def deliver_webhook(self, delivery_id: int) -> None:
+    from scoring.release import WebhookTransientError, webhook_deliver
+
+    if self.request.is_eager:
+        # In-process mode (no broker): a few immediate tries instead of sleeping in a request.
+        for attempt in range(3):
+            try:
+                webhook_deliver(delivery_id=delivery_id, final_attempt=attempt == 2)
+                return
+            except WebhookTransientError:
+                continue
+        return
+    try:
+        webhook_deliver(
+            delivery_id=delivery_id, final_attempt=self.request.retries >= self.max_retries
+        )
+    except WebhookTransientError as exc:
+        if self.request.retries >= self.max_retries:
+            return
+        # Exponential backoff: 10 s, 20 s, 40 s ... capped at 30 minutes.
+        raise self.retry(exc=exc, countdown=min(10 * 2**self.request.retries, 1_800)) from exc

@@ -61,10 +61,61 @@ def identity_decide(request: HttpRequest, slug: str, flag_id: int) -> HttpRespon
 @researcher_required
 def study_report(request: HttpRequest, slug: str) -> HttpResponse:
     """The HTML report, built from the same dict as the API and the exports."""
+    from scoring.exports import report_for
     from scoring.report_html import render_report_html
-    from scoring.reports import ReportOptions, build_report
+    from scoring.reports import ReportOptions
 
     study = annotation_selectors.study_get(slug=slug)
     exclude = request.GET.get("exclude_flagged_raters") in ("1", "true", "yes")
-    report = build_report(study=study, options=ReportOptions(exclude_flagged_raters=exclude))
+    options = ReportOptions(exclude_flagged_raters=exclude)
+    report = report_for(study=study, options=options)
     return HttpResponse(render_report_html(report))
+
+
+def release_access_required(view):
+    from functools import wraps
+
+    from django.contrib.auth.decorators import login_required
+
+    from annotations import roles
+
+    @wraps(view)
+    @login_required
+    def wrapper(request, *args, **kwargs):
+        if not (roles.is_researcher(request.user) or roles.is_release_owner(request.user)):
+            raise PermissionDenied("researcher or release owner role required")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+@release_access_required
+def run_signoff(request: HttpRequest, run_id: str) -> HttpResponse:
+    """The sign-off page: every criterion with its evidence, the verdict, past sign-offs, and
+    the approve / reject form for release owners."""
+    from annotations import roles
+    from scoring.release import decision_get, run_get, signoff_record
+
+    try:
+        run = run_get(run_id=run_id)
+    except DomainError as exc:
+        raise PermissionDenied(exc.message) from exc
+    if request.method == "POST":
+        try:
+            signoff_record(
+                study=run.study,
+                actor=request.user,
+                decision=request.POST.get("decision", ""),
+                comment=request.POST.get("comment", ""),
+            )
+        except DomainError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, "Your sign-off is recorded.")
+        return redirect("run-signoff", run_id=run_id)
+    context = {
+        "run": run,
+        "decision": decision_get(study=run.study, actor=request.user),
+        "can_sign": roles.is_release_owner(request.user),
+    }
+    return render(request, "scoring/run_signoff.html", context)
