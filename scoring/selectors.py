@@ -14,7 +14,7 @@ import numpy as np
 from django.db.models import Avg, Count, Q
 
 from annotations.errors import NotFoundError
-from annotations.models import Item, Study, System
+from annotations.models import Item, Output, Study, System
 from scoring.models import (
     ChunkState,
     IdentityDecision,
@@ -223,7 +223,47 @@ def study_scores(*, study: Study, n_resamples: int = 2_000) -> StudyScores:
         {"code": a.code, "severity": a.severity, "message": a.message}
         for a in advise(study.task_type, sorted(names), settings=study.settings or {})
     ]
+    summary.advice += classification_advice_rows(study=study, quoted=sorted(names))
     return summary
+
+
+def classification_advice_rows(*, study: Study, quoted: list[str]) -> list[dict[str, str]]:
+    """Imbalance and per-class recall warnings for the study's classification items, per
+    system: high accuracy can hide a class the model never gets right."""
+    from scoring.metrics.advice import classification_advice
+    from scoring.metrics.classification import classification_report
+
+    items = Item.objects.filter(study=study, excluded=False).exclude(label="")
+    if study.task_type == "classification":
+        items = items.filter(Q(task_type="") | Q(task_type="classification"))
+    else:
+        items = items.filter(task_type="classification")
+    rows = list(items.order_by("id").values_list("id", "label"))
+    if len(rows) < 2:
+        return []
+    texts = {
+        (item_id, system): text
+        for item_id, system, text in Output.objects.filter(
+            item_id__in=[r[0] for r in rows]
+        ).values_list("item_id", "system", "text")
+    }
+    config = study.settings or {}
+    advice = []
+    for system in (System.BASE, System.TUNED):
+        report = classification_report(
+            [texts[(item_id, system)] for item_id, _ in rows],
+            [label for _, label in rows],
+            labels=config.get("labels"),
+        )
+        for a in classification_advice(
+            report,
+            quoted_metrics=quoted,
+            min_class_recall=float(config.get("min_class_recall", 0.5)),
+        ):
+            advice.append(
+                {"code": a.code, "severity": a.severity, "message": f"{system}: {a.message}"}
+            )
+    return advice
 
 
 def item_scores(*, study: Study, limit: int = 500, offset: int = 0) -> list[dict[str, Any]]:

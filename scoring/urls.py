@@ -8,6 +8,9 @@ urlpatterns = [
     path("studies/<slug:slug>/scores/", views.study_scores, name="study-scores"),
     path("studies/<slug:slug>/report/", views.study_report, name="study-report"),
     path("runs/<str:run_id>/signoff/", views.run_signoff, name="run-signoff"),
+    path(
+        "studies/<slug:slug>/disagreements/", views.study_disagreements, name="study-disagreements"
+    ),
     path("studies/<slug:slug>/scores/start/", views.prescore_start, name="study-prescore"),
     path(
         "studies/<slug:slug>/identity/<int:flag_id>/",

@@ -119,3 +119,35 @@ def run_signoff(request: HttpRequest, run_id: str) -> HttpResponse:
         "can_sign": roles.is_release_owner(request.user),
     }
     return render(request, "scoring/run_signoff.html", context)
+
+
+@researcher_required
+def study_disagreements(request: HttpRequest, slug: str) -> HttpResponse:
+    """The disagreement queue: items where raters split or the judge disagrees with the human
+    majority, with the votes, the judge's probability and a form to adjudicate."""
+    from annotations.services import adjudication_record
+    from scoring.reports import ReportOptions, build_report
+
+    study = annotation_selectors.study_get(slug=slug)
+    if request.method == "POST":
+        try:
+            adjudication_record(
+                study=study,
+                external_id=request.POST.get("item_id", ""),
+                preference=request.POST.get("preference", ""),
+                rationale=request.POST.get("rationale", ""),
+                user=request.user,
+            )
+        except DomainError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, f"Item {request.POST.get('item_id')} adjudicated.")
+        return redirect("study-disagreements", slug=slug)
+    report = build_report(study=study, options=ReportOptions(n_resamples=0))
+    prompts = dict(
+        study.items.filter(
+            external_id__in=[d["item_id"] for d in report["disagreements"]]
+        ).values_list("external_id", "prompt")
+    )
+    rows = [{**d, "prompt": prompts.get(d["item_id"], "")} for d in report["disagreements"]]
+    return render(request, "scoring/disagreements.html", {"study": study, "rows": rows})

@@ -176,3 +176,21 @@ def test_report_page_renders(judged_study, researcher) -> None:
     client.force_login(researcher)
     page = client.get(f"/studies/{judged_study.slug}/report/")
     assert page.status_code == 200 and b"<svg" in page.content
+
+
+def test_disagreement_page_lists_and_adjudicates(judged_study, researcher) -> None:
+    from django.test import Client
+
+    from annotations.models import Adjudication
+
+    client = Client()
+    client.force_login(researcher)
+    page = client.get(f"/studies/{judged_study.slug}/disagreements/")
+    assert page.status_code == 200
+    item = judged_study.items.first()
+    response = client.post(
+        f"/studies/{judged_study.slug}/disagreements/",
+        {"item_id": item.external_id, "preference": "tie", "rationale": "both fine"},
+    )
+    assert response.status_code == 302
+    assert Adjudication.objects.get(item=item).preference == "tie"

@@ -304,3 +304,33 @@ def test_prescore_api_and_exports(eager_celery, researcher_api) -> None:
     rows = [json.loads(line) for line in out.getvalue().splitlines()]
     assert {"item_id", "system", "metric", "version", "value"} == set(rows[0])
     assert {r["system"] for r in rows} == {"base", "tuned"}
+
+
+def test_classification_advice_flags_a_class_with_low_recall(eager_celery) -> None:
+    import json as json_module
+
+    from annotations.importers import parse_jsonl
+
+    study = annotation_services.study_create(slug="cls", name="cls", task_type="classification")
+    records = [
+        {
+            "id": f"c{i}",
+            "prompt": "label it",
+            "label": "spam" if i < 2 else "ham",
+            "base": "ham",
+            "tuned": "spam" if i < 2 else "ham",
+        }
+        for i in range(12)
+    ]
+    data = "\n".join(json_module.dumps(r) for r in records).encode()
+    annotation_services.items_import(study=study, parsed=parse_jsonl(data, file="c"), source="c")
+    start_job(eager_celery, study)
+    advice = study_scores(study=study).advice
+    base_messages = [a["message"] for a in advice if a["message"].startswith("base:")]
+    # The base model never predicts "spam": recall 0 for it despite 83% accuracy.
+    assert any("spam" in m and "recall" in m.lower() for m in base_messages), advice
+    assert not any(
+        "spam" in a["message"] and "recall" in a["message"].lower()
+        for a in advice
+        if a["message"].startswith("tuned:")
+    )
