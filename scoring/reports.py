@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from django.contrib.auth import get_user_model
 from django.db.models import Count
 from django.db.models.functions import Length
 from django.utils import timezone
@@ -32,6 +33,7 @@ CODES = {"base": 0, "tuned": 1, "tie": 2, "both_bad": 3}
 NAMES = {v: k for k, v in CODES.items()}
 ALPHA_TENTATIVE = 0.667
 ALPHA_RELIABLE = 0.800
+MAX_REPORTED_DISAGREEMENTS = 5_000
 
 
 @dataclass(frozen=True)
@@ -66,16 +68,41 @@ def fetch_votes(study: Study, *, gold: bool) -> VoteRows:
     rows = (
         Judgment.objects.filter(item__study=study, item__is_gold=gold, item__excluded=False)
         .order_by("id")
-        .values_list("item_id", "rater__username", "preferred", "left_system", "time_ms")
+        .values_list("item_id", "rater_id", "preferred", "left_system", "time_ms")
     )
-    item_ids, raters, codes, left, seconds = [], [], [], [], []
-    for item_id, rater, preferred, left_system, time_ms in rows.iterator(chunk_size=20_000):
+    item_ids, rater_ids, codes, left, seconds = [], [], [], [], []
+    for item_id, rater_id, preferred, left_system, time_ms in rows.iterator(chunk_size=20_000):
         item_ids.append(item_id)
-        raters.append(rater)
+        rater_ids.append(rater_id)
         codes.append(CODES[preferred])
         left.append(CODES[left_system])
         seconds.append(time_ms / 1000.0 if time_ms is not None else None)
+    # Usernames in a second query: one shared string per rater instead of one per vote (a
+    # million votes would otherwise hold a million copies of a handful of names).
+    users = get_user_model().objects.filter(pk__in=set(rater_ids))
+    names = dict(users.values_list("pk", "username"))
+    raters = list(map(names.__getitem__, rater_ids))
     return VoteRows(item_ids, raters, codes, left, seconds)
+
+
+def first_seen_index(values: list) -> tuple[int, np.ndarray]:
+    """Distinct values in first-seen order (as `scoring.stats.votes.index_items` orders them):
+    their number and each value's index, without a Python-level loop per value."""
+    order = dict.fromkeys(values)
+    for k, value in enumerate(order):
+        order[value] = k
+    return len(order), np.fromiter(map(order.__getitem__, values), np.int64, len(values))
+
+
+def first_seen_item_index(item_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """`first_seen_index` for integer ids, sorted by numpy: the distinct ids in first-seen order
+    and each vote's index into them."""
+    ids = np.asarray(item_ids, dtype=np.int64)
+    distinct, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    order = np.argsort(first)  # first positions are distinct: no ties to break
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return distinct[order], rank[inverse.ravel()]
 
 
 def rater_thresholds(study: Study):
@@ -141,19 +168,39 @@ def keep_raters(votes: VoteRows, excluded: set[str]) -> VoteRows:
     )
 
 
+def reliability_matrix(votes: VoteRows) -> np.ndarray:
+    """The ``(raters, items)`` matrix of `scoring.stats.votes.votes_to_matrix` (raters and items
+    in first-seen order, ``nan`` = no vote, both-bad as tie), built from the columns directly
+    rather than from one `Vote` object per vote.
+
+    Raises:
+        ValueError: a rater voted twice on the same item.
+    """
+    n_raters, rater_index = first_seen_index(votes.raters)
+    items, item_index = first_seen_item_index(votes.item_ids)
+    n_items = items.size
+    codes = np.asarray(votes.codes, dtype=np.int64)
+    codes[codes == 3] = 2  # both-bad is a tie for agreement
+    flat = rater_index * max(n_items, 1) + item_index
+    if np.unique(flat).size != flat.size:
+        dup = np.flatnonzero(np.bincount(flat) > 1)[0]
+        k = int(np.flatnonzero(flat == dup)[0])
+        raise ValueError(f"rater {votes.raters[k]!r} voted more than once on {votes.item_ids[k]!r}")
+    data = np.full((n_raters, n_items), np.nan)
+    data[rater_index, item_index] = codes
+    return data
+
+
 def agreement_section(
     votes: VoteRows, rng: np.random.Generator, n_resamples: int
 ) -> dict[str, Any]:
     from scoring.stats import agreement
-    from scoring.stats.votes import Vote, votes_to_matrix
 
-    matrix = votes_to_matrix(
-        Vote(rater=r, item=i, choice=2 if c == 3 else c)  # both-bad is a tie for agreement
-        for i, r, c in zip(votes.item_ids, votes.raters, votes.codes, strict=True)
-    )
-    section: dict[str, Any] = {"n_items": len(matrix.items), "n_raters": len(matrix.raters)}
-    multi = np.sum(~np.isnan(matrix.data), axis=0) >= 2
-    if len(matrix.raters) < 2 or not multi.any():
+    data = reliability_matrix(votes)
+    n_raters, n_items = data.shape
+    section: dict[str, Any] = {"n_items": n_items, "n_raters": n_raters}
+    multi = np.sum(~np.isnan(data), axis=0) >= 2
+    if n_raters < 2 or not multi.any():
         section.update(
             dict.fromkeys(
                 (
@@ -176,7 +223,7 @@ def agreement_section(
         (
             "krippendorff_alpha",
             agreement.krippendorff_alpha(
-                matrix.data,
+                data,
                 level="nominal",
                 categories=categories,
                 n_resamples=n_resamples,
@@ -185,25 +232,26 @@ def agreement_section(
         ),
         (
             "fleiss_kappa",
-            agreement.fleiss_kappa(
-                matrix.data, categories=categories, n_resamples=n_resamples, rng=rng
-            ),
+            agreement.fleiss_kappa(data, categories=categories, n_resamples=n_resamples, rng=rng),
         ),
         (
             "percent_agreement",
-            agreement.percent_agreement(matrix.data, n_resamples=n_resamples, rng=rng),
+            agreement.percent_agreement(data, n_resamples=n_resamples, rng=rng),
         ),
         (
             "gwet_ac1",
-            agreement.gwet_ac1(
-                matrix.data, categories=categories, n_resamples=n_resamples, rng=rng
-            ),
+            agreement.gwet_ac1(data, categories=categories, n_resamples=n_resamples, rng=rng),
         ),
     ):
         section[key] = finite(estimate.estimate)
         section[f"{key}_ci95"] = interval(estimate.ci_low, estimate.ci_high)
-    pairwise = agreement.cohen_kappa_pairwise(matrix.data, min_common_items=5, n_resamples=0)
-    section["cohen_kappa_mean"] = finite(pairwise.mean.estimate)
+    try:
+        pairwise = agreement.cohen_kappa_pairwise(data, min_common_items=5, n_resamples=0)
+    except ValueError:
+        # No rater pair shares enough items for a defined kappa: report it as unavailable.
+        section["cohen_kappa_mean"] = None
+    else:
+        section["cohen_kappa_mean"] = finite(pairwise.mean.estimate)
     alpha = section["krippendorff_alpha"]
     section["alpha_band"] = (
         None
@@ -273,14 +321,18 @@ def length_controlled_section(
 
     if len(votes.codes) < 10:
         return None
-    lengths = {
-        (item_id, system): n
-        for item_id, system, n in Output.objects.filter(item__study=study)
+    lengths: dict[str, dict[int, int]] = {System.BASE: {}, System.TUNED: {}}
+    for item_id, system, n in (
+        Output.objects.filter(item__study=study)
         .annotate(n=Length("text"))
         .values_list("item_id", "system", "n")
-    }
-    tuned = [lengths[(i, System.TUNED)] for i in votes.item_ids]
-    base = [lengths[(i, System.BASE)] for i in votes.item_ids]
+    ):
+        lengths.setdefault(system, {})[item_id] = n
+    n_votes = len(votes.item_ids)
+    tuned, base = (
+        np.fromiter(map(lengths[system].__getitem__, votes.item_ids), np.float64, n_votes)
+        for system in (System.TUNED, System.BASE)
+    )
     result = length_controlled_win_rate(
         votes.codes, tuned, base, item_ids=votes.item_ids, n_resamples=n_resamples, rng=rng
     )
@@ -368,21 +420,29 @@ def judge_section(
     )
 
 
+def vote_counts(votes: VoteRows) -> tuple[np.ndarray, np.ndarray]:
+    """Items in first-seen order and an ``(items, 4)`` array of their votes per preference code."""
+    items, item_index = first_seen_item_index(votes.item_ids)
+    codes = np.asarray(votes.codes, dtype=np.int64)
+    counts = np.bincount(item_index * 4 + codes, minlength=items.size * 4).reshape(-1, 4)
+    return items, counts
+
+
 def human_pairwise_agreement(votes: VoteRows) -> dict[str, float | None]:
     """Agreement between pairs of raters on the same item, with and without ties (the MT-Bench
-    paper's human-human figure, comparable to judge-human agreement)."""
-    by_item: dict[int, list[int]] = defaultdict(list)
-    for item_id, code in zip(votes.item_ids, votes.codes, strict=True):
-        by_item[item_id].append(2 if code == 3 else code)
-    agree = total = agree_nt = total_nt = 0
-    for codes in by_item.values():
-        for a in range(len(codes)):
-            for b in range(a + 1, len(codes)):
-                total += 1
-                agree += codes[a] == codes[b]
-                if codes[a] != 2 and codes[b] != 2:
-                    total_nt += 1
-                    agree_nt += codes[a] == codes[b]
+    paper's human-human figure, comparable to judge-human agreement).
+
+    Counted from each item's votes per category, not pair by pair: an item with ``n`` votes has
+    ``n (n - 1) / 2`` pairs, of which ``c (c - 1) / 2`` agree on a category with ``c`` votes."""
+    counts = vote_counts(votes)[1]
+    counts[:, 2] += counts[:, 3]  # both-bad is a tie
+    decisive = counts[:, :2]
+
+    def pairs(n: np.ndarray) -> int:
+        return int((n * (n - 1) // 2).sum())
+
+    total, agree = pairs(counts[:, :3].sum(axis=1)), pairs(counts[:, :3])
+    total_nt, agree_nt = pairs(decisive.sum(axis=1)), pairs(decisive)
     return {
         "with_ties": agree / total if total else None,
         "without_ties": agree_nt / total_nt if total_nt else None,
@@ -454,21 +514,25 @@ def disagreement_section(
     if not votes.codes:
         return []
     found = find_disagreements(votes.item_ids, votes.codes, judge=judge_verdicts or None)
-    external = dict(
-        Item.objects.filter(pk__in=[d.item for d in found]).values_list("id", "external_id")
-    )
-    per_item: dict[int, Counter] = defaultdict(Counter)
-    for item_id, code in zip(votes.item_ids, votes.codes, strict=True):
-        per_item[item_id][NAMES[code]] += 1
+    if not found:
+        return []
+    # The study's items rather than `pk__in` the found ones: a big study has tens of thousands
+    # of disagreements, too many parameters for one query (SQLite caps them).
+    external = dict(Item.objects.filter(study=study).values_list("id", "external_id"))
+    items, counts = vote_counts(votes)
+    row = dict(zip(items.tolist(), range(items.size), strict=True))
+    found_counts = counts[[row[d.item] for d in found]].tolist()
+    names = sorted(CODES)  # each item's vote counts by name, in name order, the ones it got
+    columns = [CODES[name] for name in names]
     return [
         {
             "item_id": external[d.item],
             "reasons": list(d.reasons),
-            "votes": dict(sorted(per_item[d.item].items())),
+            "votes": {name: c[k] for name, k in zip(names, columns, strict=True) if c[k]},
             "judge_p_tuned": finite(probabilities.get(d.item)),
             "adjudication": adjudications.get(d.item),
         }
-        for d in sorted(found, key=lambda d: external[d.item])
+        for d, c in sorted(zip(found, found_counts, strict=True), key=lambda p: external[p[0].item])
     ]
 
 
@@ -580,7 +644,8 @@ def build_report(*, study: Study, options: ReportOptions | None = None) -> dict[
             ).values_list("item_id", "verdict")
         }
     metrics, corpus, extra = metric_sections(study, majority)
-    counts = Counter(NAMES[c] for c in votes.codes)
+    counts = dict(zip(NAMES.values(), np.bincount(votes.codes, minlength=4).tolist(), strict=True))
+    disagreements = disagreement_section(study, votes, judge_codes, probabilities, adjudications)
     report: dict[str, Any] = {
         "schema_version": REPORT_SCHEMA_VERSION,
         "software_version": evalplatform.__version__,
@@ -625,9 +690,10 @@ def build_report(*, study: Study, options: ReportOptions | None = None) -> dict[
         "metric_correlations": extra["correlations"],
         "metric_advice": extra["advice"],
         "identity_flags": extra["identity_flags"],
-        "disagreements": disagreement_section(
-            study, votes, judge_codes, probabilities, adjudications
-        ),
+        "disagreements": disagreements[:MAX_REPORTED_DISAGREEMENTS],
+        # With many raters per item almost every item splits somewhere; the full list is in the
+        # item-level export, the report keeps the first ones (by item id) and the total.
+        "disagreements_total": len(disagreements),
         "adjudications": len(adjudications),
         "decision": decision_section(study, win),
     }

@@ -205,3 +205,15 @@ def test_dpo_pairs_from_the_human_majority(voted_study) -> None:
     )
     assert len(list(preference_pairs(study=study, include_judge=True))) == 9
     assert Assignment.objects.count() == 30
+
+
+def test_report_survives_raters_with_few_common_items() -> None:
+    raters = [make_user() for _ in range(2)]
+    study = make_study(items=3, overlap=2, raters=raters)
+    for rater in raters:
+        while (a := services.assignment_next(study=study, rater=rater)) is not None:
+            services.judgment_submit(assignment_id=a.pk, rater=rater, choice="1", time_ms=3000)
+    report = build_report(study=study, options=ReportOptions(n_resamples=20))
+    assert report["judgments"] == 6
+    assert report["agreement"]["cohen_kappa_mean"] is None
+    assert report["disagreements_total"] == len(report["disagreements"])
