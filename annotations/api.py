@@ -4,9 +4,6 @@ would leak, so they carry no system, model name or output id."""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from collections.abc import Iterator
 
 from django.conf import settings
@@ -26,6 +23,7 @@ from rest_framework.views import APIView
 
 from annotations import selectors, services
 from annotations.errors import DomainValidationError
+from annotations.exporting import FORMATS, stream_rows
 from annotations.importers import parse_alpaca_pair, parse_jsonl
 from annotations.models import QueueOrder, StudyStatus, TaskType
 from annotations.permissions import IsRater, IsResearcher
@@ -210,22 +208,19 @@ class StudyProgressApi(ResearcherAPIView):
         return Response(self.StudyProgressOutputSerializer(progress).data)
 
 
-def csv_stream(rows: Iterator[dict], fields: tuple[str, ...]) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow(row)
-        if buffer.tell() > 64_000:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue()
-
-
-def jsonl_stream(rows: Iterator[dict]) -> Iterator[str]:
-    for row in rows:
-        yield json.dumps(row, ensure_ascii=False) + "\n"
+def export_response(
+    rows: Iterator[dict], fields: tuple[str, ...], export_format: str, filename: str
+) -> StreamingHttpResponse:
+    """A streamed CSV or JSONL download (constant memory). Raises DomainValidationError for
+    another format."""
+    if export_format not in FORMATS:
+        raise DomainValidationError("format must be csv or jsonl", errors={"format": ["invalid"]})
+    content_type = "text/csv" if export_format == "csv" else "application/x-ndjson"
+    response = StreamingHttpResponse(
+        stream_rows(rows, fields, export_format), content_type=content_type
+    )
+    response["Content-Disposition"] = f'attachment; filename="{filename}.{export_format}"'
+    return response
 
 
 class StudyJudgmentsExportApi(ResearcherAPIView):
@@ -235,24 +230,12 @@ class StudyJudgmentsExportApi(ResearcherAPIView):
     )
     def get(self, request: Request, slug: str) -> StreamingHttpResponse:
         study = selectors.study_get(slug=slug)
-        export_format = request.query_params.get("format", "jsonl")
-        rows = selectors.judgment_export_rows(study=study)
-        if export_format == "csv":
-            response = StreamingHttpResponse(
-                csv_stream(rows, selectors.JUDGMENT_EXPORT_FIELDS), content_type="text/csv"
-            )
-        elif export_format == "jsonl":
-            response = StreamingHttpResponse(
-                jsonl_stream(rows), content_type="application/x-ndjson"
-            )
-        else:
-            raise DomainValidationError(
-                "format must be csv or jsonl", errors={"format": ["invalid"]}
-            )
-        response["Content-Disposition"] = (
-            f'attachment; filename="{study.slug}-judgments.{export_format}"'
+        return export_response(
+            selectors.judgment_export_rows(study=study),
+            selectors.JUDGMENT_EXPORT_FIELDS,
+            request.query_params.get("format", "jsonl"),
+            f"{study.slug}-judgments",
         )
-        return response
 
 
 # --- raters ---------------------------------------------------------------------------------

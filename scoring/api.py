@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotations import selectors as annotation_selectors
-from annotations.api import ResearcherAPIView, csv_stream, jsonl_stream
+from annotations.api import ResearcherAPIView, export_response
 from annotations.errors import DomainValidationError
 from annotations.permissions import IsResearcherOrReleaseOwner
 from scoring import selectors, services
@@ -98,24 +98,12 @@ class StudyScoresExportApi(ResearcherAPIView):
     )
     def get(self, request: Request, slug: str) -> StreamingHttpResponse:
         study = annotation_selectors.study_get(slug=slug)
-        export_format = request.query_params.get("format", "jsonl")
-        rows = selectors.score_export_rows(study=study)
-        if export_format == "csv":
-            response = StreamingHttpResponse(
-                csv_stream(rows, selectors.SCORE_EXPORT_FIELDS), content_type="text/csv"
-            )
-        elif export_format == "jsonl":
-            response = StreamingHttpResponse(
-                jsonl_stream(rows), content_type="application/x-ndjson"
-            )
-        else:
-            raise DomainValidationError(
-                "format must be csv or jsonl", errors={"format": ["invalid"]}
-            )
-        response["Content-Disposition"] = (
-            f'attachment; filename="{study.slug}-scores.{export_format}"'
+        return export_response(
+            selectors.score_export_rows(study=study),
+            selectors.SCORE_EXPORT_FIELDS,
+            request.query_params.get("format", "jsonl"),
+            f"{study.slug}-scores",
         )
-        return response
 
 
 class IdentityFlagListApi(ResearcherAPIView):
@@ -522,9 +510,5 @@ class AuditLogApi(ReleaseAPIView):
         )
         if request.query_params.get("format") == "csv":
             flat = ({**r, "details": json_module.dumps(r["details"], sort_keys=True)} for r in rows)
-            response = StreamingHttpResponse(
-                csv_stream(flat, AUDIT_FIELDS), content_type="text/csv"
-            )
-            response["Content-Disposition"] = 'attachment; filename="audit.csv"'
-            return response
+            return export_response(flat, AUDIT_FIELDS, "csv", "audit")
         return Response(list(rows))

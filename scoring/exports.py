@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from annotations import selectors as annotation_selectors
 from annotations.errors import DomainValidationError, NotFoundError
+from annotations.exporting import write_rows
 from annotations.models import Study
 from scoring.models import ExportKind, ExportStatus, ReportExport
 from scoring.reports import (
@@ -53,28 +54,6 @@ def flatten(prefix: str, value: Any) -> Iterator[tuple[str, Any]]:
             yield from flatten(f"{prefix}[{index}]", entry)
     else:
         yield prefix, json.dumps(value) if isinstance(value, list) else value
-
-
-def write_rows(
-    handle, rows: Iterator[dict[str, Any]], fields: tuple[str, ...] | None, fmt: str
-) -> int:
-    count = 0
-    if fmt == "jsonl":
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-            count += 1
-        return count
-    writer = None
-    for row in rows:
-        if writer is None:
-            columns = list(fields or ()) + [k for k in row if k not in (fields or ())]
-            writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-            writer.writeheader()
-        writer.writerow(row)
-        count += 1
-    if writer is None and fields:
-        csv.DictWriter(handle, fieldnames=list(fields)).writeheader()
-    return count
 
 
 def report_for(*, study: Study, options: ReportOptions) -> dict[str, Any]:

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 
 from django.core.management.base import BaseCommand
 
 from annotations import selectors
+from annotations.exporting import write_rows
 from annotations.management.commands._common import call
 
 
@@ -26,19 +25,13 @@ class Command(BaseCommand):
         else:
             handle = self.stdout
             self.stdout.ending = ""
-        count = 0
         try:
-            rows = selectors.judgment_export_rows(study=study)
-            if options["format"] == "csv":
-                writer = csv.DictWriter(handle, fieldnames=selectors.JUDGMENT_EXPORT_FIELDS)
-                writer.writeheader()
-                for row in rows:
-                    writer.writerow(row)
-                    count += 1
-            else:
-                for row in rows:
-                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-                    count += 1
+            count = write_rows(
+                handle,
+                selectors.judgment_export_rows(study=study),
+                selectors.JUDGMENT_EXPORT_FIELDS,
+                options["format"],
+            )
         finally:
             if out_path:
                 handle.close()
