@@ -74,6 +74,10 @@ LengthTransform = Literal["tanh", "std"]
 # keeps the fit finite under complete separation (e.g. the tuned system won every vote).
 _RIDGE = 1e-6
 
+# Elements per batch of grouped bootstrap fits: small enough for the Newton temporaries to stay
+# in cache (larger batches measured slower on 99,000 items).
+_GROUPED_FIT_ELEMENTS = 200_000
+
 
 @dataclass(frozen=True)
 class OutcomeCounts:
@@ -379,15 +383,90 @@ def _fit_logistic(
     return b0, b1
 
 
+def _fit_logistic_counts(
+    x: np.ndarray,
+    successes: np.ndarray,
+    trials: np.ndarray,
+    *,
+    start: tuple[float, float] | None = None,
+    max_iter: int = 100,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_fit_logistic` on grouped rows: ``successes`` of ``trials`` at covariate ``x``.
+
+    ``successes`` and ``trials`` have shape ``(fits, k)`` (already multiplied by any bootstrap
+    weights); row ``j`` of ``x`` stands for ``trials[:, j]`` votes whose outcomes sum to
+    ``successes[:, j]``. The (quasi-)log-likelihood ``sum s log p + (n - s) log(1 - p)`` equals the
+    per-vote one when ``x`` is constant within a group, so the fit is the same.
+    """
+    if start is None:
+        b0 = logit(np.clip(successes.sum(axis=1) / trials.sum(axis=1), 1e-6, 1 - 1e-6))
+        b1 = np.zeros_like(b0)
+    else:
+        b0 = np.full(successes.shape[0], start[0])
+        b1 = np.full(successes.shape[0], start[1])
+    x2 = x * x
+    for _ in range(max_iter):
+        p = np.multiply.outer(b1, x)
+        p += b0[:, None]
+        expit(p, out=p)
+        resid = np.multiply(trials, p)
+        np.subtract(successes, resid, out=resid)
+        g0 = resid.sum(axis=1) - _RIDGE * b0
+        g1 = resid @ x - _RIDGE * b1
+        v = np.multiply(trials, p, out=resid)  # resid is no longer needed
+        np.subtract(1.0, p, out=p)
+        v *= p
+        h00 = v.sum(axis=1) + _RIDGE
+        h01 = v @ x
+        h11 = v @ x2 + _RIDGE
+        det = h00 * h11 - h01 * h01
+        d0 = (h11 * g0 - h01 * g1) / det
+        d1 = (h00 * g1 - h01 * g0) / det
+        d0, d1 = np.clip(d0, -5.0, 5.0), np.clip(d1, -5.0, 5.0)
+        b0, b1 = b0 + d0, b1 + d1
+        if max(np.abs(d0).max(), np.abs(d1).max()) < 1e-10:
+            break
+    return b0, b1
+
+
+def _per_item_rows(
+    x: np.ndarray, y: np.ndarray, clusters: np.ndarray, n_units: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Per-item ``(x_i, s_i, n_i)`` (covariate, outcome sum, votes), or ``None`` when ``x``
+    varies within an item (then the fit cannot be aggregated). Items without votes get
+    ``x_i = 0, s_i = n_i = 0`` and drop out of every sum."""
+    x_item = np.zeros(n_units)
+    x_item[clusters] = x
+    if not np.array_equal(x_item[clusters], x):
+        return None
+    s = np.bincount(clusters, weights=y, minlength=n_units)
+    n = np.bincount(clusters, minlength=n_units).astype(np.float64)
+    return x_item, s, n
+
+
 def _sandwich_se_intercept(
-    x: np.ndarray, y: np.ndarray, b0: float, b1: float, clusters: np.ndarray | None
+    x: np.ndarray,
+    y: np.ndarray,
+    b0: float,
+    b1: float,
+    clusters: np.ndarray | None,
+    trials: np.ndarray | None = None,
 ) -> float:
-    """Robust (HC0 / cluster) standard error of the intercept of a logistic fit."""
+    """Robust (HC0 / cluster) standard error of the intercept of a logistic fit.
+
+    With ``trials`` the rows are grouped (``y`` the outcome sum of ``trials`` votes at ``x``, one
+    row per cluster, ``clusters`` ``None``): the cluster-robust error of the per-vote fit.
+    """
     p = expit(b0 + b1 * x)
-    v = p * (1.0 - p)
+    if trials is None:
+        v = p * (1.0 - p)
+        resid = y - p
+    else:
+        v = trials * p * (1.0 - p)
+        resid = y - trials * p
     design = np.column_stack([np.ones_like(x), x])
     bread = design.T @ (design * v[:, None]) + _RIDGE * np.eye(2)
-    scores = design * (y - p)[:, None]
+    scores = design * resid[:, None]
     if clusters is not None:
         scores = np.column_stack(
             [np.bincount(clusters, weights=scores[:, j]) for j in range(scores.shape[1])]
@@ -462,14 +541,27 @@ def length_controlled_win_rate(
     else:
         x = np.zeros_like(diff)
 
-    (b0,), (b1,) = _fit_logistic(x, y, np.ones((1, y.size)))
-    se = _sandwich_se_intercept(x, y, float(b0), float(b1), clusters)
+    n_units = y.size if clusters is None else int(clusters.max()) + 1
+    # With lengths per item (x constant within every item) the likelihood, the cluster sandwich
+    # and the cluster bootstrap only need per-item sums: fit on one row per item.
+    grouped = None if clusters is None else _per_item_rows(x, y, clusters, n_units)
+    if grouped is None:
+        (b0,), (b1,) = _fit_logistic(x, y, np.ones((1, y.size)))
+        se = _sandwich_se_intercept(x, y, float(b0), float(b1), clusters)
+    else:
+        x_item, s_item, n_item = grouped
+        (b0,), (b1,) = _fit_logistic_counts(x_item, s_item[None, :], n_item[None, :])
+        se = _sandwich_se_intercept(x_item, s_item, float(b0), float(b1), None, n_item)
     z = float(norm.ppf(0.5 + confidence / 2.0))
     delta = (float(expit(b0 - z * se)), float(expit(b0 + z * se)))
 
     boot = (float("nan"), float("nan"))
-    if rng is not None:
-        n_units = y.size if clusters is None else int(clusters.max()) + 1
+    if rng is not None and grouped is not None:
+        replicates = _grouped_bootstrap(
+            grouped, n_resamples, rng, draw_chunk=max(1, 2_000_000 // y.size), b=(b0, b1)
+        )
+        boot = percentile_interval(replicates, confidence)
+    elif rng is not None:
         replicates = np.empty(n_resamples)
         chunk = max(1, 2_000_000 // y.size)
         for start in range(0, n_resamples, chunk):
@@ -505,3 +597,37 @@ def _counts_per_row(draws: np.ndarray, n_units: int) -> np.ndarray:
     offsets = np.arange(rows)[:, None] * n_units
     counts = np.bincount((draws + offsets).ravel(), minlength=rows * n_units)
     return counts.reshape(rows, n_units).astype(np.float64)
+
+
+def _grouped_bootstrap(
+    grouped: tuple[np.ndarray, np.ndarray, np.ndarray],
+    n_resamples: int,
+    rng: np.random.Generator,
+    *,
+    draw_chunk: int,
+    b: tuple[float, float],
+) -> np.ndarray:
+    """Cluster-bootstrap intercepts (as rates) on per-item rows ``(x_i, s_i, n_i)``.
+
+    The item indices are drawn exactly as the per-vote bootstrap draws them (same ``rng`` calls,
+    ``draw_chunk`` resamples at a time), so both give the same replicates; the counts then weight
+    the item rows, and the fits run on batches of about 2M elements.
+    """
+    x_item, s_item, n_item = grouped
+    n_units = x_item.size
+    fit_rows = max(draw_chunk, _GROUPED_FIT_ELEMENTS // n_units)
+    replicates = np.empty(n_resamples)
+    pending: list[np.ndarray] = []
+    done = 0
+    for start in range(0, n_resamples, draw_chunk):
+        rows = min(draw_chunk, n_resamples - start)
+        pending.append(_counts_per_row(rng.integers(0, n_units, size=(rows, n_units)), n_units))
+        if sum(w.shape[0] for w in pending) >= fit_rows or start + rows >= n_resamples:
+            weights = np.concatenate(pending) if len(pending) > 1 else pending[0]
+            pending = []
+            r0, _ = _fit_logistic_counts(
+                x_item, weights * s_item, weights * n_item, start=(float(b[0]), float(b[1]))
+            )
+            replicates[done : done + weights.shape[0]] = expit(r0)
+            done += weights.shape[0]
+    return replicates

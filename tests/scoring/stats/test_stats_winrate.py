@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from scipy.stats import binomtest
 from statsmodels.stats.proportion import proportion_confint
 
+from scoring.stats import winrate as winrate_module
 from scoring.stats.votes import BASE, BOTH_BAD, TIE, TUNED, swap_systems
 from scoring.stats.winrate import (
     count_outcomes,
@@ -232,3 +233,74 @@ def test_length_controlled_degenerate_inputs() -> None:
         length_controlled_win_rate([2, 3], [1.0, 2.0], [1.0, 2.0], ties="exclude", n_resamples=0)
     with pytest.raises(ValueError, match="finite"):
         length_controlled_win_rate([1, 0], [np.nan, 1.0], [1.0, 2.0], n_resamples=0)
+
+
+def _per_item_length_study(
+    seed: int, n_items: int, votes_per_item: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
+    """Votes whose lengths are per item (every vote of an item has the same length difference)."""
+    rng = np.random.default_rng(seed)
+    lb = np.repeat(rng.normal(300, 80, n_items), votes_per_item)
+    lt = np.repeat(rng.normal(380, 80, n_items), votes_per_item)
+    x = np.tanh((lt - lb) / np.std(lt - lb))
+    p_tuned = 1 / (1 + np.exp(-(0.2 + 1.2 * x)))
+    n = n_items * votes_per_item
+    u = rng.random(n)
+    choices = np.where(u < 0.1, TIE, np.where(u < 0.15, BOTH_BAD, TUNED))
+    choices = np.where((choices == TUNED) & (rng.random(n) >= p_tuned), BASE, choices)
+    items = np.repeat(rng.permutation(n_items), votes_per_item)  # item ids not in vote order
+    order = rng.permutation(n)  # votes of an item are not contiguous
+    return choices[order], lt[order], lb[order], list(items[order])
+
+
+@pytest.mark.parametrize("ties", ["half", "exclude"])
+@pytest.mark.parametrize("transform", ["tanh", "std"])
+def test_length_controlled_per_item_rows_match_the_per_vote_fit(
+    ties: str, transform: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Lengths per item: the fit, delta method and cluster bootstrap run on one row per item.
+    # Forcing the per-vote path must give the same numbers (same bootstrap draws).
+    choices, lt, lb, items = _per_item_length_study(11, n_items=150, votes_per_item=4)
+    kwargs = {"item_ids": items, "ties": ties, "transform": transform, "n_resamples": 300}
+    grouped = length_controlled_win_rate(choices, lt, lb, rng=np.random.default_rng(5), **kwargs)
+    calls: list[object] = []
+    real = winrate_module._per_item_rows
+
+    def no_grouping(*args: object) -> None:
+        calls.append(real(*args))
+        return None
+
+    monkeypatch.setattr(winrate_module, "_per_item_rows", no_grouping)
+    per_vote = length_controlled_win_rate(choices, lt, lb, rng=np.random.default_rng(5), **kwargs)
+    assert calls and calls[0] is not None  # the data qualify: the first call ran grouped
+    for field in (
+        "win_rate",
+        "lc_win_rate",
+        "intercept",
+        "slope",
+        "delta_low",
+        "delta_high",
+        "bootstrap_low",
+        "bootstrap_high",
+        "length_scale",
+    ):
+        assert getattr(grouped, field) == pytest.approx(getattr(per_vote, field), abs=1e-9), field
+    assert (grouped.n, grouped.n_resamples) == (per_vote.n, per_vote.n_resamples)
+
+
+def test_length_controlled_varying_length_within_an_item_keeps_the_per_vote_fit() -> None:
+    choices, lt, lb, items = _per_item_length_study(12, n_items=60, votes_per_item=3)
+    lt = lt.copy()
+    first = items.index(items[0])
+    lt[first] += 50.0  # one vote of one item now has its own length
+    y = np.array([0.0, 1.0, 0.5, 0.5])[choices]
+    x = np.tanh((lt - lb) / np.std(lt - lb))
+    clusters = winrate_module.index_items(items)[1]
+    assert winrate_module._per_item_rows(x, y, clusters, int(clusters.max()) + 1) is None
+    result = length_controlled_win_rate(
+        choices, lt, lb, item_ids=items, rng=np.random.default_rng(0), n_resamples=100
+    )
+    glm = sm.GLM(y, sm.add_constant(x), family=sm.families.Binomial()).fit()
+    assert result.intercept == pytest.approx(glm.params[0], abs=1e-5)
+    assert result.slope == pytest.approx(glm.params[1], abs=1e-5)
+    assert result.bootstrap_low < result.lc_win_rate < result.bootstrap_high
