@@ -25,25 +25,11 @@ class IsRater(BasePermission):
         return roles.is_rater(request.user)
 
 
-class IsReleaseOwner(BasePermission):
-    message = "Release owner role required."
-
-    def has_permission(self, request, view) -> bool:
-        return roles.is_release_owner(request.user)
-
-
 class IsResearcherOrReleaseOwner(BasePermission):
     message = "Researcher or release owner role required."
 
     def has_permission(self, request, view) -> bool:
         return roles.is_researcher(request.user) or roles.is_release_owner(request.user)
-
-
-class IsAdminRole(BasePermission):
-    message = "Admin role required."
-
-    def has_permission(self, request, view) -> bool:
-        return roles.is_admin(request.user)
 
 
 # --- page decorators ---

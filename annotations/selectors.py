@@ -26,7 +26,6 @@ from annotations.models import (
     Output,
     Study,
     StudyRater,
-    StudyStatus,
     System,
 )
 
@@ -56,14 +55,6 @@ def item_capacity_q(*, now: datetime) -> Q:
     A condition on the outer item row (a correlated count), so a query that narrows its items
     first counts votes only for those."""
     return Q(LessThan(active_votes_subquery(now=now), F("study__overlap") + F("extra_votes")))
-
-
-def active_vote_count(*, item_id: int) -> int:
-    return (
-        Assignment.objects.filter(item_id=item_id)
-        .filter(live_or_judged_q(now=timezone.now()))
-        .count()
-    )
 
 
 # --- studies --------------------------------------------------------------------------------
@@ -204,10 +195,6 @@ def study_progress(*, study: Study) -> StudyProgress:
     )
 
 
-def item_list(*, study: Study) -> QuerySet[Item]:
-    return Item.objects.filter(study=study).order_by("id")
-
-
 # --- the rater's blinded view ---------------------------------------------------------------
 
 
@@ -244,10 +231,6 @@ def blind_pair_get(*, assignment: Assignment) -> BlindPair:
         slot_2=outputs[right],
         leased_until=assignment.leased_until,
     )
-
-
-def rater_open_studies(*, rater: AbstractBaseUser) -> QuerySet[Study]:
-    return Study.objects.filter(memberships__rater=rater, status=StudyStatus.OPEN)
 
 
 # --- exports --------------------------------------------------------------------------------

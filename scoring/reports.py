@@ -382,7 +382,8 @@ def judge_section(
             "item_id", "p_tuned"
         )
     )
-    summary = selectors.study_scores(study=study, n_resamples=0).judges
+    # Only the judge aggregates: study_scores would recompute every metric aggregate too.
+    summary = selectors.judge_summaries(study=study)
     judge_summary = next(
         (
             {

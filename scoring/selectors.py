@@ -186,28 +186,7 @@ def study_scores(*, study: Study, n_resamples: int = 2_000) -> StudyScores:
         entry[row.system] = row.values
         entry[f"{row.system}_detail"] = row.detail
     summary.corpus = list(by_metric.values())
-    for judge in (
-        JudgeVerdict.objects.filter(item__study=study, item__excluded=False)
-        .values("judge_id")
-        .annotate(
-            n=Count("pk"),
-            tuned=Count("pk", filter=Q(verdict="tuned")),
-            ties=Count("pk", filter=Q(verdict="tie")),
-            mean_p=Avg("p_tuned"),
-            biased=Count("pk", filter=Q(position_bias=True)),
-        )
-        .order_by("judge_id")
-    ):
-        n = judge["n"]
-        summary.judges.append(
-            JudgeSummary(
-                judge_id=judge["judge_id"],
-                n=n,
-                tuned_win_rate=(judge["tuned"] + 0.5 * judge["ties"]) / n,
-                mean_p_tuned=float(judge["mean_p"]),
-                position_bias_rate=judge["biased"] / n,
-            )
-        )
+    summary.judges = judge_summaries(study=study)
     flags = IdentityFlag.objects.filter(item__study=study).aggregate(
         total=Count("pk"),
         pending=Count("pk", filter=Q(decision=IdentityDecision.PENDING)),
@@ -264,6 +243,33 @@ def classification_advice_rows(*, study: Study, quoted: list[str]) -> list[dict[
                 {"code": a.code, "severity": a.severity, "message": f"{system}: {a.message}"}
             )
     return advice
+
+
+def judge_summaries(*, study: Study) -> list[JudgeSummary]:
+    """Per judge: pairs judged, tuned win rate (ties as half), mean P(tuned better) and the
+    position-bias rate, in one aggregate query."""
+    rows = (
+        JudgeVerdict.objects.filter(item__study=study, item__excluded=False)
+        .values("judge_id")
+        .annotate(
+            n=Count("pk"),
+            tuned=Count("pk", filter=Q(verdict="tuned")),
+            ties=Count("pk", filter=Q(verdict="tie")),
+            mean_p=Avg("p_tuned"),
+            biased=Count("pk", filter=Q(position_bias=True)),
+        )
+        .order_by("judge_id")
+    )
+    return [
+        JudgeSummary(
+            judge_id=row["judge_id"],
+            n=row["n"],
+            tuned_win_rate=(row["tuned"] + 0.5 * row["ties"]) / row["n"],
+            mean_p_tuned=float(row["mean_p"]),
+            position_bias_rate=row["biased"] / row["n"],
+        )
+        for row in rows
+    ]
 
 
 def item_scores(*, study: Study, limit: int = 500, offset: int = 0) -> list[dict[str, Any]]:

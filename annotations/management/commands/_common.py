@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import TextIO, TypeVar
 
 from django.core.management.base import CommandError
 
@@ -24,6 +24,17 @@ def domain_errors_as_command_errors(stderr) -> None:
             for field, problems in exc.errors.items():
                 stderr.write(f"{field}: {problems}")
         raise CommandError(exc.message) from exc
+
+
+@contextmanager
+def output_to(command, path) -> Iterator[TextIO]:
+    """The file at `path` (closed afterwards), or the command's standard output when None."""
+    if path is None:
+        command.stdout.ending = ""
+        yield command.stdout
+        return
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        yield handle
 
 
 def call(stderr, function: Callable[..., T], /, **kwargs) -> T:

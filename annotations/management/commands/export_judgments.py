@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand
 
 from annotations import selectors
 from annotations.exporting import write_rows
-from annotations.management.commands._common import call
+from annotations.management.commands._common import call, output_to
 
 
 class Command(BaseCommand):
@@ -20,20 +20,12 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         study = call(self.stderr, selectors.study_get, slug=options["slug"])
         out_path: Path | None = options["out"]
-        if out_path:
-            handle = out_path.open("w", encoding="utf-8", newline="")
-        else:
-            handle = self.stdout
-            self.stdout.ending = ""
-        try:
+        with output_to(self, out_path) as handle:
             count = write_rows(
                 handle,
                 selectors.judgment_export_rows(study=study),
                 selectors.JUDGMENT_EXPORT_FIELDS,
                 options["format"],
             )
-        finally:
-            if out_path:
-                handle.close()
         if out_path:
             self.stderr.write(f"wrote {count} judgments to {out_path}")

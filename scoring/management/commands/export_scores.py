@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand
 
 from annotations import selectors as annotation_selectors
 from annotations.exporting import write_rows
-from annotations.management.commands._common import call
+from annotations.management.commands._common import call, output_to
 from scoring import selectors
 
 
@@ -21,20 +21,12 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         study = call(self.stderr, annotation_selectors.study_get, slug=options["slug"])
         out_path: Path | None = options["out"]
-        if out_path:
-            handle = out_path.open("w", encoding="utf-8", newline="")
-        else:
-            handle = self.stdout
-            self.stdout.ending = ""
-        try:
+        with output_to(self, out_path) as handle:
             count = write_rows(
                 handle,
                 selectors.score_export_rows(study=study),
                 selectors.SCORE_EXPORT_FIELDS,
                 options["format"],
             )
-        finally:
-            if out_path:
-                handle.close()
         if out_path:
             self.stderr.write(f"wrote {count} rows to {out_path}")
