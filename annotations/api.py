@@ -295,11 +295,10 @@ class QueueNextApi(RaterAPIView):
             exclude = [int(part) for part in exclude_raw.split(",") if part.strip()]
         except ValueError as exc:
             raise DomainValidationError("exclude must be comma-separated ids") from exc
-        study = selectors.rater_study_get(slug=slug, rater=request.user)
-        assignment = services.assignment_next(study=study, rater=request.user, exclude_ids=exclude)
-        if assignment is None:
+        pair = services.pair_next(slug=slug, rater=request.user, exclude_ids=exclude)
+        if pair is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(BlindPairSerializer(selectors.blind_pair_get(assignment=assignment)).data)
+        return Response(BlindPairSerializer(selectors.blind_pair_from_lease(pair)).data)
 
 
 class JudgmentSubmitApi(RaterAPIView):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, Value
@@ -18,6 +18,9 @@ from django.db.models.lookups import LessThan
 from django.utils import timezone
 
 from annotations.errors import NotFoundError
+
+if TYPE_CHECKING:
+    from annotations.services import LeasedPair
 from annotations.models import (
     Assignment,
     AssignmentState,
@@ -221,15 +224,53 @@ def blind_pair_get(*, assignment: Assignment) -> BlindPair:
     }
     item = assignment.item
     study = item.study
-    right = System.TUNED if assignment.left_system == System.BASE else System.BASE
-    return BlindPair(
+    return blind_pair_build(
         assignment_id=assignment.pk,
-        study=study.slug,
+        study_slug=study.slug,
         instructions=study.instructions,
         prompt=item.prompt,
-        slot_1=outputs[assignment.left_system],
-        slot_2=outputs[right],
+        left_system=assignment.left_system,
+        base_text=outputs[System.BASE],
+        tuned_text=outputs[System.TUNED],
         leased_until=assignment.leased_until,
+    )
+
+
+def blind_pair_from_lease(pair: LeasedPair) -> BlindPair:
+    """The rater's view of a lease the queue just handed out (it carries the texts already)."""
+    return blind_pair_build(
+        assignment_id=pair.assignment_id,
+        study_slug=pair.study_slug,
+        instructions=pair.instructions,
+        prompt=pair.prompt,
+        left_system=pair.left_system,
+        base_text=pair.base_text,
+        tuned_text=pair.tuned_text,
+        leased_until=pair.leased_until,
+    )
+
+
+def blind_pair_build(
+    *,
+    assignment_id: int,
+    study_slug: str,
+    instructions: str,
+    prompt: str,
+    left_system: str,
+    base_text: str,
+    tuned_text: str,
+    leased_until: datetime,
+) -> BlindPair:
+    """Puts the two texts in the assignment's slots; the systems stop here."""
+    base_left = left_system == System.BASE
+    return BlindPair(
+        assignment_id=assignment_id,
+        study=study_slug,
+        instructions=instructions,
+        prompt=prompt,
+        slot_1=base_text if base_left else tuned_text,
+        slot_2=tuned_text if base_left else base_text,
+        leased_until=leased_until,
     )
 
 

@@ -19,11 +19,11 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
-from django.db.models import Count, Exists, F, Max, OuterRef, Q
+from django.db.models import Count, Max, Q
 from django.db.models.fields import AutoFieldMixin
 from django.utils import timezone
 
-from annotations import roles
+from annotations import queue_sql, roles
 from annotations.errors import (
     ConflictError,
     DomainValidationError,
@@ -45,7 +45,7 @@ from annotations.models import (
     StudyStatus,
     System,
 )
-from annotations.selectors import item_capacity_q, live_or_judged_q
+from annotations.selectors import live_or_judged_q
 from annotations.signals import evidence_changed
 
 User = get_user_model()
@@ -518,13 +518,8 @@ def rater_remove(*, study: Study, username: str) -> None:
 
 
 # --- the rating queue -----------------------------------------------------------------------
-
-
-def membership_get(*, study: Study, rater: AbstractBaseUser) -> StudyRater:
-    membership = StudyRater.objects.filter(study=study, rater=rater).first()
-    if membership is None:
-        raise NotFoundError(f"you are not a rater of study {study.slug!r}")
-    return membership
+# The next-pair and judgment paths run on every rater request; their statements live in
+# `annotations.queue_sql` (plain SQL, see there why), the decisions stay here.
 
 
 def draw_left_system() -> str:
@@ -532,8 +527,8 @@ def draw_left_system() -> str:
     return System.BASE if secrets.randbelow(2) == 0 else System.TUNED
 
 
-def wants_gold(study: Study) -> bool:
-    return study.gold_rate > 0 and secrets.randbelow(1_000_000) < int(study.gold_rate * 1_000_000)
+def wants_gold(gold_rate: float) -> bool:
+    return gold_rate > 0 and secrets.randbelow(1_000_000) < int(gold_rate * 1_000_000)
 
 
 # The queue first looks at a window of the rater's next items in their order (pool, hold and
@@ -545,153 +540,167 @@ def wants_gold(study: Study) -> bool:
 QUEUE_WINDOWS = (64, 1024, None)
 
 
-def queue_order(*, study: Study, rater: AbstractBaseUser, membership: StudyRater, gold: bool, now):
-    """One pool's items the rater has not judged, skipped or leased (live), in their order."""
-    mine = Assignment.objects.filter(item=OuterRef("pk"), rater=rater).filter(
-        Q(state__in=[AssignmentState.JUDGED, AssignmentState.SKIPPED])
-        | Q(state=AssignmentState.LEASED, leased_until__gt=now)
-    )
-    # Held items (e.g. an output names its own model, pending a researcher's decision) and
-    # excluded items never reach raters.
-    items = Item.objects.filter(study=study, is_gold=gold, held=False, excluded=False).filter(
-        ~Exists(mine)
-    )
-    order_key = (
-        (F("id") % ORDER_MODULUS) * membership.order_multiplier + membership.order_offset
-    ) % ORDER_MODULUS
-    return items.annotate(order_key=order_key).order_by("-priority", "order_key")
+@dataclass(frozen=True)
+class LeasedPair:
+    """A lease the queue handed to a rater, with what the rater's view of it needs."""
+
+    assignment_id: int
+    item_id: int
+    left_system: str
+    leased_until: Any
+    study_slug: str
+    instructions: str
+    prompt: str
+    base_text: str
+    tuned_text: str
 
 
-def queue_candidates(
-    *,
-    study: Study,
-    rater: AbstractBaseUser,
-    membership: StudyRater,
-    gold: bool,
-    now=None,
-    order=None,
-):
-    """The items the rater may be offered from one pool, in their serving order."""
-    if order is None:
-        order = queue_order(
-            study=study, rater=rater, membership=membership, gold=gold, now=now or timezone.now()
-        )
-    if gold:
-        return order
-    # Gold items measure raters, so every rater may meet each once; the rest stop at k.
-    return order.filter(item_capacity_q(now=now or timezone.now()))
-
-
-def lease_renew_existing(*, assignment: Assignment, lease: timedelta) -> Assignment:
-    assignment.leased_until = timezone.now() + lease
-    assignment.save(update_fields=["leased_until", "updated_at"])
-    return assignment
+@dataclass(frozen=True)
+class _RaterStudy:
+    id: int
+    slug: str
+    status: str
+    overlap: int
+    gold_rate: float
+    lease: timedelta
+    instructions: str
+    order_multiplier: int
+    order_offset: int
 
 
 @transaction.atomic
-def assignment_next(
-    *, study: Study, rater: AbstractBaseUser, exclude_ids: Iterable[int] = ()
-) -> Assignment | None:
-    """Leases the rater's next item in `study`, or returns None when nothing is left for them.
+def pair_next(
+    *, slug: str, rater: AbstractBaseUser, exclude_ids: Iterable[int] = ()
+) -> LeasedPair | None:
+    """Leases the rater's next pair in the study `slug`; None when nothing is left for them.
 
     A live lease the rater already holds (and did not list in `exclude_ids`) is returned first,
-    so a retried or reloaded request never strands a lease. Raises NotFoundError when the rater
-    is not in the study, ConflictError when the study is not open or the rater already holds
-    the most leases allowed.
+    with its lease renewed, so a retried or reloaded request never strands a lease. Raises
+    NotFoundError when the rater is not in the study, ConflictError when the study is not open
+    or the rater already holds the most leases allowed.
     """
-    if study.status != StudyStatus.OPEN:
-        raise ConflictError(f"study {study.slug!r} is {study.status}, not open")
-    membership = membership_get(study=study, rater=rater)
     now = timezone.now()
-    lease = timedelta(minutes=study.lease_minutes or settings.LEASE_MINUTES)
-    excluded = {int(i) for i in exclude_ids}
-    held = list(
-        Assignment.objects.filter(
-            item__study=study, rater=rater, state=AssignmentState.LEASED, leased_until__gt=now
-        ).order_by("created_at", "id")
+    excluded = sorted({int(i) for i in exclude_ids})
+    row = queue_sql.rater_study_read(slug=slug, rater_id=rater.pk, now=now, exclude_ids=excluded)
+    if row is None:
+        raise NotFoundError(f"no study {slug!r} assigned to you")
+    study_id, status, overlap, gold_rate, lease_minutes, instructions = row[:6]
+    multiplier, offset, held, resume_id = row[6:]
+    if status != StudyStatus.OPEN:
+        raise ConflictError(f"study {slug!r} is {status}, not open")
+    study = _RaterStudy(
+        id=study_id,
+        slug=slug,
+        status=status,
+        overlap=overlap,
+        gold_rate=gold_rate,
+        lease=timedelta(minutes=lease_minutes or settings.LEASE_MINUTES),
+        instructions=instructions,
+        order_multiplier=multiplier,
+        order_offset=offset,
     )
-    for assignment in held:
-        if assignment.pk not in excluded:
-            return lease_renew_existing(assignment=assignment, lease=lease)
-    if len(held) >= settings.MAX_LEASES_PER_RATER:
-        raise ConflictError(
-            f"you already hold {len(held)} pairs in this study; judge or skip one first"
+    if resume_id is not None:
+        leased_until = now + study.lease
+        queue_sql.lease_extend(assignment_id=resume_id, leased_until=leased_until, now=now)
+        item_id, left_system, prompt, base_text, tuned_text = queue_sql.leased_pair_read(
+            assignment_id=resume_id
         )
-    pools = [True, False] if wants_gold(study) else [False, True]
-    if study.gold_rate <= 0:
+        return LeasedPair(
+            resume_id, item_id, left_system, leased_until, slug, instructions, prompt,
+            base_text, tuned_text,
+        )  # fmt: skip
+    if held >= settings.MAX_LEASES_PER_RATER:
+        raise ConflictError(f"you already hold {held} pairs in this study; judge or skip one first")
+    pools = [True, False] if wants_gold(gold_rate) else [False, True]
+    if gold_rate <= 0:
         pools = [False]
     for gold in pools:
-        assignment = lease_from_pool(
-            study=study, rater=rater, membership=membership, gold=gold, lease=lease
-        )
-        if assignment is not None:
-            return assignment
-    return None
-
-
-def queue_lock_next(
-    *,
-    study: Study,
-    rater: AbstractBaseUser,
-    membership: StudyRater,
-    gold: bool,
-    skipped: Sequence[int] = (),
-) -> Item | None:
-    """Locks and returns the first item of `queue_candidates` that no other transaction holds
-    (`FOR UPDATE SKIP LOCKED` on PostgreSQL); None when there is none."""
-    now = timezone.now()
-    order = queue_order(study=study, rater=rater, membership=membership, gold=gold, now=now)
-    if skipped:
-        order = order.exclude(pk__in=skipped)
-    candidates = queue_candidates(
-        study=study, rater=rater, membership=membership, gold=gold, now=now, order=order
-    )
-    for size in QUEUE_WINDOWS:
-        # Any item ahead of the window's end that is free is in the window, so the first free
-        # item of the window is the first free item of all.
-        scope = candidates if size is None else candidates.filter(pk__in=order.values("pk")[:size])
-        item = scope.select_for_update(skip_locked=True, of=("self",)).first()
-        if item is not None:
-            return item
+        pair = lease_from_pool(study=study, rater=rater, gold=gold)
+        if pair is not None:
+            return pair
     return None
 
 
 def lease_from_pool(
-    *, study: Study, rater: AbstractBaseUser, membership: StudyRater, gold: bool, lease: timedelta
-) -> Assignment | None:
+    *, study: _RaterStudy, rater: AbstractBaseUser, gold: bool
+) -> LeasedPair | None:
     skipped: list[int] = []
     for _attempt in range(20):
-        item = queue_lock_next(
-            study=study, rater=rater, membership=membership, gold=gold, skipped=skipped
-        )
-        if item is None:
+        now = timezone.now()
+        picked = None
+        for window in QUEUE_WINDOWS:
+            picked = queue_sql.candidate_lock(
+                study_id=study.id,
+                rater_id=rater.pk,
+                gold=gold,
+                order_multiplier=study.order_multiplier,
+                order_offset=study.order_offset,
+                modulus=ORDER_MODULUS,
+                overlap=study.overlap,
+                now=now,
+                window=window,
+                skipped=skipped,
+            )
+            if picked is not None:
+                break
+        if picked is None:
             return None
-        # The candidate query read vote counts from its snapshot; now that this transaction
-        # holds the item's lock, count again so a vote committed in between is seen. The same
-        # query looks for the rater's own assignment on the item (the queue only lets an
-        # expired lease of theirs through).
-        held = Assignment.objects.filter(item_id=item.pk).aggregate(
-            votes=Count("pk", filter=live_or_judged_q(now=timezone.now())),
-            mine=Max("pk", filter=Q(rater=rater)),
+        item_id, extra_votes, prompt, base_text, tuned_text = picked
+        capacity = None if gold else study.overlap + extra_votes
+        left_system = draw_left_system()
+        leased_until = timezone.now() + study.lease
+        # This transaction holds the item's lock now; the insert counts the votes again in a
+        # new statement, so a vote committed since the pick read its snapshot is seen.
+        assignment_id = queue_sql.lease_insert_if_room(
+            item_id=item_id,
+            rater_id=rater.pk,
+            left_system=left_system,
+            leased_until=leased_until,
+            now=timezone.now(),
+            capacity=capacity,
         )
-        if not gold and held["votes"] >= study.overlap + item.extra_votes:
-            skipped.append(item.pk)
-            continue
-        item.study = study  # the rater's view needs the study: spare a query
-        if held["mine"] is not None:
-            # The rater's own expired lease on this item: take it up again, sides unchanged.
-            existing = Assignment.objects.get(pk=held["mine"])
-            existing.state = AssignmentState.LEASED
-            existing.item = item
-            return lease_renew_existing(assignment=existing, lease=lease)
-        return Assignment.objects.create(
-            item=item,
-            rater=rater,
-            left_system=draw_left_system(),
-            state=AssignmentState.LEASED,
-            leased_until=timezone.now() + lease,
-        )
+        if assignment_id is None:
+            # Full after all, or the rater's own expired lease is on the item (rare paths).
+            retaken = lease_retake_own(
+                item_id=item_id, rater=rater, capacity=capacity, lease=study.lease
+            )
+            if retaken is None:
+                skipped.append(item_id)
+                continue
+            assignment_id, left_system, leased_until = retaken
+        return LeasedPair(
+            assignment_id, item_id, left_system, leased_until, study.slug, study.instructions,
+            prompt, base_text, tuned_text,
+        )  # fmt: skip
     return None
+
+
+def lease_retake_own(
+    *, item_id: int, rater: AbstractBaseUser, capacity: int | None, lease: timedelta
+) -> tuple[int, str, Any] | None:
+    """The rater's own expired lease on a locked item, taken up again with its sides unchanged
+    when the item still has room; None when it has none (or no such lease exists)."""
+    now = timezone.now()
+    held = Assignment.objects.filter(item_id=item_id).aggregate(
+        votes=Count("pk", filter=live_or_judged_q(now=now)),
+        mine=Max("pk", filter=Q(rater=rater, state=AssignmentState.LEASED)),
+    )
+    if held["mine"] is None or (capacity is not None and held["votes"] >= capacity):
+        return None
+    existing = Assignment.objects.get(pk=held["mine"])
+    existing.leased_until = now + lease
+    existing.save(update_fields=["leased_until", "updated_at"])
+    return existing.pk, existing.left_system, existing.leased_until
+
+
+def assignment_next(
+    *, study: Study, rater: AbstractBaseUser, exclude_ids: Iterable[int] = ()
+) -> Assignment | None:
+    """`pair_next` for callers that want the Assignment row (CLI, tests, server pages)."""
+    pair = pair_next(slug=study.slug, rater=rater, exclude_ids=exclude_ids)
+    if pair is None:
+        return None
+    return Assignment.objects.select_related("item__study").get(pk=pair.assignment_id)
 
 
 def assignment_for_rater(*, assignment_id: int, rater: AbstractBaseUser) -> Assignment:
@@ -718,10 +727,11 @@ def assignment_renew(*, assignment_id: int, rater: AbstractBaseUser) -> Assignme
     study = assignment.item.study
     if assignment.leased_until <= timezone.now() and not item_has_room_for(assignment):
         raise ConflictError("the lease expired and the item has been completed by others")
-    return lease_renew_existing(
-        assignment=assignment,
-        lease=timedelta(minutes=study.lease_minutes or settings.LEASE_MINUTES),
+    assignment.leased_until = timezone.now() + timedelta(
+        minutes=study.lease_minutes or settings.LEASE_MINUTES
     )
+    assignment.save(update_fields=["leased_until", "updated_at"])
+    return assignment
 
 
 @transaction.atomic
@@ -744,11 +754,8 @@ def item_has_room_for(assignment: Assignment) -> bool:
     item = assignment.item
     if item.is_gold:
         return True
-    others = (
-        Assignment.objects.filter(item_id=item.pk)
-        .exclude(pk=assignment.pk)
-        .filter(live_or_judged_q(now=timezone.now()))
-        .count()
+    others = queue_sql.places_held_by_others(
+        item_id=item.pk, assignment_id=assignment.pk, now=timezone.now()
     )
     return others < item.study.overlap + item.extra_votes
 
@@ -799,53 +806,57 @@ def judgment_submit(
         raise DomainValidationError(
             "time_ms must be between 0 and 86400000", errors={"time_ms": ["out of range"]}
         )
-    # Lock order: the item row first, found through the rater's own assignment (one query for
-    # both the ownership check and the lock), then the assignment row.
-    item = (
-        Item.objects.select_for_update(of=("self",))
-        .select_related("study")
-        .filter(assignments__pk=assignment_id, assignments__rater=rater)
-        .first()
+    now = timezone.now()
+    # One statement finds the rater's own assignment and locks the item row, then the
+    # assignment row (the lock order of every write that changes an item's votes).
+    row = queue_sql.assignment_lock_for_judgment(
+        assignment_id=assignment_id, rater_id=rater.pk, now=now
     )
-    if item is None:
+    if row is None:
         # Same answer for "not yours" and "does not exist": ids reveal nothing.
         raise NotFoundError("no such assignment")
-    assignment = Assignment.objects.select_for_update().get(pk=assignment_id)
-    if assignment.state == AssignmentState.JUDGED:
+    state, left_system, lease_live, item_id, is_gold, extra_votes = row[:6]
+    study_id, slug, status, overlap, max_overlap, min_time_ms = row[6:]
+    if state == AssignmentState.JUDGED:
         raise ConflictError("this pair is already judged; the first judgment counts")
-    if assignment.state == AssignmentState.SKIPPED:
+    if state == AssignmentState.SKIPPED:
         raise ConflictError("this pair was skipped")
-    study = item.study
-    if study.status != StudyStatus.OPEN:
-        raise ConflictError(f"study {study.slug!r} is {study.status}, not open")
-    assignment.item = item
-    if assignment.leased_until <= timezone.now() and not item_has_room_for(assignment):
-        raise ConflictError("the lease expired and the item has been completed by others")
-    flagged_fast = bool(time_ms is not None and study.min_time_ms and time_ms < study.min_time_ms)
+    if status != StudyStatus.OPEN:
+        raise ConflictError(f"study {slug!r} is {status}, not open")
+    if not lease_live and not is_gold:
+        others = queue_sql.places_held_by_others(
+            item_id=item_id, assignment_id=assignment_id, now=now
+        )
+        if others >= overlap + extra_votes:
+            raise ConflictError("the lease expired and the item has been completed by others")
+    flagged_fast = bool(time_ms is not None and min_time_ms and time_ms < min_time_ms)
+    values = {
+        "assignment_id": assignment_id,
+        "item_id": item_id,
+        "choice": normalised,
+        "preferred": preferred_for(normalised, left_system),
+        "left_system": left_system,
+        "rationale": rationale.strip()[:10_000],
+        "time_ms": time_ms,
+        "flagged_fast": flagged_fast,
+    }
     try:
         # No savepoint: on a clash the whole submission is rolled back anyway (ConflictError
         # leaves this function's transaction), which spares two round trips per judgment.
         with transaction.atomic(savepoint=False):
-            judgment = Judgment.objects.create(
-                assignment=assignment,
-                item=item,
-                rater=rater,
-                choice=normalised,
-                preferred=preferred_for(normalised, assignment.left_system),
-                left_system=assignment.left_system,
-                rationale=rationale.strip()[:10_000],
-                time_ms=time_ms,
-                flagged_fast=flagged_fast,
-            )
+            judgment_id = queue_sql.judgment_insert(rater_id=rater.pk, now=now, **values)
     except IntegrityError as exc:
         raise ConflictError(
             "this rater already judged this item; the first judgment counts"
         ) from exc
-    assignment.state = AssignmentState.JUDGED
-    assignment.save(update_fields=["state", "updated_at"])
-    if not item.is_gold:
-        overlap_extend_if_split(item=item, study=study)
-    evidence_changed_notify(study.pk)
+    if not is_gold:
+        overlap_extend_if_split(
+            item_id=item_id, wanted=overlap + extra_votes, max_overlap=max_overlap
+        )
+    evidence_changed_notify(study_id)
+    judgment = Judgment(pk=judgment_id, rater=rater, created_at=now, **values)
+    judgment._state.adding = False  # noqa: SLF001 - the row exists: a save() must UPDATE it
+    judgment._state.db = DEFAULT_DB_ALIAS  # noqa: SLF001
     return judgment
 
 
@@ -857,20 +868,16 @@ def votes_split(counts: dict[str, int]) -> bool:
     return total > 0 and 2 * max(merged.values()) <= total
 
 
-def overlap_extend_if_split(*, item: Item, study: Study) -> bool:
+def overlap_extend_if_split(*, item_id: int, wanted: int, max_overlap: int) -> bool:
     """Adaptive overlap: when a completed item's votes split, queue one more rater for it, up
-    to the study's maximum. Runs under the item's row lock (held by `judgment_submit`)."""
-    from annotations.models import Judgment
-
-    wanted = study.overlap + item.extra_votes
-    if wanted >= study.max_overlap:
+    to the study's maximum (`wanted` = k plus the item's extra votes so far). Runs under the
+    item's row lock (held by `judgment_submit`)."""
+    if wanted >= max_overlap:
         return False
-    counts = dict(
-        Judgment.objects.filter(item=item).values_list("preferred").annotate(n=Count("pk"))
-    )
+    counts = queue_sql.votes_by_preference(item_id=item_id)
     if sum(counts.values()) < wanted or not votes_split(counts):
         return False
-    Item.objects.filter(pk=item.pk).update(extra_votes=F("extra_votes") + 1)
+    queue_sql.extra_vote_add(item_id=item_id)
     return True
 
 

@@ -22,6 +22,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -474,10 +475,12 @@ def evidence_check(*, study_id: int) -> None:
 def evidence_check_schedule(*, study_id: int) -> None:
     """Batches checks: one per study per debounce window, run after the window closes so it
     sees every change made during it."""
-    if not (
-        TrainingRun.objects.filter(study_id=study_id).exists()
-        or SignOff.objects.filter(study_id=study_id).exists()
-    ):
+    # One query on every judgment: does anything downstream care about this study's evidence?
+    if not Study.objects.filter(
+        Q(Exists(TrainingRun.objects.filter(study_id=OuterRef("pk"))))
+        | Q(Exists(SignOff.objects.filter(study_id=OuterRef("pk")))),
+        pk=study_id,
+    ).exists():
         return
     window = settings.EVIDENCE_CHECK_DEBOUNCE_SECONDS
     if not cache.add(f"evidence-check:{study_id}", 1, timeout=window):

@@ -1,0 +1,307 @@
+"""SQL of the rater loop's hot path: the next pair and a judgment.
+
+Every rater request runs these, so they are plain SQL rather than ORM querysets: building and
+compiling the querysets cost more CPU than PostgreSQL spent answering them, and a few of them
+fold two round trips into one (the study, the membership and the rater's live leases in one
+read; the vote recount and the new lease in one conditional INSERT; the texts of the pair with
+the item pick). The statements are the same on PostgreSQL and SQLite except for row locks,
+which only PostgreSQL takes (SQLite's IMMEDIATE transactions serialise writers instead).
+
+The decisions (which pool, when to skip, what counts as a vote) stay in `services`; this module
+only holds the statements and runs them. `%%` is a literal `%` (the modulo operator).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+
+from annotations.models import Assignment, AssignmentState, Item, Judgment, Output, Study
+from annotations.models import StudyRater as Membership
+
+STUDY = Study._meta.db_table
+ITEM = Item._meta.db_table
+OUTPUT = Output._meta.db_table
+MEMBERSHIP = Membership._meta.db_table
+ASSIGNMENT = Assignment._meta.db_table
+JUDGMENT = Judgment._meta.db_table
+
+JUDGED = AssignmentState.JUDGED.value
+SKIPPED = AssignmentState.SKIPPED.value
+LEASED = AssignmentState.LEASED.value
+
+# An assignment holds one of its item's k places while it is judged or its lease is live.
+_HOLDS_A_PLACE = (
+    f"({{a}}.state = '{JUDGED}' OR ({{a}}.state = '{LEASED}' AND {{a}}.leased_until > %s))"
+)
+
+
+def _holds_a_place(alias: str) -> str:
+    return _HOLDS_A_PLACE.format(a=alias)
+
+
+def _texts(item: str) -> str:
+    """Both outputs' texts of an item, as two columns (base, tuned)."""
+    return (
+        f"(SELECT o.text FROM {OUTPUT} o WHERE o.item_id = {item}.id AND o.system = 'base'), "
+        f"(SELECT o.text FROM {OUTPUT} o WHERE o.item_id = {item}.id AND o.system = 'tuned')"
+    )
+
+
+def _run(sql: str, params: Sequence[Any]) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+def _run_count(sql: str, params: Sequence[Any]) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def db_time(value: datetime) -> Any:
+    """A datetime as the backend stores it (SQLite: naive UTC text; PostgreSQL: as is)."""
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def row_locks() -> bool:
+    return connection.features.has_select_for_update
+
+
+# --- next pair ------------------------------------------------------------------------------
+
+
+def rater_study_read(
+    *, slug: str, rater_id: int, now: datetime, exclude_ids: Sequence[int]
+) -> tuple | None:
+    """The study, the rater's membership and their live leases in one read: (study id, status,
+    overlap, gold rate, lease minutes, instructions, order multiplier, order offset, live
+    leases held, first live lease not in `exclude_ids` or None). None: not a rater of it."""
+    live = f"a.state = '{LEASED}' AND a.leased_until > %s"
+    not_excluded = (
+        f" AND a.id NOT IN ({', '.join(['%s'] * len(exclude_ids))})" if exclude_ids else ""
+    )
+    leases = (
+        f"FROM {ASSIGNMENT} a JOIN {ITEM} i ON i.id = a.item_id "
+        f"WHERE i.study_id = s.id AND a.rater_id = m.rater_id AND {live}"
+    )
+    sql = (
+        f"SELECT s.id, s.status, s.overlap, s.gold_rate, s.lease_minutes, s.instructions, "
+        f"m.order_multiplier, m.order_offset, "
+        f"(SELECT COUNT(*) {leases}), "
+        f"(SELECT a.id {leases}{not_excluded} ORDER BY a.created_at, a.id LIMIT 1) "
+        f"FROM {STUDY} s JOIN {MEMBERSHIP} m ON m.study_id = s.id "
+        f"WHERE s.slug = %s AND m.rater_id = %s"
+    )
+    when = db_time(now)
+    rows = _run(sql, [when, when, *exclude_ids, slug, rater_id])
+    return rows[0] if rows else None
+
+
+def lease_extend(*, assignment_id: int, leased_until: datetime, now: datetime) -> None:
+    _run_count(
+        f"UPDATE {ASSIGNMENT} SET leased_until = %s, updated_at = %s WHERE id = %s",
+        [db_time(leased_until), db_time(now), assignment_id],
+    )
+
+
+def leased_pair_read(*, assignment_id: int) -> tuple:
+    """(item id, left system, prompt, base text, tuned text) of an assignment."""
+    rows = _run(
+        f"SELECT i.id, a.left_system, i.prompt, {_texts('i')} "
+        f"FROM {ASSIGNMENT} a JOIN {ITEM} i ON i.id = a.item_id WHERE a.id = %s",
+        [assignment_id],
+    )
+    return rows[0]
+
+
+def candidate_lock(
+    *,
+    study_id: int,
+    rater_id: int,
+    gold: bool,
+    order_multiplier: int,
+    order_offset: int,
+    modulus: int,
+    overlap: int,
+    now: datetime,
+    window: int | None,
+    skipped: Sequence[int],
+) -> tuple | None:
+    """Locks (PostgreSQL: `FOR UPDATE SKIP LOCKED`) and returns the rater's next free item of
+    one pool: (item id, extra votes, prompt, base text, tuned text), or None.
+
+    Pool: the study's items of that kind (gold or not), not held, not excluded, that the rater
+    has not judged, skipped or leased (live). Order: priority, then the rater's permutation.
+    Outside the gold pool an item must also have room: fewer judgments plus live leases than
+    k plus its extra votes. With `window`, only the first `window` items of the pool in that
+    order are considered (votes are counted for those only); the first free item of the window
+    is the first free item of all, since every item ahead of it is in the window.
+    """
+    when = db_time(now)
+    order = "{t}.priority DESC, (({t}.id %% %s) * %s + %s) %% %s"
+    order_params = [modulus, order_multiplier, order_offset, modulus]
+    pool = (
+        "{t}.study_id = %s AND {t}.is_gold = %s AND NOT {t}.held AND NOT {t}.excluded "
+        f"AND NOT EXISTS (SELECT 1 FROM {ASSIGNMENT} mine WHERE mine.item_id = {{t}}.id "
+        f"AND mine.rater_id = %s AND (mine.state IN ('{JUDGED}', '{SKIPPED}') "
+        f"OR (mine.state = '{LEASED}' AND mine.leased_until > %s)))"
+    )
+    pool_params: list[Any] = [study_id, gold, rater_id, when]
+    if skipped:
+        pool += f" AND {{t}}.id NOT IN ({', '.join(['%s'] * len(skipped))})"
+        pool_params += list(skipped)
+    params: list[Any] = []
+    if window is None:
+        where = pool.format(t="i")
+        params += pool_params
+    else:
+        where = (
+            f"i.id IN (SELECT w.id FROM {ITEM} w WHERE {pool.format(t='w')} "
+            f"ORDER BY {order.format(t='w')} LIMIT %s)"
+        )
+        params += [*pool_params, *order_params, window]
+    if not gold:
+        where += (
+            f" AND (SELECT COUNT(*) FROM {ASSIGNMENT} c WHERE c.item_id = i.id "
+            f"AND {_holds_a_place('c')}) < %s + i.extra_votes"
+        )
+        params += [when, overlap]
+    lock = " FOR UPDATE OF i SKIP LOCKED" if row_locks() else ""
+    sql = (
+        f"SELECT i.id, i.extra_votes, i.prompt, {_texts('i')} FROM {ITEM} i "
+        f"WHERE {where} ORDER BY {order.format(t='i')} LIMIT 1{lock}"
+    )
+    rows = _run(sql, [*params, *order_params])
+    return rows[0] if rows else None
+
+
+def lease_insert_if_room(
+    *,
+    item_id: int,
+    rater_id: int,
+    left_system: str,
+    leased_until: datetime,
+    now: datetime,
+    capacity: int | None,
+) -> int | None:
+    """Inserts the rater's lease on a locked item if the rater has no assignment on it and (with
+    `capacity`) the item holds fewer judgments plus live leases than that; returns the new id,
+    or None when a condition failed.
+
+    A separate statement from the pick on purpose: on PostgreSQL a new statement reads a new
+    snapshot, so it counts every vote committed before this transaction took the item's lock
+    (the pick's own count may predate them).
+    """
+    when = db_time(now)
+    room = ""
+    params: list[Any] = [
+        item_id,
+        rater_id,
+        left_system,
+        LEASED,
+        db_time(leased_until),
+        when,
+        when,
+        item_id,
+        rater_id,
+    ]
+    if capacity is not None:
+        room = (
+            f" AND (SELECT COUNT(*) FROM {ASSIGNMENT} c WHERE c.item_id = %s "
+            f"AND {_holds_a_place('c')}) < %s"
+        )
+        params += [item_id, when, capacity]
+    rows = _run(
+        f"INSERT INTO {ASSIGNMENT} (item_id, rater_id, left_system, state, leased_until, "
+        f"created_at, updated_at) SELECT %s, %s, %s, %s, %s, %s, %s "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {ASSIGNMENT} m WHERE m.item_id = %s AND m.rater_id = %s)"
+        f"{room} RETURNING id",
+        params,
+    )
+    return rows[0][0] if rows else None
+
+
+# --- judgment -------------------------------------------------------------------------------
+
+
+def assignment_lock_for_judgment(
+    *, assignment_id: int, rater_id: int, now: datetime
+) -> tuple | None:
+    """Locks the item row, then the assignment row (the services' lock order), of the rater's
+    own assignment and returns (state, left system, lease live, item id, is gold, extra votes,
+    study id, slug, status, overlap, max overlap, min time ms), or None when the assignment
+    does not exist or is someone else's."""
+    lock = " FOR UPDATE OF i, a" if row_locks() else ""
+    rows = _run(
+        f"SELECT a.state, a.left_system, CASE WHEN a.leased_until > %s THEN 1 ELSE 0 END, "
+        f"i.id, i.is_gold, i.extra_votes, s.id, s.slug, s.status, s.overlap, s.max_overlap, "
+        f"s.min_time_ms FROM {ITEM} i JOIN {ASSIGNMENT} a ON a.item_id = i.id "
+        f"JOIN {STUDY} s ON s.id = i.study_id WHERE a.id = %s AND a.rater_id = %s{lock}",
+        [db_time(now), assignment_id, rater_id],
+    )
+    return rows[0] if rows else None
+
+
+def places_held_by_others(*, item_id: int, assignment_id: int, now: datetime) -> int:
+    rows = _run(
+        f"SELECT COUNT(*) FROM {ASSIGNMENT} c WHERE c.item_id = %s AND c.id <> %s "
+        f"AND {_holds_a_place('c')}",
+        [item_id, assignment_id, db_time(now)],
+    )
+    return int(rows[0][0])
+
+
+def judgment_insert(
+    *,
+    assignment_id: int,
+    item_id: int,
+    rater_id: int,
+    choice: str,
+    preferred: str,
+    left_system: str,
+    rationale: str,
+    time_ms: int | None,
+    flagged_fast: bool,
+    now: datetime,
+) -> int:
+    """Inserts the judgment and marks its assignment judged; returns the judgment's id.
+    Raises IntegrityError when the item already holds this rater's judgment."""
+    rows = _run(
+        f"INSERT INTO {JUDGMENT} (assignment_id, item_id, rater_id, choice, preferred, "
+        f"left_system, rationale, time_ms, flagged_fast, created_at) "
+        f"VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        [
+            assignment_id,
+            item_id,
+            rater_id,
+            choice,
+            preferred,
+            left_system,
+            rationale,
+            time_ms,
+            flagged_fast,
+            db_time(now),
+        ],
+    )
+    _run_count(
+        f"UPDATE {ASSIGNMENT} SET state = %s, updated_at = %s WHERE id = %s",
+        [JUDGED, db_time(now), assignment_id],
+    )
+    return int(rows[0][0])
+
+
+def votes_by_preference(*, item_id: int) -> dict[str, int]:
+    rows = _run(
+        f"SELECT preferred, COUNT(*) FROM {JUDGMENT} WHERE item_id = %s GROUP BY preferred",
+        [item_id],
+    )
+    return {preferred: int(n) for preferred, n in rows}
+
+
+def extra_vote_add(*, item_id: int) -> None:
+    _run_count(f"UPDATE {ITEM} SET extra_votes = extra_votes + 1 WHERE id = %s", [item_id])

@@ -1,0 +1,148 @@
+"""The rater loop's hot path: token auth with roles in one query, the SQL queue's rarer branches
+(own expired lease, windows that are full) and a ceiling on queries per request."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from annotations import services
+from annotations.models import Assignment, Judgment
+from tests.factories import make_study, make_user
+
+pytestmark = pytest.mark.django_db
+
+TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+
+
+def token_client(user) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
+def statements(ctx: CaptureQueriesContext) -> list[str]:
+    return [q["sql"] for q in ctx.captured_queries if not q["sql"].startswith(TRANSACTION_CONTROL)]
+
+
+def test_token_auth_reads_user_and_roles_in_one_query() -> None:
+    rater = make_user("rater")
+    study = make_study(items=3, overlap=1, raters=[rater])
+    client = token_client(rater)
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.get(f"/api/v1/queue/next/?study={study.slug}")
+    assert response.status_code == 200
+    auth = [sql for sql in statements(ctx) if "authtoken_token" in sql]
+    assert len(auth) == 1
+    assert not [sql for sql in statements(ctx) if "auth_group" in sql and sql not in auth]
+
+
+def test_token_auth_refuses_bad_tokens_inactive_users_and_wrong_roles() -> None:
+    rater = make_user("rater")
+    researcher = make_user("researcher")
+    study = make_study(items=2, overlap=1, raters=[rater])
+    path = f"/api/v1/queue/next/?study={study.slug}"
+
+    anonymous = APIClient()
+    anonymous.credentials(HTTP_AUTHORIZATION="Token not-a-real-token")
+    refused = anonymous.get(path)
+    # 403, not 401: the first authenticator (session) sends no WWW-Authenticate challenge.
+    assert refused.status_code == 403
+    assert "invalid token" in refused.content.decode().lower()
+
+    # A researcher has no rater role: 403, roles read with the token.
+    assert token_client(researcher).get(path).status_code == 403
+
+    client = token_client(rater)
+    rater.is_active = False
+    rater.save(update_fields=["is_active"])
+    inactive = client.get(path)
+    assert inactive.status_code == 403
+    assert "inactive" in inactive.content.decode().lower()
+
+    # A user in no group at all still authenticates (LEFT JOIN) and is refused by role.
+    roleless = make_user("rater")
+    roleless.groups.clear()
+    assert token_client(roleless).get(path).status_code == 403
+
+
+def test_next_and_submit_stay_within_their_query_budget() -> None:
+    rater = make_user("rater")
+    study = make_study(items=4, overlap=2, max_overlap=3, raters=[rater])
+    client = token_client(rater)
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.get(f"/api/v1/queue/next/?study={study.slug}")
+    assert response.status_code == 200
+    # auth + roles, study + membership + leases, pick (with texts), recount + insert
+    assert len(statements(ctx)) <= 4, statements(ctx)
+    assignment = response.json()["assignment"]
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.post(
+            f"/api/v1/assignments/{assignment}/judgment/", {"choice": "1"}, format="json"
+        )
+    assert response.status_code == 201
+    # auth + roles, lock, judgment, assignment state, vote split check, evidence listeners
+    assert len(statements(ctx)) <= 6, statements(ctx)
+
+
+def test_an_own_expired_lease_is_taken_up_again_with_the_same_sides() -> None:
+    rater = make_user()
+    study = make_study(items=1, overlap=1, raters=[rater])
+    first = services.assignment_next(study=study, rater=rater)
+    Assignment.objects.filter(pk=first.pk).update(
+        leased_until=timezone.now() - timedelta(minutes=1)
+    )
+    again = services.assignment_next(study=study, rater=rater)
+    assert again.pk == first.pk
+    assert again.left_system == first.left_system
+    assert again.leased_until > timezone.now()
+    services.judgment_submit(assignment_id=again.pk, rater=rater, choice="1")
+    assert Judgment.objects.filter(item_id=first.item_id).count() == 1
+
+
+def test_an_own_expired_lease_on_an_item_completed_by_others_is_not_offered() -> None:
+    walker, other = make_user(), make_user()
+    study = make_study(items=1, overlap=1, raters=[walker, other])
+    stale = services.assignment_next(study=study, rater=walker)
+    Assignment.objects.filter(pk=stale.pk).update(
+        leased_until=timezone.now() - timedelta(minutes=1)
+    )
+    taken = services.assignment_next(study=study, rater=other)
+    services.judgment_submit(assignment_id=taken.pk, rater=other, choice="2")
+    assert services.assignment_next(study=study, rater=walker) is None
+
+
+def test_the_queue_looks_past_windows_whose_items_are_all_full(monkeypatch) -> None:
+    monkeypatch.setattr(services, "QUEUE_WINDOWS", (1, 2, None))
+    first, second = make_user(), make_user()
+    study = make_study(items=10, overlap=1, raters=[first, second])
+    judged_by_first = []
+    for _ in range(7):
+        a = services.assignment_next(study=study, rater=first)
+        services.judgment_submit(assignment_id=a.pk, rater=first, choice="tie")
+        judged_by_first.append(a.item_id)
+    offered = []
+    while (a := services.assignment_next(study=study, rater=second)) is not None:
+        offered.append(a.item_id)
+        services.judgment_submit(assignment_id=a.pk, rater=second, choice="tie")
+    all_items = set(study.items.values_list("pk", flat=True))
+    assert sorted(offered) == sorted(all_items - set(judged_by_first))
+    assert Judgment.objects.filter(item__study=study).count() == 10
+
+
+def test_next_over_the_api_resumes_the_held_lease_and_honours_exclude() -> None:
+    rater = make_user()
+    study = make_study(items=3, overlap=1, raters=[rater])
+    client = token_client(rater)
+    first = client.get(f"/api/v1/queue/next/?study={study.slug}").json()
+    again = client.get(f"/api/v1/queue/next/?study={study.slug}").json()
+    assert again["assignment"] == first["assignment"]
+    assert again["responses"] == first["responses"]
+    other = client.get(f"/api/v1/queue/next/?study={study.slug}&exclude={first['assignment']}")
+    assert other.json()["assignment"] != first["assignment"]
