@@ -21,7 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotations import selectors, services
+from annotations import roles, selectors, services
 from annotations.errors import DomainValidationError
 from annotations.exporting import FORMATS, stream_rows
 from annotations.importers import parse_alpaca_pair, parse_jsonl
@@ -236,6 +236,27 @@ class StudyJudgmentsExportApi(ResearcherAPIView):
             request.query_params.get("format", "jsonl"),
             f"{study.slug}-judgments",
         )
+
+
+# --- any signed-in user ---------------------------------------------------------------------
+
+
+class MeApi(APIView):
+    """Who the credentials belong to and their roles: lets a pipeline or CLI check its token
+    before it submits anything. Nothing but authentication runs, so the rater-loop benchmark
+    uses it as the framework floor."""
+
+    class MeOutputSerializer(serializers.Serializer):
+        username = serializers.CharField()
+        roles = serializers.ListField(child=serializers.CharField())
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses=MeOutputSerializer)
+    def get(self, request: Request) -> Response:
+        user = request.user
+        names = roles.group_names(user) | ({roles.ADMIN} if user.is_superuser else set())
+        return Response({"username": user.get_username(), "roles": sorted(names)})
 
 
 # --- raters ---------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ urlpatterns = [
         api.AdjudicationApi.as_view(),
         name="api-adjudication",
     ),
+    path("me/", api.MeApi.as_view(), name="api-me"),
     path("me/studies/", api.MyStudiesApi.as_view(), name="api-my-studies"),
     path("queue/next/", api.QueueNextApi.as_view(), name="api-queue-next"),
     path(

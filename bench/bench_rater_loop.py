@@ -14,9 +14,9 @@ What it does, in one run:
    free 127.0.0.1 port with ``DEBUG=0``, then runs 50 keep-alive HTTP clients (one asyncio
    loop, a minimal raw HTTP/1.1 client so the load generator stays light on the 2 cores):
 
-   * floor: saturated ``GET /api/v1/me/studies/`` (token auth + role check + one aggregate
-     query, the cheapest existing authenticated 200) and saturated ``GET /api/v1/queue/next/``
-     without ``study`` (token auth + role check, then a 400: the framework floor);
+   * floor: saturated ``GET /api/v1/me/`` (the bare DRF endpoint: token auth, then a 200 with
+     the username and roles, no query beyond the auth's one: the framework floor) and
+     saturated ``GET /api/v1/me/studies/`` (token auth + role check + one aggregate query);
    * paced: each rater does next + submit once a second; p50/p95/p99 per request type;
    * saturated: each rater does next + submit with no pause; judgments/s;
    * afterwards, SQL checks that no item holds more than k judgments (or judgments plus live
@@ -542,8 +542,8 @@ def run_config(config: ServerConfig, args, url: str, seeded: dict, floors: dict)
         # Warm every worker thread's database connection and imports.
         asyncio.run(run_floor(port, tokens, "/api/v1/me/studies/", 2.0))
         floor_paths = (
+            ("floor_bare", "/api/v1/me/", "bare DRF endpoint: token auth, 200, no other query"),
             ("floor_me", "/api/v1/me/studies/", "200, token auth + role check + 1 aggregate query"),
-            ("floor_auth", "/api/v1/queue/next/", "no study: 400 after token auth + role check"),
         )
         for key, path, what in floor_paths:
             meter = cpu_meter(process, args.db)
@@ -596,9 +596,9 @@ def run_config(config: ServerConfig, args, url: str, seeded: dict, floors: dict)
             print(f"    client errors: {status_text(stats.errors)}")
         print(f"    {meter.report(elapsed, len(stats.judged_at), 'judgment')}")
         print(
-            f"    ratios: judgments/s vs me/studies floor req/s = "
-            f"{jps / result['floor_me']:.3f} (a judgment is 2 requests: "
-            f"{2 * jps / result['floor_me']:.2f} of the floor's request rate); "
+            f"    ratios: judgments/s vs bare DRF floor req/s = "
+            f"{jps / result['floor_bare']:.3f} (a judgment is 2 requests: "
+            f"{2 * jps / result['floor_bare']:.2f} of the floor's request rate); "
             f"vs bare PG UPDATE ops/s (1 conn) = {jps / floors['pg_update']:.3f}"
         )
         ok, lines = verify(url, seeded["study_id"])
@@ -681,13 +681,13 @@ def main() -> None:
 
     print("\n=== summary (same run, same machine)")
     print(
-        f"  {'config':14s} {'judgments/s':>11s} {'me/studies req/s':>16s} {'auth-only req/s':>15s}"
+        f"  {'config':14s} {'judgments/s':>11s} {'me/studies req/s':>16s} {'bare 200 req/s':>15s}"
         f" {'paced p95 next':>14s} {'paced p95 submit':>16s}  checks"
     )
     for r in results:
         print(
             f"  {r['config']:14s} {r['judgments_per_s']:11.1f} {r['floor_me']:16.1f} "
-            f"{r['floor_auth']:15.1f} {r['paced_p95_next']:11.2f} ms {r['paced_p95_submit']:13.2f}"
+            f"{r['floor_bare']:15.1f} {r['paced_p95_next']:11.2f} ms {r['paced_p95_submit']:13.2f}"
             f" ms  {'OK' if r['verified'] else 'FAILED'}"
         )
     best = max(results, key=lambda r: r["judgments_per_s"])

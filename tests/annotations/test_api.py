@@ -31,6 +31,7 @@ def test_every_endpoint_needs_authentication(study) -> None:
         ("get", f"/api/v1/studies/{study.slug}/judgments/"),
         ("get", f"/api/v1/queue/next/?study={study.slug}"),
         ("post", "/api/v1/assignments/1/judgment/"),
+        ("get", "/api/v1/me/"),
         ("get", "/api/v1/me/studies/"),
         ("get", "/api/schema/"),
     ]:
@@ -46,6 +47,20 @@ def test_token_auth_round_trip(rater, study) -> None:
     assert response.status_code == 200
     client.credentials(HTTP_AUTHORIZATION=f"Token {response.json()['token']}")
     assert client.get("/api/v1/me/studies/").status_code == 200
+    assert client.get("/api/v1/me/").json() == {"username": rater.username, "roles": ["rater"]}
+
+
+def test_me_reports_each_users_roles(researcher) -> None:
+    from annotations import services
+
+    client = APIClient()
+    client.force_authenticate(researcher)
+    assert client.get("/api/v1/me/").json()["roles"] == ["researcher"]
+    boss = services.user_create(username="boss", password="pw-123456", role="admin")
+    boss.is_superuser = True
+    boss.save()
+    client.force_authenticate(boss)
+    assert client.get("/api/v1/me/").json() == {"username": "boss", "roles": ["admin"]}
 
 
 def test_rater_gets_403_on_researcher_endpoints(rater_api, study) -> None:
