@@ -115,3 +115,29 @@ def test_alpaca_syntax_error_has_a_line() -> None:
         b'[\n{"instruction": "q"\n', b"[]", base_file="b.json", tuned_file="t.json"
     )
     assert str(result.issues[0]).startswith("b.json:3: invalid JSON")
+
+
+def test_nul_characters_are_refused_with_file_line_and_field() -> None:
+    # PostgreSQL stores no U+0000 in text or jsonb: caught at parse time, not as a 500 later.
+    data = "\n".join(
+        [
+            line(**GOOD),
+            line(id="n1", prompt="p\u0000q", base="b", tuned="t"),
+            line(id="n2", prompt="p", base="b", tuned="t", reference="r\u0000"),
+            line(id="n3", prompt="p", base="b", tuned="t", metadata={"k": ["x\u0000"]}),
+        ]
+    ).encode()
+    messages = [str(i) for i in parse_jsonl(data, file="nul.jsonl").issues]
+    assert messages == [
+        "nul.jsonl:2: field 'prompt' contains a NUL character (U+0000), which cannot be stored",
+        "nul.jsonl:3: field 'reference' contains a NUL character (U+0000), which cannot be stored",
+        "nul.jsonl:4: field 'metadata' contains a NUL character (U+0000), which cannot be stored",
+    ]
+
+
+def test_alpaca_nul_characters_are_refused() -> None:
+    base = json.dumps([{"instruction": "i", "output": "o\u0000", "generator": "b"}]).encode()
+    tuned = json.dumps([{"instruction": "i", "output": "o", "generator": "t"}]).encode()
+    result = parse_alpaca_pair(base, tuned, base_file="b.json", tuned_file="t.json")
+    assert not result.ok
+    assert "field 'output' contains a NUL character" in str(result.issues[0])
