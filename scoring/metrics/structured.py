@@ -27,6 +27,7 @@ from functools import lru_cache
 from typing import Any, Literal
 
 import jsonschema
+import regex
 from jsonschema.exceptions import SchemaError
 from jsonschema.protocols import Validator
 
@@ -120,11 +121,18 @@ def json_schema_valid(
     return 0.0, f"{where}: {error.message}"[:200]
 
 
+# A researcher's pattern runs on every output; a pattern that backtracks catastrophically
+# (e.g. `(a+)+$`) would hold a worker until the task's time limit and fail on every retry. The
+# `regex` module (re-compatible syntax) can stop a match after a timeout: that becomes a clear
+# settings error instead.
+REGEX_TIMEOUT_SECONDS = 1.0
+
+
 @lru_cache(maxsize=64)
-def _compile(pattern: str) -> re.Pattern[str]:
+def _compile(pattern: str) -> regex.Pattern[str]:
     try:
-        return re.compile(pattern)
-    except re.error as exc:
+        return regex.compile(pattern)
+    except regex.error as exc:
         raise ValueError(f"settings['regex'] is not a valid regular expression: {exc}") from exc
 
 
@@ -139,11 +147,16 @@ def regex_match(
         raise ValueError("regex pattern must be a string")
     compiled = _compile(pattern)
     text = output.strip()
-    if mode == "fullmatch":
-        return 1.0 if compiled.fullmatch(text) else 0.0
-    if mode == "search":
-        return 1.0 if compiled.search(text) else 0.0
-    raise ValueError(f"regex_mode must be 'fullmatch' or 'search', not {mode!r}")
+    if mode not in ("fullmatch", "search"):
+        raise ValueError(f"regex_mode must be 'fullmatch' or 'search', not {mode!r}")
+    match = compiled.fullmatch if mode == "fullmatch" else compiled.search
+    try:
+        return 1.0 if match(text, timeout=REGEX_TIMEOUT_SECONDS) else 0.0
+    except TimeoutError as exc:
+        raise ValueError(
+            f"settings['regex'] ran over {REGEX_TIMEOUT_SECONDS:g} s on one output of "
+            f"{len(text):,} characters (catastrophic backtracking?); simplify the pattern"
+        ) from exc
 
 
 def rate(values: Sequence[float]) -> float:

@@ -77,6 +77,14 @@ def test_regex_modes() -> None:
         regex_match("x", "x", mode="match")  # type: ignore[arg-type]
 
 
+def test_regex_catastrophic_backtracking_is_a_clear_settings_error(monkeypatch) -> None:
+    monkeypatch.setattr(structured, "REGEX_TIMEOUT_SECONDS", 0.05)
+    # (a|aa)+$ on "aaa...!" backtracks exponentially: without the timeout it would not return.
+    with pytest.raises(ValueError, match="catastrophic backtracking"):
+        regex_match("a" * 40 + "!", r"(a|aa)+$", mode="search")
+    assert regex_match("a" * 40, r"(a|aa)+$") == 1.0  # the same pattern is fine when it matches
+
+
 def test_rate() -> None:
     assert rate([1.0, 0.0, 1.0, 1.0]) == 0.75
     with pytest.raises(ValueError, match="zero items"):
