@@ -22,6 +22,11 @@ the cost a real judge pays when it writes that much. Verdict agreement with rand
 noise (the peer rarely writes a parseable verdict). ``tiny-trained`` is the test tokenizer with
 a 4-layer, 256-dim GPT-2 trained for a few steps; it stops generating early, so its timings
 understate the peer's cost.
+
+Verdict agreement needs a judge that can judge: ``--model PATH_OR_NAME`` loads real weights
+through the production loader (``scoring.lm.loading.load_causal_lm``, e.g. a local copy of
+prometheus-7b-v2.0 on a GPU machine) instead of a ``--config`` model; the script then prints
+the peer's parse rate and the agreement per presentation order and per pair verdict.
 """
 
 from __future__ import annotations
@@ -83,6 +88,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--config", default="gpt2-4x256", choices=CONFIGS)
+    parser.add_argument(
+        "--model", default=None, help="real weights (path or name) instead of a --config model"
+    )
     parser.add_argument("--dtype", default=None, help="default: bf16 on CUDA, fp32 on CPU")
     parser.add_argument("--n-pairs", type=int, default=24)
     parser.add_argument("--template", default="mtbench_pairwise")
@@ -112,8 +120,14 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     dtype_name = resolve_dtype(device, args.dtype)
-    with tempfile.TemporaryDirectory() as workdir:
-        model, tokenizer = load_model(args.config, device, dtype_name, workdir)
+    if args.model:
+        from scoring.lm.loading import load_causal_lm
+
+        loaded = load_causal_lm(args.model, device=device, dtype=dtype_name)
+        model, tokenizer = loaded.model, loaded.tokenizer
+    else:
+        with tempfile.TemporaryDirectory() as workdir:
+            model, tokenizer = load_model(args.config, device, dtype_name, workdir)
     pairs = make_pairs(args.n_pairs, args.seed)
     common = {
         "model": model,
@@ -153,10 +167,19 @@ def main(argv: list[str] | None = None) -> None:
 
     parsed = [(f, p) for f, p in zip(fast_results, peer_results, strict=True) if p.error is None]
     agree = sum(f.verdict == p.verdict for f, p in parsed)
+    # Per presentation order: the label each judge chose for the same prompt.
+    order_agree, order_parsed = 0, 0
+    for f, p in zip(fast_results, peer_results, strict=True):
+        for order in ("tuned_first", "base_first"):
+            fp, pp = f.order_probabilities.get(order), p.order_probabilities.get(order)
+            if fp and pp:
+                order_parsed += 1
+                order_agree += max(fp, key=fp.get) == max(pp, key=pp.get)
     n_params = matmul_params(model)
     name = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
     print(
-        f"device={device} ({name}, {torch.get_num_threads()} threads) config={args.config} "
+        f"device={device} ({name}, {torch.get_num_threads()} threads) "
+        f"model={args.model or args.config} "
         f"dtype={dtype_name} params(matmul)={n_params / 1e6:.1f}M context={fast.context_length}"
     )
     print(
@@ -178,8 +201,18 @@ def main(argv: list[str] | None = None) -> None:
     print(f"generate+parse: {t_peer:8.2f} s  {len(pairs) / t_peer:8.2f} pairs/s")
     print(f"speedup logprob/generate: {t_peer / t_fast:.2f}x")
     print(
-        f"peer answers parsed: {len(parsed)}/{len(pairs)} pairs; verdict agreement on those: "
-        + (f"{agree}/{len(parsed)} = {agree / len(parsed):.0%}" if parsed else "n/a")
+        f"peer answers parsed: {order_parsed}/{2 * len(pairs)} prompts, {len(parsed)}/{len(pairs)}"
+        " pairs (both orders)"
+    )
+    print(
+        "verdict agreement logprob vs peer: per order "
+        + (
+            f"{order_agree}/{order_parsed} = {order_agree / order_parsed:.1%}"
+            if order_parsed
+            else "n/a"
+        )
+        + "; pair verdict (both orders combined) "
+        + (f"{agree}/{len(parsed)} = {agree / len(parsed):.1%}" if parsed else "n/a")
     )
     bias = sum(r.position_bias for r in fast_results)
     print(f"logprob judge position-bias events: {bias}/{len(pairs)}")

@@ -9,7 +9,13 @@ The model is built from a config in memory (no download): by default a GPT-2 wit
 (random weights, bf16 on CUDA) so the same script measures a real architecture on a GPU:
 
     python bench/bench_perplexity.py                                   # CPU, small GPT-2
+    python bench/bench_perplexity.py --lengths short,mixed,long        # three workloads
     python bench/bench_perplexity.py --device cuda --config mistral-7b --peak-tflops 989
+
+Workloads (``--lengths``, log-uniform token lengths): ``mixed`` (default headline: 300 texts of
+8 to ``--max-text-tokens`` = 400 tokens), ``short`` (300 texts of 8-64 tokens: classification
+labels, short answers) and ``long`` (100 texts of 256-1023 tokens, within one window). Each is
+measured separately against the naive loop and all are printed.
 
 FLOPs are estimated as ``2 * N * tokens`` for forward passes, with N the parameter count
 without the input-embedding table (a lookup, not a matmul); attention's quadratic term is
@@ -86,18 +92,32 @@ def matmul_params(model) -> int:
     return total - pos - (0 if tied else emb.numel())
 
 
-def make_texts(tokenizer, n: int, seed: int, max_tokens: int) -> list[str]:
-    """``n`` texts with log-uniform token lengths from 8 to ``max_tokens``."""
+# name -> (min tokens, max tokens or None for --max-text-tokens, default number of texts)
+WORKLOADS = {"short": (8, 64, 300), "mixed": (8, None, 300), "long": (256, 1023, 100)}
+
+
+def make_texts(
+    tokenizer, n: int, seed: int, max_tokens: int, min_tokens: int = 8, hard_max: int | None = None
+) -> list[str]:
+    """``n`` texts with log-uniform token lengths from ``min_tokens`` to ``max_tokens``.
+
+    Whole corpus lines are appended until the target is reached, so a text may overshoot it by
+    part of a line; ``hard_max`` trims words until the text has at most that many tokens.
+    """
     from tests.tiny_model import tiny_corpus
 
     rng = random.Random(seed)
     lines = tiny_corpus(2000, seed=seed)
     texts = []
     for _ in range(n):
-        target = int(math.exp(rng.uniform(math.log(8), math.log(max_tokens))))
+        target = int(math.exp(rng.uniform(math.log(min_tokens), math.log(max_tokens))))
         words: list[str] = []
         while len(tokenizer.encode(" ".join(words), add_special_tokens=False)) < target:
             words.extend(rng.choice(lines).split())
+        while hard_max and len(tokenizer.encode(" ".join(words), add_special_tokens=False)) > (
+            hard_max
+        ):
+            words.pop()
         texts.append(" ".join(words))
     return texts
 
@@ -132,10 +152,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--config", default="gpt2-4x256", choices=CONFIGS)
     parser.add_argument("--dtype", default=None, help="default: bf16 on CUDA, fp32 on CPU")
-    parser.add_argument("--n-texts", type=int, default=300)
-    parser.add_argument("--max-text-tokens", type=int, default=400)
     parser.add_argument(
-        "--max-tokens-per-batch", type=int, default=None, help="default: 2048 CPU, 8192 GPU"
+        "--lengths",
+        default="mixed",
+        help=f"comma-separated workloads from {sorted(WORKLOADS)} (default: mixed)",
+    )
+    parser.add_argument("--n-texts", type=int, default=None, help="default: per workload")
+    parser.add_argument("--max-text-tokens", type=int, default=400, help="mixed workload's max")
+    parser.add_argument(
+        "--max-tokens-per-batch", type=int, default=None, help="default: 1024 CPU, 8192 GPU"
     )
     parser.add_argument("--window", type=int, default=1024)
     parser.add_argument("--peak-tflops", type=float, default=None, help="peak dense TFLOP/s")
@@ -146,7 +171,6 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from scoring.lm.loading import resolve_device, resolve_dtype
-    from scoring.lm.perplexity import compute_perplexity
     from tests.tiny_model import build_tiny_tokenizer
 
     if args.threads:
@@ -158,7 +182,33 @@ def main(argv: list[str] | None = None) -> None:
     tokenizer.model_max_length = args.window
     model = build_model(args.config, tokenizer, device=device, dtype=dtype)
     n_params = matmul_params(model)
-    texts = make_texts(tokenizer, args.n_texts, args.seed, min(args.max_text_tokens, args.window))
+    names = [w.strip() for w in args.lengths.split(",") if w.strip()]
+    unknown = [w for w in names if w not in WORKLOADS]
+    if unknown or not names:
+        raise SystemExit(f"unknown --lengths {unknown}; choose from {sorted(WORKLOADS)}")
+    print(
+        f"device={device} ({torch.cuda.get_device_name() if device.startswith('cuda') else 'cpu'}"
+        f", {torch.get_num_threads()} threads) config={args.config} dtype={dtype_name} "
+        f"params(matmul)={n_params / 1e6:.1f}M"
+    )
+    summary = []
+    for name in names:
+        low, high, n_default = WORKLOADS[name]
+        high = min(high or args.max_text_tokens, args.window - 1)
+        # BOS + text must fit one window: the naive loop does not slide.
+        texts = make_texts(
+            tokenizer, args.n_texts or n_default, args.seed, high, low, hard_max=args.window - 1
+        )
+        speedup = run_workload(name, model, tokenizer, texts, n_params, device, args)
+        summary.append(f"{name} ({low}-{high} tokens): {speedup:.2f}x")
+    if len(summary) > 1:
+        print("summary speedup batched/naive: " + "; ".join(summary))
+
+
+def run_workload(name, model, tokenizer, texts, n_params, device, args) -> float:
+    """Time both paths on ``texts``, print the figures and return the speedup."""
+
+    from scoring.lm.perplexity import compute_perplexity
 
     # Warm-up (allocator, kernels) on a few texts for both paths.
     compute_perplexity(model, tokenizer, texts[:8], window=args.window)
@@ -181,12 +231,7 @@ def main(argv: list[str] | None = None) -> None:
     tokens = report.total_tokens + len(texts)
     max_rel = max(abs(r.perplexity - p) / p for r, p in zip(report.results, naive, strict=True))
     print(
-        f"device={device} ({torch.cuda.get_device_name() if device.startswith('cuda') else 'cpu'}"
-        f", {torch.get_num_threads()} threads) config={args.config} dtype={dtype_name} "
-        f"params(matmul)={n_params / 1e6:.1f}M"
-    )
-    print(
-        f"texts={len(texts)} tokens={tokens} (per text min/median/max "
+        f"[{name}] texts={len(texts)} tokens={tokens} (per text min/median/max "
         f"{min(r.n_tokens for r in report.results)}/"
         f"{sorted(r.n_tokens for r in report.results)[len(texts) // 2]}/"
         f"{max(r.n_tokens for r in report.results)}) "
@@ -210,6 +255,7 @@ def main(argv: list[str] | None = None) -> None:
         f"corpus_perplexity_token_weighted={report.corpus_perplexity_token_weighted:.2f} "
         f"mean_per_text_perplexity={report.mean_per_text_perplexity:.2f}"
     )
+    return t_naive / t_batched
 
 
 if __name__ == "__main__":

@@ -33,14 +33,20 @@ aggregate. If nothing is scored, both aggregates are ``nan``.
 
 Efficiency: windows from all texts are sorted by length and packed into batches under a token
 budget (``max_tokens_per_batch`` counts padded positions), right-padded, with padding masked out
-of attention and of the loss. Log-softmax runs in float32 on the scored positions only, even for
-bf16/fp16 weights. torch is imported lazily.
+of attention and of the loss; a batch whose rows all have the same length is passed without a
+mask, so the model keeps its causal fast path. When the model's logits are exactly its LM head
+applied to its decoder's last hidden state (checked once per model, see :func:`_split_head`),
+the head runs only on the scored positions, so padding and each window's last position cost no
+vocabulary projection. Log-softmax runs in float32 on the scored positions only, in chunks of
+rows that bound the float32 copy (and keep it in cache on a CPU), even for bf16/fp16 weights;
+per-text sums are accumulated in float64. torch is imported lazily.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -144,6 +150,116 @@ def _batches(segments: list[_Segment], max_tokens: int) -> list[list[_Segment]]:
     return batches
 
 
+# Rows of fp32 logits scored at once: elements per chunk / vocabulary size. On a CPU a chunk of
+# 2**21 elements (8 MiB) stays in cache; on a GPU the cap only bounds the fp32 copy's memory.
+_CHUNK_ELEMENTS_CPU = 2**21
+_CHUNK_ELEMENTS_GPU = 2**27
+# Splitting the model into "decoder, then LM head" is checked once per model object.
+_SPLIT_CHECKED: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _split_head(model: Any, probe_ids: list[int]) -> tuple[Any, Any, int] | None:
+    """``(decoder, head, vocabulary size)`` if the model's logits are ``head(decoder(x))``.
+
+    That is, ``model(x).logits`` equals ``head(model.base_model(x).last_hidden_state)`` up to
+    a few ulps of the model's dtype on ``probe_ids``. Running the decoder and applying the
+    head only at scored positions then skips the vocabulary projection at padding and at each
+    window's last position, and never materialises the padded (tokens x vocabulary) logits.
+    Models that do more after the head (logit soft-capping, logit scaling) fail the check and
+    keep the plain path, as does anything without ``base_model`` or
+    ``get_output_embeddings()``. The answer is cached per model object.
+    """
+    import torch
+
+    cached = _SPLIT_CHECKED.get(model, False)
+    if cached is not False:
+        return cached
+    split = None
+    decoder = getattr(model, "base_model", None)
+    get_head = getattr(model, "get_output_embeddings", None)
+    head = get_head() if callable(get_head) else None
+    if decoder is not None and decoder is not model and head is not None and len(probe_ids) > 0:
+        device = next(model.parameters()).device
+        x = torch.tensor([probe_ids], dtype=torch.long, device=device)
+        try:
+            with torch.inference_mode():
+                raw = model(input_ids=x, use_cache=False).logits
+                hidden = decoder(input_ids=x, use_cache=False)
+                hidden = getattr(hidden, "last_hidden_state", None)
+                mine = head(hidden).float() if hidden is not None else None
+            eps = torch.finfo(raw.dtype).eps
+            full = raw.float()
+        except (TypeError, ValueError, AttributeError, RuntimeError):
+            mine = None
+        if mine is not None and mine.shape == full.shape:
+            # Same ops on the same input: equal up to kernel-choice rounding in the model dtype.
+            scale = float(full.abs().max()) or 1.0
+            if float((mine - full).abs().max()) <= 8 * eps * scale:
+                split = (decoder, head, int(full.shape[-1]))
+    _SPLIT_CHECKED[model] = split
+    return split
+
+
+def _batch_nll(
+    model: Any, split: tuple[Any, Any, int] | None, batch: list[_Segment], pad_id: int, device: Any
+) -> list[float]:
+    """Summed NLL (nats) of each segment's scored tokens; one forward pass for the batch."""
+    import torch
+    import torch.nn.functional as F
+
+    width = len(batch[0].ids)
+    rows = len(batch)
+    input_ids = torch.full((rows, width), pad_id, dtype=torch.long)
+    # ``scored[r, j]``: the logits at position j of row r predict a scored target (token j + 1).
+    scored = torch.zeros((rows, width), dtype=torch.bool)
+    for r, seg in enumerate(batch):
+        n = len(seg.ids)
+        input_ids[r, :n] = torch.tensor(seg.ids, dtype=torch.long)
+        scored[r, n - seg.n_scored - 1 : n - 1] = True
+    # Rows of equal length need no padding mask: the model then takes its causal fast path
+    # (SDPA ``is_causal``), which skips the masked half of attention.
+    attention = None
+    if any(len(seg.ids) != width for seg in batch):
+        attention = torch.zeros((rows, width), dtype=torch.long)
+        for r, seg in enumerate(batch):
+            attention[r, : len(seg.ids)] = 1
+        attention = attention.to(device)
+    input_ids = input_ids.to(device)
+    scored = scored.to(device)
+    targets = input_ids[:, 1:][scored[:, :-1]]
+    row_of = scored.nonzero(as_tuple=True)[0]
+    if split is not None:
+        decoder, head, vocab = split
+        hidden = decoder(input_ids=input_ids, attention_mask=attention, use_cache=False)
+        selected = hidden.last_hidden_state[scored]  # (scored tokens, hidden size), row-major
+
+        def logits_of(lo: int, hi: int) -> Any:
+            return head(selected[lo:hi])
+
+    else:
+        logits = model(input_ids=input_ids, attention_mask=attention, use_cache=False).logits
+        positions = scored.nonzero(as_tuple=True)
+        vocab = logits.shape[-1]
+
+        def logits_of(lo: int, hi: int) -> Any:
+            return logits[positions[0][lo:hi], positions[1][lo:hi]]
+
+    n_scored = int(targets.numel())
+    per_chunk = _CHUNK_ELEMENTS_CPU if input_ids.device.type == "cpu" else _CHUNK_ELEMENTS_GPU
+    step = max(1, per_chunk // max(1, vocab))
+    token_nll = torch.empty(n_scored, dtype=torch.float32, device=input_ids.device)
+    for lo in range(0, n_scored, step):
+        hi = min(lo + step, n_scored)
+        # float32 log-softmax of the scored positions only (bf16/fp16 logits are upcast per
+        # chunk); cross_entropy(reduction="none") is exactly -log_softmax(logits)[target].
+        token_nll[lo:hi] = F.cross_entropy(
+            logits_of(lo, hi).float(), targets[lo:hi], reduction="none"
+        )
+    sums = torch.zeros(rows, dtype=torch.float64, device=input_ids.device)
+    sums.index_add_(0, row_of, token_nll.double())
+    return sums.tolist()
+
+
 def compute_perplexity(
     model: Any,
     tokenizer: Any,
@@ -164,8 +280,8 @@ def compute_perplexity(
         stride: start offset between consecutive windows of one long text; default
             ``window // 2``. Must satisfy ``1 <= stride < window``.
         max_tokens_per_batch: token budget per forward pass (rows x padded length); default
-            8192 on GPUs and 2048 on CPU, where a smaller working set stays in cache (the
-            float32 logits of a batch are tokens x vocabulary).
+            8192 on GPUs and 1024 on CPU, where a smaller working set stays in cache (measured
+            in ``bench/bench_perplexity.py``: 1024 beat 256, 512 and 2048 at 1 and 2 threads).
         add_bos: prepend BOS; None means "when the tokenizer has a BOS token".
 
     Returns:
@@ -185,7 +301,7 @@ def compute_perplexity(
         raise ValueError(f"stride must be in [1, window - 1 = {window - 1}], got {stride}")
     device = next(model.parameters()).device
     if max_tokens_per_batch is None:
-        max_tokens_per_batch = 2048 if device.type == "cpu" else 8192
+        max_tokens_per_batch = 1024 if device.type == "cpu" else 8192
     if max_tokens_per_batch < 1:
         raise ValueError("max_tokens_per_batch must be positive")
     bos_id = getattr(tokenizer, "bos_token_id", None)
@@ -221,27 +337,10 @@ def compute_perplexity(
     counts = [0] * len(texts)
     pad_id = _pad_id(tokenizer)
     with torch.inference_mode():
+        split = _split_head(model, segments[0].ids[:16]) if segments else None
         for batch in _batches(segments, max_tokens_per_batch):
-            width = len(batch[0].ids)
-            input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-            attention = torch.zeros((len(batch), width), dtype=torch.long)
-            for r, seg in enumerate(batch):
-                input_ids[r, : len(seg.ids)] = torch.tensor(seg.ids, dtype=torch.long)
-                attention[r, : len(seg.ids)] = 1
-            input_ids = input_ids.to(device)
-            logits = model(
-                input_ids=input_ids, attention_mask=attention.to(device), use_cache=False
-            ).logits
-            sums = []
-            for r, seg in enumerate(batch):
-                n = len(seg.ids)
-                first = n - seg.n_scored  # first target position
-                # Logits at position j predict token j+1; only scored rows are upcast, which
-                # keeps the float32 copy small for big vocabularies. Pads are never touched.
-                logp = logits[r, first - 1 : n - 1].float().log_softmax(dim=-1)
-                targets = input_ids[r, first:n].unsqueeze(-1)
-                sums.append(-logp.gather(-1, targets).sum())
-            for seg, value in zip(batch, torch.stack(sums).double().tolist(), strict=True):
+            sums = _batch_nll(model, split, batch, pad_id, device)
+            for seg, value in zip(batch, sums, strict=True):
                 nll[seg.text_index] += value
                 counts[seg.text_index] += seg.n_scored
 

@@ -139,3 +139,86 @@ def test_rejects_bad_arguments(tiny_lm):
         compute_perplexity(tiny_lm.model, tiny_lm.tokenizer, [SHORT], stride=128)
     with pytest.raises(ValueError, match="expected str"):
         compute_perplexity(tiny_lm.model, tiny_lm.tokenizer, [None])
+
+
+def _equal_length_texts(tokenizer, n):
+    """``n`` distinct corpus lines that all tokenize to the same number of tokens."""
+    from tests.tiny_model import tiny_corpus
+
+    by_length: dict[int, list[str]] = {}
+    for line in dict.fromkeys(tiny_corpus(400, seed=3)):
+        by_length.setdefault(len(_ids(tokenizer, line)), []).append(line)
+    group = max(by_length.values(), key=len)
+    assert len(group) >= n
+    return group[:n]
+
+
+def test_equal_length_batch_runs_without_mask_and_matches(tiny_lm):
+    texts = _equal_length_texts(tiny_lm.tokenizer, 6)
+    masks = []
+    hook = tiny_lm.model.base_model.register_forward_pre_hook(
+        lambda _m, _a, kw: masks.append(kw.get("attention_mask")), with_kwargs=True
+    )
+    try:
+        batched = compute_perplexity(tiny_lm.model, tiny_lm.tokenizer, texts)
+    finally:
+        hook.remove()
+    assert masks and all(m is None for m in masks)  # one batch of equal rows: causal fast path
+    mixed = compute_perplexity(tiny_lm.model, tiny_lm.tokenizer, [*texts, SHORT + " " + MEDIUM])
+    for text, res, res_mixed in zip(texts, batched.results, mixed.results, strict=False):
+        nll, n = _plain_nll(tiny_lm.model, _ids(tiny_lm.tokenizer, text))
+        assert res.n_tokens == n
+        assert res.nll_sum == pytest.approx(nll, rel=1e-5)
+        assert res_mixed.nll_sum == pytest.approx(nll, rel=1e-5)  # padded and masked
+
+
+def test_head_on_scored_positions_equals_full_logits_path(tiny_lm, monkeypatch):
+    from scoring.lm import perplexity as ppl
+
+    texts = ["Why is the sky blue?", LONG_UNDER_WINDOW, SHORT, VERY_LONG, MEDIUM]
+    ids = _ids(tiny_lm.tokenizer, SHORT)
+    assert ppl._split_head(tiny_lm.model, ids) is not None  # GPT-2: logits = lm_head(hidden)
+    split = compute_perplexity(tiny_lm.model, tiny_lm.tokenizer, texts, stride=64)
+    monkeypatch.setattr(ppl, "_split_head", lambda model, probe: None)
+    full = compute_perplexity(tiny_lm.model, tiny_lm.tokenizer, texts, stride=64)
+    for a, b in zip(split.results, full.results, strict=True):
+        assert a.n_tokens == b.n_tokens
+        assert a.nll_sum == pytest.approx(b.nll_sum, rel=1e-5)
+
+
+class _SoftCapped(torch.nn.Module):
+    """The tiny model with Gemma-2-style logit soft-capping after its LM head."""
+
+    def __init__(self, inner, cap):
+        super().__init__()
+        self.inner = inner
+        self.cap = cap
+        self.config = inner.config
+
+    @property
+    def base_model(self):
+        return self.inner.base_model
+
+    def get_output_embeddings(self):
+        return self.inner.get_output_embeddings()
+
+    def forward(self, input_ids, attention_mask=None, use_cache=False):
+        from types import SimpleNamespace
+
+        logits = self.inner(input_ids=input_ids, attention_mask=attention_mask).logits
+        return SimpleNamespace(logits=self.cap * torch.tanh(logits / self.cap))
+
+
+def test_models_that_post_process_logits_keep_the_full_logits_path(tiny_lm):
+    from scoring.lm import perplexity as ppl
+
+    capped = _SoftCapped(tiny_lm.model, cap=2.0).eval()
+    assert ppl._split_head(capped, _ids(tiny_lm.tokenizer, SHORT)) is None
+    texts = [SHORT, MEDIUM, LONG_UNDER_WINDOW]
+    report = compute_perplexity(capped, tiny_lm.tokenizer, texts)
+    plain = compute_perplexity(tiny_lm.model, tiny_lm.tokenizer, texts)
+    for text, res, uncapped in zip(texts, report.results, plain.results, strict=True):
+        nll, n = _plain_nll(capped, _ids(tiny_lm.tokenizer, text))
+        assert res.n_tokens == n
+        assert res.nll_sum == pytest.approx(nll, rel=1e-5)
+        assert abs(res.nll_sum - uncapped.nll_sum) > 0.01 * uncapped.nll_sum  # capping matters
