@@ -190,6 +190,11 @@ class StudyRater(models.Model):
     # Drives the rater's own random item order (an affine permutation of item ids).
     order_multiplier = models.BigIntegerField()
     order_offset = models.BigIntegerField()
+    # The queue's memo of the rater's next items with room (comma-separated ids, in their
+    # order), so most requests pick among these instead of ordering the whole study again.
+    # Every pick re-checks each condition; the memo only decides where to look first.
+    queue_window = models.TextField(blank=True, default="", editable=False)
+    queue_window_at = models.DateTimeField(null=True, blank=True, editable=False)
     added_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

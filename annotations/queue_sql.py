@@ -76,11 +76,12 @@ def row_locks() -> bool:
 
 
 def rater_study_read(
-    *, slug: str, rater_id: int, now: datetime, exclude_ids: Sequence[int]
+    *, slug: str, rater_id: int, now: datetime, exclude_ids: Sequence[int], memo_since: datetime
 ) -> tuple | None:
     """The study, the rater's membership and their live leases in one read: (study id, status,
     overlap, gold rate, lease minutes, instructions, order multiplier, order offset, live
-    leases held, first live lease not in `exclude_ids` or None). None: not a rater of it."""
+    leases held, first live lease not in `exclude_ids` or None, membership id, the queue memo
+    if written after `memo_since` else ""). None: not a rater of it."""
     live = f"a.state = '{LEASED}' AND a.leased_until > %s"
     not_excluded = (
         f" AND a.id NOT IN ({', '.join(['%s'] * len(exclude_ids))})" if exclude_ids else ""
@@ -93,12 +94,13 @@ def rater_study_read(
         f"SELECT s.id, s.status, s.overlap, s.gold_rate, s.lease_minutes, s.instructions, "
         f"m.order_multiplier, m.order_offset, "
         f"(SELECT COUNT(*) {leases}), "
-        f"(SELECT a.id {leases}{not_excluded} ORDER BY a.created_at, a.id LIMIT 1) "
+        f"(SELECT a.id {leases}{not_excluded} ORDER BY a.created_at, a.id LIMIT 1), "
+        f"m.id, CASE WHEN m.queue_window_at > %s THEN m.queue_window ELSE '' END "
         f"FROM {STUDY} s JOIN {MEMBERSHIP} m ON m.study_id = s.id "
         f"WHERE s.slug = %s AND m.rater_id = %s"
     )
     when = db_time(now)
-    rows = _run(sql, [when, when, *exclude_ids, slug, rater_id])
+    rows = _run(sql, [when, when, *exclude_ids, db_time(memo_since), slug, rater_id])
     return rows[0] if rows else None
 
 
@@ -119,7 +121,7 @@ def leased_pair_read(*, assignment_id: int) -> tuple:
     return rows[0]
 
 
-def candidate_lock(
+def _candidates(
     *,
     study_id: int,
     rater_id: int,
@@ -130,18 +132,12 @@ def candidate_lock(
     overlap: int,
     now: datetime,
     window: int | None,
+    among: Sequence[int] | None,
     skipped: Sequence[int],
-) -> tuple | None:
-    """Locks (PostgreSQL: `FOR UPDATE SKIP LOCKED`) and returns the rater's next free item of
-    one pool: (item id, extra votes, prompt, base text, tuned text), or None.
-
-    Pool: the study's items of that kind (gold or not), not held, not excluded, that the rater
-    has not judged, skipped or leased (live). Order: priority, then the rater's permutation.
-    Outside the gold pool an item must also have room: fewer judgments plus live leases than
-    k plus its extra votes. With `window`, only the first `window` items of the pool in that
-    order are considered (votes are counted for those only); the first free item of the window
-    is the first free item of all, since every item ahead of it is in the window.
-    """
+    limit: int,
+    lock: bool,
+) -> list[tuple]:
+    """The rater's next items with room in one pool, in their order (see `candidate_lock`)."""
     when = db_time(now)
     order = "{t}.priority DESC, (({t}.id %% %s) * %s + %s) %% %s"
     order_params = [modulus, order_multiplier, order_offset, modulus]
@@ -156,7 +152,10 @@ def candidate_lock(
         pool += f" AND {{t}}.id NOT IN ({', '.join(['%s'] * len(skipped))})"
         pool_params += list(skipped)
     params: list[Any] = []
-    if window is None:
+    if among is not None:
+        where = f"i.id IN ({', '.join(['%s'] * len(among))}) AND {pool.format(t='i')}"
+        params += [*among, *pool_params]
+    elif window is None:
         where = pool.format(t="i")
         params += pool_params
     else:
@@ -171,13 +170,43 @@ def candidate_lock(
             f"AND {_holds_a_place('c')}) < %s + i.extra_votes"
         )
         params += [when, overlap]
-    lock = " FOR UPDATE OF i SKIP LOCKED" if row_locks() else ""
+    columns = f"i.id, i.extra_votes, i.prompt, {_texts('i')}" if lock else "i.id"
+    locking = " FOR UPDATE OF i SKIP LOCKED" if lock and row_locks() else ""
     sql = (
-        f"SELECT i.id, i.extra_votes, i.prompt, {_texts('i')} FROM {ITEM} i "
-        f"WHERE {where} ORDER BY {order.format(t='i')} LIMIT 1{lock}"
+        f"SELECT {columns} FROM {ITEM} i "
+        f"WHERE {where} ORDER BY {order.format(t='i')} LIMIT %s{locking}"
     )
-    rows = _run(sql, [*params, *order_params])
+    return _run(sql, [*params, *order_params, limit])
+
+
+def candidate_lock(*, among: Sequence[int] | None = None, window: int | None = None, **pool: Any):
+    """Locks (PostgreSQL: `FOR UPDATE SKIP LOCKED`) and returns the rater's next free item of
+    one pool: (item id, extra votes, prompt, base text, tuned text), or None.
+
+    Pool (`pool` keywords: study_id, rater_id, gold, order_multiplier, order_offset, modulus,
+    overlap, now, skipped): the study's items of that kind (gold or not), not held, not
+    excluded, that the rater has not judged, skipped or leased (live). Order: priority, then the
+    rater's permutation. Outside the gold pool an item must also have room: fewer judgments
+    plus live leases than k plus its extra votes. With `among`, only those item ids are
+    considered. With `window`, only the first `window` items of the pool in that order are
+    (votes are counted for those only); the first free item of the window is the first free
+    item of all, since every item ahead of it is in the window.
+    """
+    rows = _candidates(among=among, window=window, limit=1, lock=True, **pool)
     return rows[0] if rows else None
+
+
+def candidate_ids(*, window: int | None, limit: int, **pool: Any) -> list[int]:
+    """Ids of the rater's next `limit` items with room (no lock; see `candidate_lock`)."""
+    rows = _candidates(among=None, window=window, limit=limit, lock=False, **pool)
+    return [row[0] for row in rows]
+
+
+def queue_memo_store(*, membership_id: int, item_ids: Sequence[int], now: datetime) -> None:
+    _run_count(
+        f"UPDATE {MEMBERSHIP} SET queue_window = %s, queue_window_at = %s WHERE id = %s",
+        [",".join(str(i) for i in item_ids), db_time(now), membership_id],
+    )
 
 
 def lease_insert_if_room(

@@ -538,6 +538,14 @@ def wants_gold(gold_rate: float) -> bool:
 # 5,000 items, against 3 ms now).
 # Only when every item of a window is full or locked does it look further, then everywhere.
 QUEUE_WINDOWS = (64, 1024, None)
+# Even a window orders the whole pool by the rater's permutation, a cost that grows with the
+# study. So the queue keeps, per rater, a memo of their next items with room (`StudyRater.
+# queue_window`) and picks among those first; the pick re-checks every condition, so a stale
+# memo can only send the rater to a slightly later item, never to a wrong one. It is rebuilt
+# when none of its items is free any more, or after QUEUE_MEMO_SECONDS (new items, changed
+# priorities).
+QUEUE_MEMO_SIZE = 64
+QUEUE_MEMO_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -566,6 +574,8 @@ class _RaterStudy:
     instructions: str
     order_multiplier: int
     order_offset: int
+    membership_id: int
+    memo: tuple[int, ...]
 
 
 @transaction.atomic
@@ -581,11 +591,17 @@ def pair_next(
     """
     now = timezone.now()
     excluded = sorted({int(i) for i in exclude_ids})
-    row = queue_sql.rater_study_read(slug=slug, rater_id=rater.pk, now=now, exclude_ids=excluded)
+    row = queue_sql.rater_study_read(
+        slug=slug,
+        rater_id=rater.pk,
+        now=now,
+        exclude_ids=excluded,
+        memo_since=now - timedelta(seconds=QUEUE_MEMO_SECONDS),
+    )
     if row is None:
         raise NotFoundError(f"no study {slug!r} assigned to you")
     study_id, status, overlap, gold_rate, lease_minutes, instructions = row[:6]
-    multiplier, offset, held, resume_id = row[6:]
+    multiplier, offset, held, resume_id, membership_id, memo = row[6:]
     if status != StudyStatus.OPEN:
         raise ConflictError(f"study {slug!r} is {status}, not open")
     study = _RaterStudy(
@@ -598,6 +614,8 @@ def pair_next(
         instructions=instructions,
         order_multiplier=multiplier,
         order_offset=offset,
+        membership_id=membership_id,
+        memo=tuple(int(i) for i in memo.split(",") if i),
     )
     if resume_id is not None:
         leased_until = now + study.lease
@@ -625,24 +643,35 @@ def lease_from_pool(
     *, study: _RaterStudy, rater: AbstractBaseUser, gold: bool
 ) -> LeasedPair | None:
     skipped: list[int] = []
+    # Gold items are few and every rater meets each once: that pool keeps no memo.
+    memo = [] if gold else list(study.memo)
+    memo_rebuilt = gold
     for _attempt in range(20):
-        now = timezone.now()
+        pool = {
+            "study_id": study.id,
+            "rater_id": rater.pk,
+            "gold": gold,
+            "order_multiplier": study.order_multiplier,
+            "order_offset": study.order_offset,
+            "modulus": ORDER_MODULUS,
+            "overlap": study.overlap,
+            "now": timezone.now(),
+            "skipped": skipped,
+        }
         picked = None
-        for window in QUEUE_WINDOWS:
-            picked = queue_sql.candidate_lock(
-                study_id=study.id,
-                rater_id=rater.pk,
-                gold=gold,
-                order_multiplier=study.order_multiplier,
-                order_offset=study.order_offset,
-                modulus=ORDER_MODULUS,
-                overlap=study.overlap,
-                now=now,
-                window=window,
-                skipped=skipped,
-            )
-            if picked is not None:
-                break
+        if memo:
+            picked = queue_sql.candidate_lock(among=memo, **pool)
+        if picked is None and not memo_rebuilt:
+            memo_rebuilt = True
+            memo = queue_memo_rebuild(study=study, pool=pool)
+            if memo:
+                picked = queue_sql.candidate_lock(among=memo, **pool)
+        if picked is None:
+            # Everything the memo holds is full or locked by other raters: look everywhere.
+            for window in QUEUE_WINDOWS:
+                picked = queue_sql.candidate_lock(window=window, **pool)
+                if picked is not None:
+                    break
         if picked is None:
             return None
         item_id, extra_votes, prompt, base_text, tuned_text = picked
@@ -666,6 +695,7 @@ def lease_from_pool(
             )
             if retaken is None:
                 skipped.append(item_id)
+                memo = [i for i in memo if i != item_id]
                 continue
             assignment_id, left_system, leased_until = retaken
         return LeasedPair(
@@ -673,6 +703,17 @@ def lease_from_pool(
             prompt, base_text, tuned_text,
         )  # fmt: skip
     return None
+
+
+def queue_memo_rebuild(*, study: _RaterStudy, pool: dict[str, Any]) -> list[int]:
+    """The rater's next QUEUE_MEMO_SIZE items with room, in their order, stored as their memo."""
+    ids: list[int] = []
+    for window in QUEUE_WINDOWS:
+        ids = queue_sql.candidate_ids(window=window, limit=QUEUE_MEMO_SIZE, **pool)
+        if ids:
+            break
+    queue_sql.queue_memo_store(membership_id=study.membership_id, item_ids=ids, now=pool["now"])
+    return ids
 
 
 def lease_retake_own(

@@ -13,7 +13,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from annotations import services
-from annotations.models import Assignment, Judgment
+from annotations.models import Assignment, Item, Judgment, StudyRater
 from tests.factories import make_study, make_user
 
 pytestmark = pytest.mark.django_db
@@ -76,12 +76,20 @@ def test_next_and_submit_stay_within_their_query_budget() -> None:
     rater = make_user("rater")
     study = make_study(items=4, overlap=2, max_overlap=3, raters=[rater])
     client = token_client(rater)
-    with CaptureQueriesContext(connection) as ctx:
-        response = client.get(f"/api/v1/queue/next/?study={study.slug}")
-    assert response.status_code == 200
-    # auth + roles, study + membership + leases, pick (with texts), recount + insert
-    assert len(statements(ctx)) <= 4, statements(ctx)
-    assignment = response.json()["assignment"]
+
+    def next_pair() -> tuple[int, list[str]]:
+        with CaptureQueriesContext(connection) as ctx:
+            response = client.get(f"/api/v1/queue/next/?study={study.slug}")
+        assert response.status_code == 200
+        return response.json()["assignment"], statements(ctx)
+
+    # The first request also builds the rater's queue memo (its ids, then storing them).
+    assignment, first = next_pair()
+    assert len(first) <= 6, first
+    client.post(f"/api/v1/assignments/{assignment}/judgment/", {"choice": "1"}, format="json")
+    # Then: auth + roles, study + membership + leases + memo, pick (with texts), recount + insert
+    assignment, steady = next_pair()
+    assert len(steady) <= 4, steady
     with CaptureQueriesContext(connection) as ctx:
         response = client.post(
             f"/api/v1/assignments/{assignment}/judgment/", {"choice": "1"}, format="json"
@@ -146,3 +154,54 @@ def test_next_over_the_api_resumes_the_held_lease_and_honours_exclude() -> None:
     assert again["responses"] == first["responses"]
     other = client.get(f"/api/v1/queue/next/?study={study.slug}&exclude={first['assignment']}")
     assert other.json()["assignment"] != first["assignment"]
+
+
+def test_a_fresh_memo_spares_ordering_the_whole_pool() -> None:
+    rater = make_user()
+    study = make_study(items=100, overlap=1, raters=[rater])
+    first = services.assignment_next(study=study, rater=rater)
+    services.judgment_submit(assignment_id=first.pk, rater=rater, choice="1")
+    membership = StudyRater.objects.get(study=study, rater=rater)
+    memo = [int(i) for i in membership.queue_window.split(",")]
+    assert len(memo) == services.QUEUE_MEMO_SIZE and memo[0] == first.item_id
+    with CaptureQueriesContext(connection) as ctx:
+        second = services.pair_next(slug=study.slug, rater=rater)
+    assert second.item_id == memo[1]  # the rater's order, as if the pool were ordered again
+    assert not [s for s in statements(ctx) if "SELECT w.id" in s or s.startswith("UPDATE")]
+
+
+def test_the_memo_never_serves_an_item_that_stopped_being_available() -> None:
+    rater, other = make_user(), make_user()
+    study = make_study(items=80, overlap=1, raters=[rater, other])
+    first = services.assignment_next(study=study, rater=rater)
+    services.judgment_submit(assignment_id=first.pk, rater=rater, choice="1")
+    memo = [
+        int(i)
+        for i in StudyRater.objects.get(study=study, rater=rater).queue_window.split(",")
+        if int(i) != first.item_id
+    ]
+    held, taken = memo[: len(memo) // 2], memo[len(memo) // 2 :]
+    Item.objects.filter(pk__in=held).update(held=True)
+    for item_id in taken:  # filled by someone else (k = 1)
+        Assignment.objects.create(
+            item_id=item_id,
+            rater=other,
+            left_system="base",
+            state="judged",
+            leased_until=timezone.now(),
+        )
+    served = services.assignment_next(study=study, rater=rater)
+    assert served is not None and served.item_id not in memo
+    assert not served.item.held
+
+
+def test_an_expired_memo_sees_new_priorities(monkeypatch) -> None:
+    rater = make_user()
+    study = make_study(items=100, overlap=1, raters=[rater])
+    first = services.assignment_next(study=study, rater=rater)
+    services.judgment_submit(assignment_id=first.pk, rater=rater, choice="1")
+    memo = StudyRater.objects.get(study=study, rater=rater).queue_window.split(",")
+    urgent = study.items.exclude(pk__in=[int(i) for i in memo]).first()
+    Item.objects.filter(pk=urgent.pk).update(priority=5)
+    monkeypatch.setattr(services, "QUEUE_MEMO_SECONDS", 0)
+    assert services.assignment_next(study=study, rater=rater).item_id == urgent.pk
