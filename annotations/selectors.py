@@ -12,9 +12,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models import Count, F, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
-from django.db.models.lookups import LessThan
 from django.utils import timezone
 
 from annotations.errors import NotFoundError
@@ -26,7 +25,6 @@ from annotations.models import (
     AssignmentState,
     Item,
     Judgment,
-    Output,
     Study,
     StudyRater,
     System,
@@ -38,26 +36,6 @@ def live_or_judged_q(*, now: datetime, prefix: str = "") -> Q:
     return Q(**{f"{prefix}state": AssignmentState.JUDGED}) | Q(
         **{f"{prefix}state": AssignmentState.LEASED, f"{prefix}leased_until__gt": now}
     )
-
-
-def active_votes_subquery(*, now: datetime) -> Coalesce:
-    counted = (
-        Assignment.objects.filter(item=OuterRef("pk"))
-        .filter(live_or_judged_q(now=now))
-        .order_by()
-        .values("item")
-        .annotate(n=Count("pk"))
-        .values("n")[:1]
-    )
-    return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
-
-
-def item_capacity_q(*, now: datetime) -> Q:
-    """Items with fewer judgments plus live leases than the study's k (plus extra votes).
-
-    A condition on the outer item row (a correlated count), so a query that narrows its items
-    first counts votes only for those."""
-    return Q(LessThan(active_votes_subquery(now=now), F("study__overlap") + F("extra_votes")))
 
 
 # --- studies --------------------------------------------------------------------------------
@@ -217,60 +195,18 @@ class BlindPair:
     leased_until: datetime
 
 
-def blind_pair_get(*, assignment: Assignment) -> BlindPair:
-    outputs = {
-        o.system: o.text
-        for o in Output.objects.filter(item_id=assignment.item_id).only("system", "text")
-    }
-    item = assignment.item
-    study = item.study
-    return blind_pair_build(
-        assignment_id=assignment.pk,
-        study_slug=study.slug,
-        instructions=study.instructions,
-        prompt=item.prompt,
-        left_system=assignment.left_system,
-        base_text=outputs[System.BASE],
-        tuned_text=outputs[System.TUNED],
-        leased_until=assignment.leased_until,
-    )
-
-
 def blind_pair_from_lease(pair: LeasedPair) -> BlindPair:
-    """The rater's view of a lease the queue just handed out (it carries the texts already)."""
-    return blind_pair_build(
+    """The rater's view of a lease the queue handed out: the texts go into the assignment's
+    slots, and the systems stop here."""
+    base_left = pair.left_system == System.BASE
+    return BlindPair(
         assignment_id=pair.assignment_id,
-        study_slug=pair.study_slug,
+        study=pair.study_slug,
         instructions=pair.instructions,
         prompt=pair.prompt,
-        left_system=pair.left_system,
-        base_text=pair.base_text,
-        tuned_text=pair.tuned_text,
+        slot_1=pair.base_text if base_left else pair.tuned_text,
+        slot_2=pair.tuned_text if base_left else pair.base_text,
         leased_until=pair.leased_until,
-    )
-
-
-def blind_pair_build(
-    *,
-    assignment_id: int,
-    study_slug: str,
-    instructions: str,
-    prompt: str,
-    left_system: str,
-    base_text: str,
-    tuned_text: str,
-    leased_until: datetime,
-) -> BlindPair:
-    """Puts the two texts in the assignment's slots; the systems stop here."""
-    base_left = left_system == System.BASE
-    return BlindPair(
-        assignment_id=assignment_id,
-        study=study_slug,
-        instructions=instructions,
-        prompt=prompt,
-        slot_1=base_text if base_left else tuned_text,
-        slot_2=tuned_text if base_left else base_text,
-        leased_until=leased_until,
     )
 
 
