@@ -255,8 +255,7 @@ class MeApi(APIView):
     @extend_schema(responses=MeOutputSerializer)
     def get(self, request: Request) -> Response:
         user = request.user
-        names = roles.group_names(user) | ({roles.ADMIN} if user.is_superuser else set())
-        return Response({"username": user.get_username(), "roles": sorted(names)})
+        return Response({"username": user.get_username(), "roles": sorted(roles.role_names(user))})
 
 
 # --- raters ---------------------------------------------------------------------------------

@@ -23,8 +23,14 @@ def group_names(user: AbstractBaseUser | AnonymousUser) -> set[str]:
     return cached
 
 
+def role_names(user: AbstractBaseUser | AnonymousUser) -> set[str]:
+    """The user's roles; a superuser counts as an admin."""
+    names = group_names(user)
+    return names | {ADMIN} if user.is_authenticated and user.is_superuser else names
+
+
 def is_admin(user: AbstractBaseUser | AnonymousUser) -> bool:
-    return bool(user.is_authenticated and (user.is_superuser or ADMIN in group_names(user)))
+    return ADMIN in role_names(user)
 
 
 def is_researcher(user: AbstractBaseUser | AnonymousUser) -> bool:

@@ -567,9 +567,7 @@ class LeasedPair:
 class _RaterStudy:
     id: int
     slug: str
-    status: str
     overlap: int
-    gold_rate: float
     lease: timedelta
     instructions: str
     order_multiplier: int
@@ -607,9 +605,7 @@ def pair_next(
     study = _RaterStudy(
         id=study_id,
         slug=slug,
-        status=status,
         overlap=overlap,
-        gold_rate=gold_rate,
         lease=timedelta(minutes=lease_minutes or settings.LEASE_MINUTES),
         instructions=instructions,
         order_multiplier=multiplier,
