@@ -127,7 +127,7 @@ def test_an_own_expired_lease_on_an_item_completed_by_others_is_not_offered() ->
 
 
 def test_the_queue_looks_past_windows_whose_items_are_all_full(monkeypatch) -> None:
-    monkeypatch.setattr(services, "QUEUE_WINDOWS", (1, 2, None))
+    monkeypatch.setattr(services.rating, "QUEUE_WINDOWS", (1, 2, None))
     first, second = make_user(), make_user()
     study = make_study(items=10, overlap=1, raters=[first, second])
     judged_by_first = []
@@ -203,5 +203,5 @@ def test_an_expired_memo_sees_new_priorities(monkeypatch) -> None:
     memo = StudyRater.objects.get(study=study, rater=rater).queue_window.split(",")
     urgent = study.items.exclude(pk__in=[int(i) for i in memo]).first()
     Item.objects.filter(pk=urgent.pk).update(priority=5)
-    monkeypatch.setattr(services, "QUEUE_MEMO_SECONDS", 0)
+    monkeypatch.setattr(services.rating, "QUEUE_MEMO_SECONDS", 0)
     assert services.assignment_next(study=study, rater=rater).item_id == urgent.pk

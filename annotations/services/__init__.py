@@ -1,0 +1,7 @@
+"""Writes, by use case: `studies` (users, studies and their states, the audit log, rater
+membership, adjudication), `imports` (items and outputs into a study) and `rating` (the rating
+queue and judgments). Callers import the use cases from `annotations.services`."""
+
+from annotations.services.imports import *  # noqa: F403
+from annotations.services.rating import *  # noqa: F403
+from annotations.services.studies import *  # noqa: F403
