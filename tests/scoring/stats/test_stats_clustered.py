@@ -23,7 +23,7 @@ def test_score_statistic_is_the_self_normalised_sum_of_item_residuals() -> None:
     residuals = np.array([2.5 - 1.5, 1.5 - 1.5, 0.0 - 1.0])
     result = cluster_score_test(counts)
     assert result.z == pytest.approx(residuals.sum() / math.sqrt((residuals**2).sum()))
-    assert result.estimate == pytest.approx(4.0 / 9.0)
+    assert result.estimate == pytest.approx(4.0 / 8.0)
 
 
 def test_design_effect_is_one_for_one_vote_per_item_and_grows_with_correlated_votes() -> None:
