@@ -20,10 +20,10 @@ from annotations.errors import DomainValidationError, NotFoundError
 from annotations.exporting import write_rows
 from annotations.models import Study
 from scoring.models import ExportKind, ExportStatus, ReportExport
+from scoring.release import study_report
 from scoring.reports import (
     ITEM_ROW_FIELDS,
     ReportOptions,
-    build_report,
     canonical_json,
     item_rows,
     preference_pairs,
@@ -56,23 +56,11 @@ def flatten(prefix: str, value: Any) -> Iterator[tuple[str, Any]]:
         yield prefix, json.dumps(value) if isinstance(value, list) else value
 
 
-def report_for(*, study: Study, options: ReportOptions) -> dict[str, Any]:
-    """The research report; for a training run's study with the release evidence (training
-    curves, detectors, criteria) added, since that is what its readers decide on."""
-    from scoring.models import TrainingRun
-
-    if not options.exclude_flagged_raters and TrainingRun.objects.filter(study=study).exists():
-        from scoring.release import release_report
-
-        return release_report(study=study)
-    return build_report(study=study, options=options)
-
-
 def write_export(*, study: Study, kind: str, options: dict[str, Any], path: Path) -> int:
     """Writes one export to `path`; returns the number of rows (1 for a whole report)."""
     with path.open("w", encoding="utf-8", newline="") as handle:
         if kind in (ExportKind.REPORT_JSON, ExportKind.REPORT_HTML, ExportKind.REPORT_CSV):
-            report = report_for(study=study, options=report_options(options))
+            report = study_report(study=study, options=report_options(options))
             if kind == ExportKind.REPORT_JSON:
                 handle.write(json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False))
             elif kind == ExportKind.REPORT_HTML:

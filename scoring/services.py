@@ -257,7 +257,16 @@ def job_finish_if_complete(*, job_id: int) -> bool:
     job.finished_at = timezone.now()
     job.save(update_fields=["status", "finished_at"])
     routing_priorities_update(study=job.study)
+    # New scores are evidence too: sign-offs on the old report go stale, pipelines hear of it.
+    study_id = job.study_id
+    transaction.on_commit(lambda: evidence_changed_after_scoring(study_id))
     return True
+
+
+def evidence_changed_after_scoring(study_id: int) -> None:
+    from scoring.release import evidence_check_schedule  # release imports services
+
+    evidence_check_schedule(study_id=study_id)
 
 
 # --- item and corpus metrics ----------------------------------------------------------------

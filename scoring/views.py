@@ -61,14 +61,14 @@ def identity_decide(request: HttpRequest, slug: str, flag_id: int) -> HttpRespon
 @researcher_required
 def study_report(request: HttpRequest, slug: str) -> HttpResponse:
     """The HTML report, built from the same dict as the API and the exports."""
-    from scoring.exports import report_for
+    from scoring.release import study_report
     from scoring.report_html import render_report_html
     from scoring.reports import ReportOptions
 
     study = annotation_selectors.study_get(slug=slug)
     exclude = request.GET.get("exclude_flagged_raters") in ("1", "true", "yes")
     options = ReportOptions(exclude_flagged_raters=exclude)
-    report = report_for(study=study, options=options)
+    report = study_report(study=study, options=options)
     return HttpResponse(render_report_html(report))
 
 
@@ -115,7 +115,7 @@ def run_signoff(request: HttpRequest, run_id: str) -> HttpResponse:
         return redirect("run-signoff", run_id=run_id)
     context = {
         "run": run,
-        "decision": decision_get(study=run.study, actor=request.user),
+        "decision": decision_get(study=run.study),
         "can_sign": roles.is_release_owner(request.user),
     }
     return render(request, "scoring/run_signoff.html", context)

@@ -127,7 +127,7 @@ def test_failed_export_records_the_error(judged_study, tmp_path, monkeypatch) ->
     def boom(**kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(exports, "build_report", boom)
+    monkeypatch.setattr(exports, "study_report", boom)
     with override_settings(EXPORT_ROOT=tmp_path), pytest.raises(RuntimeError):
         exports.export_build(export_id=export.pk)
     export.refresh_from_db()

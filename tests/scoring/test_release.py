@@ -165,6 +165,14 @@ def test_full_release_flow_two_approvals_then_stale(release_setup, eager_celery)
     Judgment.objects.filter(pk=judgment.pk).update(
         preferred="base" if judgment.preferred == "tuned" else "tuned"
     )
+    # Reading the decision is a pure read: it shows the approvals as stale but records
+    # nothing and leaves the study where it is; the evidence-change path records it.
+    audit_before = AuditEvent.objects.count()
+    read = owner_api[0].get("/api/v1/runs/run-001/decision/").json()
+    assert all(row["stale"] for row in read["signoffs"]) and read["state"] == "signed_off"
+    assert SignOffInvalidation.objects.count() == 0
+    assert AuditEvent.objects.count() == audit_before
+    assert Study.objects.get(slug=slug).status == "signed_off"
     evidence_check(study_id=judgment.item.study_id)
     assert SignOffInvalidation.objects.count() == 2
     after = owner_api[0].get("/api/v1/runs/run-001/decision/").json()

@@ -1,0 +1,70 @@
+"""The release policy of a study: the thresholds its sign-off gate applies; admins edit it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+
+from annotations import roles
+from annotations import services as annotation_services
+from annotations.errors import (
+    DomainPermissionError,
+    DomainValidationError,
+)
+from annotations.models import Study
+from scoring.models import (
+    ReleasePolicy,
+)
+
+__all__ = [
+    "POLICY_FIELDS",
+    "policy_as_dict",
+    "policy_get",
+    "policy_update",
+]
+
+
+POLICY_FIELDS = tuple(settings.RELEASE_POLICY_DEFAULTS)
+
+
+def policy_get(*, study: Study) -> ReleasePolicy:
+    policy, _ = ReleasePolicy.objects.get_or_create(
+        study=study, defaults=dict(settings.RELEASE_POLICY_DEFAULTS)
+    )
+    return policy
+
+
+def policy_as_dict(policy: ReleasePolicy) -> dict[str, Any]:
+    return {field: getattr(policy, field) for field in POLICY_FIELDS}
+
+
+@transaction.atomic
+def policy_update(*, study: Study, actor: AbstractBaseUser, **fields: Any) -> ReleasePolicy:
+    """Admins edit a study's release policy; audited. Raises DomainPermissionError,
+    DomainValidationError."""
+    if not roles.is_admin(actor):
+        raise DomainPermissionError("only an admin may edit a release policy")
+    unknown = set(fields) - set(POLICY_FIELDS)
+    if unknown:
+        raise DomainValidationError(f"unknown policy field(s): {', '.join(sorted(unknown))}")
+    if "required_approvals" in fields and fields["required_approvals"] not in (1, 2, 3):
+        raise DomainValidationError(
+            "required_approvals must be 1, 2 or 3", errors={"required_approvals": ["1-3"]}
+        )
+    policy = policy_get(study=study)
+    before = policy_as_dict(policy)
+    for key, value in fields.items():
+        setattr(policy, key, value)
+    policy.save()
+    annotation_services.audit_record(
+        entity="policy",
+        entity_id=study.slug,
+        action="updated",
+        actor=actor,
+        study=study,
+        details={"before": before, "after": policy_as_dict(policy)},
+    )
+    return policy

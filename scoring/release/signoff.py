@@ -1,0 +1,194 @@
+"""Writes: sign-offs, and what happens when the evidence behind them changes.
+
+A sign-off stores the SHA-256 and the canonical JSON of the report it approved and never changes.
+When the evidence later changes, the hash differs and the sign-off is marked stale (an audited
+`SignOffInvalidation`); a signed-off or rejected study returns to reconciling.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
+from django.db import IntegrityError, connection, transaction
+
+from annotations import roles
+from annotations import services as annotation_services
+from annotations.errors import (
+    ConflictError,
+    DomainPermissionError,
+    DomainValidationError,
+)
+from annotations.models import Study, StudyStatus
+from scoring.models import (
+    SignOff,
+    SignOffDecision,
+    SignOffInvalidation,
+    TrainingRun,
+)
+
+__all__ = [
+    "evidence_check",
+    "evidence_check_schedule",
+    "evidence_has_listeners",
+    "signoff_record",
+    "signoffs_mark_stale",
+]
+
+
+from scoring.release.evidence import evidence_json, evidence_sha256, release_report
+from scoring.release.webhooks import decision_notify_if_changed
+
+
+def signoff_record(
+    *, study: Study, actor: AbstractBaseUser, decision: str, comment: str
+) -> SignOff:
+    """A release owner approves or rejects the current evidence of a study that is ready for
+    sign-off. Approval is refused while a required criterion fails. With enough distinct
+    approvals of the same report the study is signed off; a rejection rejects it.
+
+    Raises DomainPermissionError, DomainValidationError, ConflictError."""
+    if not roles.is_release_owner(actor):
+        raise DomainPermissionError("only a release owner may sign off")
+    if decision not in SignOffDecision.values:
+        raise DomainValidationError(
+            "decision must be approve or reject", errors={"decision": ["invalid"]}
+        )
+    if not comment.strip():
+        raise DomainValidationError("a sign-off needs a comment", errors={"comment": ["required"]})
+    study = Study.objects.select_for_update().get(pk=study.pk)
+    if study.status != StudyStatus.READY:
+        raise ConflictError(
+            f"study {study.slug!r} is {study.status}; only a study ready for sign-off can be signed"
+        )
+    report = release_report(study=study)
+    release = report["release"]
+    if decision == SignOffDecision.APPROVE and release["verdict"] != "pass":
+        failing = [c["name"] for c in release["criteria"] if c["required"] and not c["passed"]]
+        raise ConflictError(
+            f"the evidence does not hold: {', '.join(failing)}", errors={"criteria": failing}
+        )
+    sha = evidence_sha256(report)
+    run = TrainingRun.objects.filter(study=study).first()
+    try:
+        with transaction.atomic():
+            signoff = SignOff.objects.create(
+                study=study,
+                run=run,
+                decision=decision,
+                comment=comment.strip(),
+                signed_by=actor,
+                report_sha256=sha,
+                report_json=evidence_json(report),
+                policy=release["policy"],
+                criteria=release["criteria"],
+            )
+    except IntegrityError as exc:
+        raise ConflictError("you already signed this version of the evidence") from exc
+    annotation_services.audit_record(
+        entity="signoff",
+        entity_id=signoff.pk,
+        action=decision,
+        actor=actor,
+        study=study,
+        details={"report_sha256": sha, "comment": comment.strip()},
+    )
+    if decision == SignOffDecision.REJECT:
+        annotation_services.study_transition(
+            study=study,
+            target=StudyStatus.REJECTED,
+            actor=actor,
+            reason="rejected at sign-off",
+            allow_sign_off=True,
+        )
+    else:
+        approvers = (
+            SignOff.objects.filter(study=study, report_sha256=sha, decision=SignOffDecision.APPROVE)
+            .filter(invalidation__isnull=True)
+            .values("signed_by")
+            .distinct()
+            .count()
+        )
+        if approvers >= release["policy"]["required_approvals"]:
+            annotation_services.study_transition(
+                study=study,
+                target=StudyStatus.SIGNED_OFF,
+                actor=actor,
+                reason=f"{approvers} approval(s)",
+                allow_sign_off=True,
+            )
+    if run is not None:
+        transaction.on_commit(lambda: decision_notify_if_changed(run_id=run.pk))
+    return signoff
+
+
+def signoffs_mark_stale(*, study: Study, current_sha: str) -> int:
+    """Records every live sign-off whose report no longer matches the evidence as stale; a
+    signed-off or rejected study goes back to reconciling. Returns how many went stale."""
+    stale = 0
+    with transaction.atomic():
+        for signoff in SignOff.objects.filter(study=study, invalidation__isnull=True).exclude(
+            report_sha256=current_sha
+        ):
+            SignOffInvalidation.objects.get_or_create(
+                signoff=signoff,
+                defaults={
+                    "new_report_sha256": current_sha,
+                    "reason": "the evidence changed after this sign-off",
+                },
+            )
+            annotation_services.audit_record(
+                entity="signoff",
+                entity_id=signoff.pk,
+                action="stale",
+                study=study,
+                details={"approved_sha256": signoff.report_sha256, "current_sha256": current_sha},
+            )
+            stale += 1
+        if stale:
+            locked = Study.objects.select_for_update().get(pk=study.pk)
+            if locked.status in (StudyStatus.SIGNED_OFF, StudyStatus.REJECTED):
+                annotation_services.study_transition(
+                    study=locked,
+                    target=StudyStatus.RECONCILING,
+                    reason="evidence changed after sign-off",
+                )
+    return stale
+
+
+def evidence_check(*, study_id: int) -> None:
+    """After the evidence of a study changed: mark stale sign-offs, notify the pipeline."""
+    study = Study.objects.filter(pk=study_id).first()
+    if study is None:
+        return
+    if SignOff.objects.filter(study=study, invalidation__isnull=True).exists():
+        signoffs_mark_stale(study=study, current_sha=evidence_sha256(release_report(study=study)))
+    run = TrainingRun.objects.filter(study=study).first()
+    if run is not None and run.webhook_url:
+        decision_notify_if_changed(run_id=run.pk)
+
+
+def evidence_has_listeners(study_id: int) -> bool:
+    """Whether a training run or a sign-off depends on this study's evidence. It runs after
+    every judgment, so it is one plain statement (an ORM queryset cost more to build than the
+    database spent answering it)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT EXISTS (SELECT 1 FROM {TrainingRun._meta.db_table} WHERE study_id = %s) "  # noqa: S608 - names from model metadata
+            f"OR EXISTS (SELECT 1 FROM {SignOff._meta.db_table} WHERE study_id = %s)",
+            [study_id, study_id],
+        )
+        return bool(cursor.fetchone()[0])
+
+
+def evidence_check_schedule(*, study_id: int) -> None:
+    """Batches checks: one per study per debounce window, run after the window closes so it
+    sees every change made during it."""
+    if not evidence_has_listeners(study_id):
+        return
+    window = settings.EVIDENCE_CHECK_DEBOUNCE_SECONDS
+    if not cache.add(f"evidence-check:{study_id}", 1, timeout=window):
+        return
+    from scoring.tasks import check_evidence
+
+    check_evidence.apply_async(args=[study_id], countdown=window)
