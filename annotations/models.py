@@ -108,6 +108,9 @@ class Study(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
     )
+    # Counts changes of the study's evidence (judgments, adjudications, scores, ...): a report
+    # built at an older version is stale. Bumped after commit, outside the rater's transaction.
+    evidence_version = models.BigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

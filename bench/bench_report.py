@@ -197,9 +197,44 @@ FOREIGN_KEYS = (
 )
 
 
+def unlisted_defaults(table: str, columns: tuple[str, ...]) -> tuple[tuple[str, ...], str]:
+    """The columns of `table`'s model that the bench does not list, with their model defaults
+    as one COPY text suffix. Django sets defaults in Python, not in the database, so a field a
+    migration adds would otherwise break the COPY (NOT NULL without a default)."""
+    from django.apps import apps
+    from django.db.models import NOT_PROVIDED
+
+    model = next(m for m in apps.get_models() if m._meta.db_table == table)
+    extra, values = [], []
+    for field in model._meta.concrete_fields:
+        if field.column in columns or field.primary_key:
+            continue
+        if field.default is NOT_PROVIDED:
+            if field.null:
+                continue
+            raise SystemExit(f"bench: {table}.{field.column} has no default; list it in the bench")
+        value = field.get_default()
+        if value is None:
+            text = "\\N"
+        elif isinstance(value, bool):
+            text = "t" if value else "f"
+        elif isinstance(value, dict | list):
+            text = json.dumps(value)
+        else:
+            text = str(value)
+        extra.append(field.column)
+        values.append(text)
+    return tuple(extra), "".join("\t" + v for v in values)
+
+
 def copy_rows(cursor, table: str, columns: tuple[str, ...], lines, chunk: int = 50_000) -> int:
-    """COPY tab-separated lines (no tabs, newlines or backslashes inside values) into table."""
+    """COPY tab-separated lines (no tabs, newlines or backslashes inside values) into table;
+    columns the bench does not list get their model default."""
     count = 0
+    extra, suffix = unlisted_defaults(table, columns)
+    columns = columns + extra
+    if suffix:
+        lines = (line + suffix for line in lines)
     with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
         buffer = []
         for line in lines:

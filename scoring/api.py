@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from django.http import StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -152,19 +152,30 @@ def report_options_from(request: Request):
 
 class StudyReportApi(ResearcherAPIView):
     @extend_schema(
-        parameters=[OpenApiParameter("exclude_flagged_raters", bool)],
+        parameters=[
+            OpenApiParameter("exclude_flagged_raters", bool),
+            OpenApiParameter(
+                "fresh", bool, description="build now instead of answering from a stale build"
+            ),
+        ],
         responses={
             200: OpenApiResponse(description="the research report (see docs/architecture.md)")
         },
     )
     def get(self, request: Request, slug: str) -> Response:
-        from scoring.release import study_report
-        from scoring.reports import report_sha256
+        from scoring.report_builds import report_cached
 
         study = annotation_selectors.study_get(slug=slug)
-        report = study_report(study=study, options=report_options_from(request))
-        report["sha256"] = report_sha256(report)
-        return Response(report)
+        fresh = request.query_params.get("fresh", "") in ("1", "true", "yes")
+        cached = report_cached(study=study, options=report_options_from(request), fresh=fresh)
+        # The stored JSON text goes out as it is: parsing and re-encoding a big report would
+        # cost more than reading it.
+        response = HttpResponse(cached.with_status(), content_type="application/json")
+        response["X-Report-Current"] = "true" if cached.current else "false"
+        response["X-Report-Built-At"] = cached.built_at
+        if cached.rebuilding:
+            response["X-Report-Rebuilding"] = "true"
+        return response
 
 
 ExportStatusSerializer = inline_serializer(

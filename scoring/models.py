@@ -361,3 +361,66 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"webhook {self.pk} for {self.run_id} ({self.status})"
+
+
+class SequentialPlan(models.Model):
+    """A study's group-sequential design, fixed when rating starts (maximum items, looks by
+    item counts, the alpha-spending function): `scoring.stats.sequential.SequentialDesign`."""
+
+    study = models.OneToOneField(Study, on_delete=models.CASCADE, related_name="sequential_plan")
+    design = models.JSONField()
+    planning = models.JSONField(default=dict, blank=True, help_text="The power plan behind it.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"sequential plan of study {self.study_id}"
+
+
+class SequentialLook(models.Model):
+    """One interim look, recorded once: the alpha it spent is spent. Reading or rebuilding a
+    report reads these rows and never adds one; only the evidence-change path does."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="sequential_looks")
+    number = models.PositiveIntegerField()
+    n_items = models.PositiveIntegerField()
+    record = models.JSONField(help_text="scoring.stats.sequential.LookRecord as JSON")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ImmutableQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["study", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "number"], name="sequential_look_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"look {self.number} of study {self.study_id}"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.pk is not None and not self._state.adding:
+            raise PermissionError("a recorded look is never changed")
+        super().save(*args, **kwargs)
+
+
+class ReportBuild(models.Model):
+    """The latest build of a study's report for one set of options, and the evidence key it was
+    built at (`scoring.report_builds.evidence_key`): `GET .../report/` answers from it while
+    the key is current."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="report_builds")
+    options_key = models.CharField(max_length=200)
+    evidence_key = models.CharField(max_length=200)
+    schema_version = models.CharField(max_length=40)
+    report_json = models.TextField()
+    sha256 = models.CharField(max_length=64)
+    built_at = models.DateTimeField()
+    build_seconds = models.FloatField(default=0.0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["study", "options_key"], name="report_build_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"report of study {self.study_id} ({self.options_key}) at {self.evidence_key}"

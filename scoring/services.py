@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from annotations.errors import ConflictError, DomainValidationError, NotFoundError
 from annotations.models import Item, Output, QueueOrder, Study, System
+from annotations.services import evidence_changed_notify
 from scoring.errors import TransientScoringError
 from scoring.models import (
     ChunkKind,
@@ -257,16 +258,10 @@ def job_finish_if_complete(*, job_id: int) -> bool:
     job.finished_at = timezone.now()
     job.save(update_fields=["status", "finished_at"])
     routing_priorities_update(study=job.study)
-    # New scores are evidence too: sign-offs on the old report go stale, pipelines hear of it.
-    study_id = job.study_id
-    transaction.on_commit(lambda: evidence_changed_after_scoring(study_id))
+    # New scores are evidence too: cached reports and sign-offs on the old report go stale,
+    # pipelines hear of it.
+    evidence_changed_notify(job.study_id)
     return True
-
-
-def evidence_changed_after_scoring(study_id: int) -> None:
-    from scoring.release import evidence_check_schedule  # release imports services
-
-    evidence_check_schedule(study_id=study_id)
 
 
 # --- item and corpus metrics ----------------------------------------------------------------
@@ -730,4 +725,5 @@ def identity_flag_decide(
         Item.objects.filter(pk=flag.item_id).update(excluded=True, held=False)
     elif not pending:
         Item.objects.filter(pk=flag.item_id).update(held=False, hold_reason="")
+    evidence_changed_notify(flag.item.study_id)
     return flag

@@ -53,6 +53,23 @@ def build_export(self, export_id: int) -> None:
 
 
 @shared_task(
+    name="scoring.rebuild_report",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=25 * 60,
+    time_limit=30 * 60,
+)
+def rebuild_report(study_id: int, options: dict) -> None:
+    from scoring.report_builds import report_build
+    from scoring.reports import ReportOptions
+
+    report_build(
+        study_id=study_id,
+        options=ReportOptions(exclude_flagged_raters=bool(options.get("exclude_flagged_raters"))),
+    )
+
+
+@shared_task(
     name="scoring.check_evidence", acks_late=True, soft_time_limit=10 * 60, time_limit=15 * 60
 )
 def check_evidence(study_id: int) -> None:

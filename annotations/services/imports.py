@@ -21,6 +21,7 @@ from annotations.models import (
     Study,
     System,
 )
+from annotations.services.studies import evidence_changed_notify
 
 __all__ = [
     "COPY_AS_IS",
@@ -114,6 +115,7 @@ def items_import(
             written_outputs += outputs
             if progress is not None:
                 progress(items)
+    evidence_changed_notify(study.pk)
     return ImportSummary(items=written_items, outputs=written_outputs)
 
 

@@ -10,6 +10,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import F
 
 from annotations import roles
 from annotations.errors import (
@@ -36,6 +37,7 @@ __all__ = [
     "adjudication_record",
     "audit_record",
     "evidence_changed_notify",
+    "evidence_version_bump",
     "rater_remove",
     "raters_assign",
     "roles_ensure",
@@ -131,9 +133,22 @@ def study_transition(
     return locked
 
 
+def evidence_version_bump(study_id: int) -> None:
+    """Counts one change of a study's evidence: whatever was built from an older version (a
+    cached report) is stale. One autocommit statement, so no rater transaction waits on the
+    study row."""
+    Study.objects.filter(pk=study_id).update(evidence_version=F("evidence_version") + 1)
+
+
 def evidence_changed_notify(study_id: int) -> None:
-    """After commit, tells listeners (scoring) that a study's human evidence changed."""
-    transaction.on_commit(lambda: evidence_changed.send(sender=Study, study_id=study_id))
+    """After commit, counts the change and tells listeners (scoring) that a study's evidence
+    changed."""
+
+    def changed() -> None:
+        evidence_version_bump(study_id)
+        evidence_changed.send(sender=Study, study_id=study_id)
+
+    transaction.on_commit(changed)
 
 
 # --- users ----------------------------------------------------------------------------------

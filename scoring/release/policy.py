@@ -67,4 +67,5 @@ def policy_update(*, study: Study, actor: AbstractBaseUser, **fields: Any) -> Re
         study=study,
         details={"before": before, "after": policy_as_dict(policy)},
     )
+    annotation_services.evidence_changed_notify(study.pk)
     return policy
