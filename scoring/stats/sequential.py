@@ -660,7 +660,17 @@ def sequential_decision(
     prior: tuple[float, float] = (1.0, 1.0),
     max_additional_votes: int = 10_000,
 ) -> SequentialDecision:
-    """Decide at interim look ``look`` of ``max_looks`` whether tuned or base is better.
+    """Legacy vote-level decision at look ``look`` of ``max_looks`` (use :func:`sequential_look`).
+
+    The sign-test z ``(W - L) / sqrt(W + L)`` treats votes as independent, and nothing records
+    which looks were taken, so it does not control the type I error when items carry several
+    votes or when it is called at every report build (``bench/bench_sequential.py``: 10-50%
+    false positives at alpha 0.05). Ties do not enter the z (as half, they add ``T / 2`` to the
+    numerator's mean and nothing to its null variance). Votes still needed: at the observed
+    decisive share ``p_d = W / (W + L)``, ``Z`` crosses ``c`` once the decisive votes reach
+    ``c^2 / (4 (p_d - 1/2)^2)``, divided by the decisive share of all votes, minus the votes so
+    far, at least 1, capped at ``max_additional_votes`` (``c`` = the final boundary, or
+    ``z_{posterior_level}`` for the Bayesian method).
 
     Args:
         tuned_wins, base_wins, ties: vote counts so far (both-bad votes counted as ties).
