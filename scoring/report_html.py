@@ -886,35 +886,50 @@ def _decision(report: Mapping[str, Any]) -> str:
     decision = _dict(report.get("decision"))
     if not decision:
         return _section("decision", "Sequential decision", f"<p>{_na()}</p>")
-    method = decision.get("method")
+    if not decision.get("planned"):
+        body = f"<p>Not planned yet: {_esc(decision.get('explanation') or '')}.</p>"
+        return _section("decision", "Sequential decision", body)
     direction = decision.get("direction")
     if decision.get("decided"):
-        head = f"Decided: <strong>{_esc(direction or '?')}</strong> is better"
+        head = f"Decided at look {_fmt(decision.get('look'))}: <strong>{_esc(direction)}</strong>"
+        head += " is preferred."
+    elif decision.get("finished"):
+        head = "Finished without a decision: the last look did not cross its boundary."
+    elif not decision.get("looks"):
+        head = f"No look yet: the first comes at {_fmt(decision.get('next_look_items'))} items."
     else:
-        head = "Not decided yet"
-        more = decision.get("additional_votes")
-        if isinstance(more, int) and not isinstance(more, bool):
-            head += f": about {more:,} more votes needed"
-            if decision.get("additional_votes_capped"):
-                head += " (capped estimate)"
-    head += f" ({_esc(method)}, look {_fmt(decision.get('look'))})." if method else "."
-    known = {"decided", "direction", "method", "look", "win_rate", "statistic", "threshold"}
-    known.add("additional_votes")
+        head = (
+            f"Not decided after {_fmt(decision.get('looks'))} look(s); the next comes at "
+            f"{_fmt(decision.get('next_look_items'))} completed items"
+        )
+        needed = decision.get("items_needed")
+        if isinstance(needed, int) and not isinstance(needed, bool):
+            head += f"; at the current effect about {needed:,} more items"
+            if decision.get("items_needed_capped"):
+                head += " (capped at the planned maximum)"
+        head += "."
+    design = _dict(decision.get("design"))
     pairs = [
-        ("Decided", _fmt(bool(decision.get("decided")))),
-        ("Direction", _fmt(direction)),
-        ("Method", _fmt(method)),
-        ("Look", _fmt(decision.get("look"))),
-        ("Win rate", _fmt(decision.get("win_rate"))),
-        ("Statistic", _fmt(decision.get("statistic"))),
-        ("Threshold", _fmt(decision.get("threshold"))),
-        ("Additional votes needed", _fmt(decision.get("additional_votes"))),
-        *_extra_pairs(decision, known),
+        ("Decision", _fmt(decision.get("decision"))),
+        ("Looks recorded", _fmt(decision.get("looks"))),
+        ("Items at the last look", _fmt(decision.get("n_items"))),
+        ("z (item-clustered score)", _fmt(decision.get("z"))),
+        ("Boundary |z|", _fmt(decision.get("boundary"))),
+        ("Information fraction", _fmt(decision.get("information_fraction"))),
+        (
+            "Alpha spent / total",
+            f"{_fmt(decision.get('alpha_spent'))} / {_fmt(decision.get('alpha'))}",
+        ),
+        ("Planned maximum items", _fmt(design.get("max_items"))),
+        ("A look every (items)", _fmt(design.get("look_every_items"))),
+        ("Spending function", _fmt(design.get("spending"))),
     ]
     body = f"<p>{head}</p>" + _kv_table(pairs)
     body += (
-        '<p class="muted">Statistic: sign-test z against the boundary |z| (O\'Brien-Fleming) '
-        "or posterior P(win rate &gt; 0.5) against the posterior level (Bayesian).</p>"
+        '<p class="muted">Unit: completed items. Each look is recorded once when the evidence '
+        "changes, so reading or rebuilding this report spends no alpha; Lan-DeMets alpha "
+        "spending keeps the overall false-positive rate at alpha however many looks are "
+        "taken.</p>"
     )
     return _section("decision", "Sequential decision", body)
 

@@ -537,54 +537,12 @@ def disagreement_section(
     ]
 
 
-def decision_section(study: Study, win: dict[str, Any]) -> dict[str, Any]:
-    from scoring.stats.sequential import sequential_decision
+def decision_section(study: Study) -> dict[str, Any]:
+    """The sequential decision from the study's design and its recorded looks: a read, so
+    building or reading a report never spends alpha (`scoring.release.sequential`)."""
+    from scoring.release.sequential import sequential_section  # release imports reports
 
-    config = (study.settings or {}).get("sequential", {})
-    if not win.get("n"):
-        return {
-            "decided": False,
-            "direction": None,
-            "method": config.get("method", "obrien_fleming"),
-            "win_rate": None,
-            "additional_votes": None,
-            "look": 0,
-            "threshold": None,
-            "statistic": None,
-        }
-    planned = int(
-        config.get("planned_votes")
-        or max(1, Item.objects.filter(study=study, is_gold=False).count() * study.overlap)
-    )
-    max_looks = int(config.get("max_looks", 5))
-    fraction = min(1.0, win["n"] / planned)
-    look = max(1, min(max_looks, math.ceil(fraction * max_looks)))
-    fractions = [min(1.0, (k + 1) / max_looks) for k in range(max_looks)]
-    fractions[look - 1] = max(fraction, fractions[look - 2] + 1e-6 if look > 1 else fraction)
-    fractions = [max(f, 1e-6) for f in fractions]
-    result = sequential_decision(
-        win["tuned_wins"],
-        win["base_wins"],
-        win["ties"],
-        look=look,
-        max_looks=max_looks,
-        method=config.get("method", "obrien_fleming"),
-        alpha=float(config.get("alpha", 0.05)),
-        information_fractions=sorted(fractions),
-    )
-    return {
-        "decided": bool(result.decided),
-        "direction": result.direction,
-        "method": result.method,
-        "win_rate": finite(result.win_rate),
-        "additional_votes": result.additional_votes,
-        "look": result.look,
-        "max_looks": max_looks,
-        "threshold": finite(result.threshold),
-        "statistic": finite(result.statistic),
-        "alpha_spent": finite(result.alpha_spent),
-        "information_fraction": finite(result.information_fraction),
-    }
+    return sequential_section(study)
 
 
 def verdict_section(report: dict[str, Any]) -> dict[str, str]:
@@ -696,7 +654,7 @@ def build_report(*, study: Study, options: ReportOptions | None = None) -> dict[
         # item-level export, the report keeps the first ones (by item id) and the total.
         "disagreements_total": len(disagreements),
         "adjudications": len(adjudications),
-        "decision": decision_section(study, win),
+        "decision": decision_section(study),
     }
     report["verdict"] = verdict_section(report)
     return report

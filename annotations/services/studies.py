@@ -28,8 +28,9 @@ from annotations.models import (
     Preference,
     Study,
     StudyRater,
+    StudyStatus,
 )
-from annotations.signals import evidence_changed
+from annotations.signals import evidence_changed, study_opened
 
 __all__ = [
     "ORDER_MODULUS",
@@ -130,6 +131,9 @@ def study_transition(
         after=target,
         details={"reason": reason} if reason else None,
     )
+    if target == StudyStatus.OPEN:
+        study_id = locked.pk
+        transaction.on_commit(lambda: study_opened.send(sender=Study, study_id=study_id))
     return locked
 
 

@@ -30,7 +30,7 @@ from scoring.models import (
 __all__ = [
     "evidence_check",
     "evidence_check_schedule",
-    "evidence_has_listeners",
+    "run_of_holdout",
     "signoff_record",
     "signoffs_mark_stale",
 ]
@@ -157,10 +157,14 @@ def signoffs_mark_stale(*, study: Study, current_sha: str) -> int:
 
 
 def evidence_check(*, study_id: int) -> None:
-    """After the evidence of a study changed: mark stale sign-offs, notify the pipeline."""
+    """After the evidence of a study changed: record the sequential look that is due, mark
+    stale sign-offs, notify the pipeline."""
+    from scoring.release.sequential import sequential_looks_record
+
     study = Study.objects.filter(pk=study_id).first()
     if study is None:
         return
+    sequential_looks_record(study=study)
     if SignOff.objects.filter(study=study, invalidation__isnull=True).exists():
         signoffs_mark_stale(study=study, current_sha=evidence_sha256(release_report(study=study)))
     run = TrainingRun.objects.filter(study=study).first()
@@ -168,27 +172,35 @@ def evidence_check(*, study_id: int) -> None:
         decision_notify_if_changed(run_id=run.pk)
 
 
-def evidence_has_listeners(study_id: int) -> bool:
-    """Whether a training run or a sign-off depends on this study's evidence. It runs after
-    every judgment, so it is one plain statement (an ORM queryset cost more to build than the
-    database spent answering it)."""
+def run_of_holdout(study_id: int) -> int | None:
+    """The study of the run whose general hold-out set this study is, if any: the hold-out's
+    scores are that run's forgetting evidence. It runs after every judgment, so it is one
+    plain statement (an ORM queryset cost more to build than the database spent answering)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT EXISTS (SELECT 1 FROM {TrainingRun._meta.db_table} WHERE study_id = %s) "  # noqa: S608 - names from model metadata
-            f"OR EXISTS (SELECT 1 FROM {SignOff._meta.db_table} WHERE study_id = %s)",
-            [study_id, study_id],
+            f"SELECT study_id FROM {TrainingRun._meta.db_table} WHERE holdout_study_id = %s",  # noqa: S608 - names from model metadata
+            [study_id],
         )
-        return bool(cursor.fetchone()[0])
+        row = cursor.fetchone()
+        return row[0] if row else None
 
 
 def evidence_check_schedule(*, study_id: int) -> None:
     """Batches checks: one per study per debounce window, run after the window closes so it
-    sees every change made during it."""
-    if not evidence_has_listeners(study_id):
-        return
-    window = settings.EVIDENCE_CHECK_DEBOUNCE_SECONDS
-    if not cache.add(f"evidence-check:{study_id}", 1, timeout=window):
-        return
+    sees every change made during it. Every study is checked (its sequential looks are
+    recorded there); a run's hold-out set also makes its run's study checked."""
+    parent = run_of_holdout(study_id)
+    if parent is not None:
+        annotation_services.evidence_version_bump(parent)
+        evidence_check_schedule(study_id=parent)
     from scoring.tasks import check_evidence
+
+    window = settings.EVIDENCE_CHECK_DEBOUNCE_SECONDS
+    # In-process mode runs the check at once (a countdown does not wait there), so a debounce
+    # would drop the changes that follow the first one instead of batching them.
+    if check_evidence.app.conf.task_always_eager:
+        window = 0
+    elif not cache.add(f"evidence-check:{study_id}", 1, timeout=window):
+        return
 
     check_evidence.apply_async(args=[study_id], countdown=window)
