@@ -1,29 +1,42 @@
-"""Catastrophic forgetting on a general hold-out set: base vs tuned model.
+"""Catastrophic forgetting on a general hold-out set, tested as non-inferiority: base vs tuned.
 
 Recipe: fine-tuning can erode a model's general abilities ("catastrophic forgetting",
 McCloskey & Cohen 1989; Kirkpatrick et al. 2017, "Overcoming catastrophic forgetting in neural
 networks"; Luo et al. 2023, "An Empirical Study of Catastrophic Forgetting in Large Language
 Models During Continual Fine-tuning"). It is measured by scoring both models on general text
-that the fine-tuning never saw, with two kinds of evidence:
+that the fine-tuning never saw. The claim a release needs is "the tuned model is not worse by
+more than a margin", so the burden of proof is on the tuned model: a non-inferiority test
+(Wellek 2010, "Testing Statistical Hypotheses of Equivalence and Noninferiority", ch. 2;
+Piaggio et al. 2012, CONSORT extension for non-inferiority trials, whose figure 1 reads a
+confidence interval against the margin exactly as here).
 
-* **Perplexity** of each model on the hold-out text. The tuned model is flagged when its
-  perplexity exceeds the base model's by more than ``max_perplexity_increase``, relative:
-  ``perplexity_tuned / perplexity_base - 1 > max_perplexity_increase`` (0.10 = 10 % higher).
-* **Metric deltas** (``delta = tuned - base`` with a confidence interval, e.g. a paired
-  bootstrap over hold-out items). A higher-is-better metric fails when the whole interval lies
-  below ``-max_metric_drop``, i.e. ``ci_high < -max_metric_drop``: the tuned model is worse by
-  more than the margin with confidence, in the spirit of a non-inferiority test (the margin is
-  in the metric's own units). A lower-is-better metric is mirrored: it fails when
-  ``ci_low > max_metric_drop``. A point estimate that is worse but whose interval reaches the
-  margin is not flagged: it is not significant evidence of forgetting.
-* Both limits are strict: a change of exactly the limit passes (with a 1e-12 slack for
-  floating-point rounding).
+* **Metric deltas** (``delta = tuned - base`` with a two-sided confidence interval, e.g. a
+  paired bootstrap over hold-out items). A higher-is-better metric passes only when the *whole*
+  interval lies above ``-max_metric_drop``: ``ci_low > -max_metric_drop``. A lower-is-better
+  metric is mirrored: ``ci_high < max_metric_drop``. With a 95 % interval this is a one-sided
+  test at 2.5 %. Everything else fails as "not shown to be non-inferior":
 
-A perplexity given as ``None`` or NaN counts as not measured. A metric whose interval bounds are
-not finite (e.g. too few items to resample) cannot be judged: its row is marked
-``evaluated=False`` and it neither passes nor fails the check. With neither a perplexity pair
-nor a judgeable metric the report is ``evaluated=False`` with the reason "no general hold-out
-evidence" (and is never flagged): absence of evidence is not reported as a pass.
+  - the interval reaches beyond the margin (``not_shown``): a point estimate near zero does not
+    help when the interval also allows a large drop;
+  - the whole interval lies beyond the margin (``inferior``): worse by more than the margin;
+  - the interval is at least as wide as the margin on each side, ``(ci_high - ci_low) / 2 >=
+    max_metric_drop``, and does not pass (``too_imprecise``): even a tuned model equal to the
+    base could not be shown non-inferior with this hold-out set, which is too small;
+  - the interval is missing or not finite (``no_interval``), e.g. too few items to resample.
+
+  Absence of evidence is not evidence of absence: a metric without an interval fails.
+* **Perplexity** of each model on the hold-out text, as the relative increase
+  ``perplexity_tuned / perplexity_base - 1``. With a confidence interval of that increase
+  (``perplexity_increase_ci``) it passes only when the whole interval lies below
+  ``max_perplexity_increase``, read like the metrics. Without one it is compared on the point
+  estimates (``increase > max_perplexity_increase`` fails), as a documented weaker check.
+* Limits are strict with a 1e-12 slack for floating-point rounding: an interval bound exactly
+  at the margin fails (it is not *inside* the margin), a point increase exactly at the limit
+  passes (11 / 10 - 1 = 0.10000000000000009 must not fail a 10 % limit).
+
+A perplexity given as ``None`` or NaN counts as not measured. With neither a perplexity pair
+nor a metric the report is ``evaluated=False`` with the reason "no general hold-out evidence"
+(and is not flagged; a release gate must treat it as not passed).
 """
 
 from __future__ import annotations
@@ -33,7 +46,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 __all__ = [
+    "INFERIOR",
+    "NON_INFERIOR",
+    "NOT_SHOWN",
     "NO_EVIDENCE",
+    "NO_INTERVAL",
+    "TOO_IMPRECISE",
     "ForgettingReport",
     "MetricCheck",
     "MetricDelta",
@@ -41,8 +59,15 @@ __all__ = [
 ]
 
 NO_EVIDENCE = "no general hold-out evidence"
-# Slack on both limits so that a change of exactly the limit (10 -> 11 at 10 %) passes despite
-# floating-point rounding (11 / 10 - 1 = 0.10000000000000009).
+NOT_SHOWN_PHRASE = "not shown to be non-inferior"
+
+# Outcomes of one non-inferiority check.
+NON_INFERIOR = "non_inferior"
+NOT_SHOWN = "not_shown"
+INFERIOR = "inferior"
+TOO_IMPRECISE = "too_imprecise"
+NO_INTERVAL = "no_interval"
+
 _TOLERANCE = 1e-12
 
 
@@ -53,7 +78,7 @@ class MetricDelta:
     Attributes:
         base, tuned: the metric's value for each model (metric units).
         delta: ``tuned - base``.
-        ci_low, ci_high: confidence interval of ``delta`` (``nan`` when unavailable).
+        ci_low, ci_high: two-sided confidence interval of ``delta`` (``nan`` when unavailable).
         lower_is_better: ``True`` for metrics such as error rates, where a positive delta is
             worse.
     """
@@ -68,17 +93,19 @@ class MetricDelta:
 
 @dataclass(frozen=True)
 class MetricCheck:
-    """Forgetting check of one metric.
+    """Non-inferiority check of one metric.
 
     Attributes:
         name: the metric's name (the key in ``metric_deltas``).
         base, tuned, delta, ci_low, ci_high, lower_is_better: as given.
-        worse_bound: the interval bound nearest "no change" on the worse side, mirrored so that
-            negative is worse: ``ci_high`` for higher-is-better metrics, ``-ci_low`` for
-            lower-is-better ones. Fails when below ``-max_metric_drop``.
-        evaluated: ``False`` when the interval is not finite, so nothing could be judged.
-        passed: ``True`` unless the metric is significantly worse by more than the margin (also
-            ``True`` when not evaluated; read it together with ``evaluated``).
+        worst_case: the interval bound on the worse side, mirrored so that negative is worse:
+            ``ci_low`` for higher-is-better metrics, ``-ci_high`` for lower-is-better ones
+            (``nan`` without an interval). Passes when above ``-max_metric_drop``.
+        half_width: ``(ci_high - ci_low) / 2`` (``nan`` without an interval).
+        outcome: :data:`NON_INFERIOR`, :data:`NOT_SHOWN`, :data:`INFERIOR`,
+            :data:`TOO_IMPRECISE` or :data:`NO_INTERVAL` (see the module docstring).
+        evaluated: an interval was available.
+        passed: ``outcome == NON_INFERIOR``.
         reason: one line explaining the outcome.
     """
 
@@ -89,7 +116,9 @@ class MetricCheck:
     ci_low: float
     ci_high: float
     lower_is_better: bool
-    worse_bound: float
+    worst_case: float
+    half_width: float
+    outcome: str
     evaluated: bool
     passed: bool
     reason: str
@@ -102,17 +131,24 @@ class ForgettingReport:
     Attributes:
         perplexity_base, perplexity_tuned: as given (``None`` when unavailable or NaN).
         perplexity_relative_change: ``tuned / base - 1`` (``None`` unless both are given).
-        flagged: the perplexity rose by more than the limit or some metric failed.
-        reasons: one line per failed criterion; ``(NO_EVIDENCE,)`` when not evaluated.
+        perplexity_ci_low, perplexity_ci_high: the interval of that change, when given.
+        perplexity_outcome: ``None`` (not compared), :data:`NON_INFERIOR`, :data:`NOT_SHOWN`,
+            :data:`INFERIOR`, :data:`TOO_IMPRECISE` (with an interval) or ``"point_pass"`` /
+            ``"point_fail"`` (point estimates only).
+        flagged: some check failed (forgetting, or non-inferiority not shown).
+        reasons: one line per failed check; ``(NO_EVIDENCE,)`` when not evaluated.
         evaluated: ``False`` when neither perplexity nor any metric could be compared.
         metrics: one row per metric, in the mapping's order.
         notes: informational lines (e.g. a perplexity given for one model only).
-        max_perplexity_increase, max_metric_drop: the thresholds used.
+        max_perplexity_increase, max_metric_drop: the margins used.
     """
 
     perplexity_base: float | None
     perplexity_tuned: float | None
     perplexity_relative_change: float | None
+    perplexity_ci_low: float | None
+    perplexity_ci_high: float | None
+    perplexity_outcome: str | None
     flagged: bool
     reasons: tuple[str, ...]
     evaluated: bool
@@ -143,6 +179,29 @@ def _check_threshold(name: str, value: float) -> float:
     return float(value)
 
 
+def _non_inferiority(worst_case: float, best_case: float, half_width: float, margin: float) -> str:
+    """Outcome of an interval (mirrored so negative is worse) against ``-margin``."""
+    if worst_case > -margin + _TOLERANCE:
+        return NON_INFERIOR
+    if best_case < -margin - _TOLERANCE:
+        return INFERIOR
+    if half_width >= margin - _TOLERANCE:
+        return TOO_IMPRECISE
+    return NOT_SHOWN
+
+
+def _explain(outcome: str, half_width: float, margin: str) -> str:
+    if outcome == INFERIOR:
+        return f"{NOT_SHOWN_PHRASE}: the whole interval is worse than the margin {margin}"
+    if outcome == TOO_IMPRECISE:
+        return (
+            f"{NOT_SHOWN_PHRASE}: the interval's half-width {half_width:.4g} is at least the "
+            f"margin {margin}, so even no change could not be shown non-inferior: the hold-out "
+            "set is too small"
+        )
+    return f"{NOT_SHOWN_PHRASE}: the interval reaches beyond the margin {margin}"
+
+
 def _metric_check(name: str, metric: MetricDelta, max_metric_drop: float) -> MetricCheck:
     where = f"metric_deltas[{name!r}]"
     if not isinstance(metric, MetricDelta):
@@ -150,44 +209,67 @@ def _metric_check(name: str, metric: MetricDelta, max_metric_drop: float) -> Met
     ci_low, ci_high = float(metric.ci_low), float(metric.ci_high)
     if ci_low > ci_high:
         raise ValueError(f"{where}: ci_low {ci_low:g} is above ci_high {ci_high:g}")
-    worse_bound = -ci_low if metric.lower_is_better else ci_high
     direction = "lower" if metric.lower_is_better else "higher"
     interval = f"delta {metric.delta:+.4g}, CI [{ci_low:.4g}, {ci_high:.4g}], {direction} is better"
+    common = {
+        "name": name,
+        "base": metric.base,
+        "tuned": metric.tuned,
+        "delta": metric.delta,
+        "ci_low": ci_low,
+        "ci_high": ci_high,
+        "lower_is_better": metric.lower_is_better,
+    }
     if not (math.isfinite(ci_low) and math.isfinite(ci_high)):
         return MetricCheck(
-            name=name,
-            base=metric.base,
-            tuned=metric.tuned,
-            delta=metric.delta,
-            ci_low=ci_low,
-            ci_high=ci_high,
-            lower_is_better=metric.lower_is_better,
-            worse_bound=worse_bound,
+            **common,
+            worst_case=math.nan,
+            half_width=math.nan,
+            outcome=NO_INTERVAL,
             evaluated=False,
-            passed=True,
-            reason=f"{name}: no finite confidence interval, not judged ({interval})",
+            passed=False,
+            reason=(
+                f"{name}: {NOT_SHOWN_PHRASE}: no confidence interval (too few hold-out items "
+                f"to resample?) ({interval})"
+            ),
         )
-    failed = worse_bound < -max_metric_drop - _TOLERANCE
-    if failed:
+    worst, best = (-ci_high, -ci_low) if metric.lower_is_better else (ci_low, ci_high)
+    half_width = (ci_high - ci_low) / 2.0
+    outcome = _non_inferiority(worst, best, half_width, max_metric_drop)
+    if outcome == NON_INFERIOR:
         reason = (
-            f"{name}: significantly worse by more than {max_metric_drop:g} on the general "
-            f"hold-out set ({interval})"
+            f"{name}: non-inferior: the whole interval is within the margin "
+            f"{max_metric_drop:g} ({interval})"
         )
     else:
-        reason = f"{name}: not significantly worse by more than {max_metric_drop:g} ({interval})"
+        reason = f"{name}: {_explain(outcome, half_width, f'{max_metric_drop:g}')} ({interval})"
     return MetricCheck(
-        name=name,
-        base=metric.base,
-        tuned=metric.tuned,
-        delta=metric.delta,
-        ci_low=ci_low,
-        ci_high=ci_high,
-        lower_is_better=metric.lower_is_better,
-        worse_bound=worse_bound,
+        **common,
+        worst_case=worst,
+        half_width=half_width,
+        outcome=outcome,
         evaluated=True,
-        passed=not failed,
+        passed=outcome == NON_INFERIOR,
         reason=reason,
     )
+
+
+def _check_interval(value: tuple[float, float] | None) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"perplexity_increase_ci: expected (low, high) or None, got {value!r}"
+        ) from exc
+    if math.isnan(low) or math.isnan(high):
+        return None  # a bootstrap that could not resample
+    if low > high:
+        raise ValueError(f"perplexity_increase_ci: low {low:g} is above high {high:g}")
+    if low < -1.0:
+        raise ValueError(f"perplexity_increase_ci: a relative change is >= -1, got {low:g}")
+    return low, high
 
 
 def detect_forgetting(
@@ -195,10 +277,11 @@ def detect_forgetting(
     perplexity_base: float | None,
     perplexity_tuned: float | None,
     metric_deltas: Mapping[str, MetricDelta],
+    perplexity_increase_ci: tuple[float, float] | None = None,
     max_perplexity_increase: float = 0.10,
     max_metric_drop: float = 0.02,
 ) -> ForgettingReport:
-    """Flag catastrophic forgetting from general hold-out perplexity and metric deltas.
+    """Test the tuned model for non-inferiority to the base on the general hold-out set.
 
     Args:
         perplexity_base, perplexity_tuned: each model's perplexity on the general hold-out text
@@ -206,21 +289,26 @@ def detect_forgetting(
             reports when nothing was scored). The tuned one may be ``inf`` (a diverged model).
         metric_deltas: per metric name, the base and tuned values and the ``tuned - base``
             delta with its confidence interval. Not mutated.
-        max_perplexity_increase: largest tolerated relative perplexity rise (0.10 = 10 %).
-        max_metric_drop: largest tolerated drop of a metric, in the metric's units.
+        perplexity_increase_ci: confidence interval of ``perplexity_tuned / perplexity_base -
+            1`` (e.g. a paired bootstrap over hold-out documents); ``None`` (or NaN bounds)
+            when not available, and the perplexity is then compared on point estimates.
+        max_perplexity_increase: the perplexity margin, a relative increase (0.10 = 10 %).
+        max_metric_drop: the metric margin, in the metric's units.
 
     Returns:
         A :class:`ForgettingReport`; see the module docstring for the rules.
 
     Raises:
         ValueError: a perplexity that is neither ``None``, NaN nor a number > 0 (or an infinite
-            base perplexity), a negative or non-finite threshold, a ``metric_deltas`` value that
-            is not a :class:`MetricDelta`, or one whose ``ci_low`` is above its ``ci_high``.
+            base perplexity), a negative or non-finite margin, a ``metric_deltas`` value that
+            is not a :class:`MetricDelta`, an interval whose low bound is above its high bound,
+            or a perplexity interval that is not a pair of numbers or goes below -1.
     """
     base = _check_perplexity("perplexity_base", perplexity_base)
     tuned = _check_perplexity("perplexity_tuned", perplexity_tuned)
     max_perplexity_increase = _check_threshold("max_perplexity_increase", max_perplexity_increase)
     max_metric_drop = _check_threshold("max_metric_drop", max_metric_drop)
+    interval = _check_interval(perplexity_increase_ci)
     checks = tuple(
         _metric_check(str(name), metric, max_metric_drop) for name, metric in metric_deltas.items()
     )
@@ -228,27 +316,45 @@ def detect_forgetting(
     reasons: list[str] = []
     notes: list[str] = []
     relative_change: float | None = None
+    outcome: str | None = None
     if base is not None and tuned is not None:
         relative_change = tuned / base - 1.0
-        if relative_change > max_perplexity_increase + _TOLERANCE:
-            reasons.append(
-                f"hold-out perplexity rose {relative_change:.1%} (base {base:.4g} -> tuned "
-                f"{tuned:.4g}), above the {max_perplexity_increase:.1%} limit"
-            )
+        limit = f"{max_perplexity_increase:.1%}"
+        if interval is not None:
+            low, high = interval
+            # Mirrored so that negative is worse, like a higher-is-better metric.
+            outcome = _non_inferiority(-high, -low, (high - low) / 2.0, max_perplexity_increase)
+            if outcome != NON_INFERIOR:
+                reasons.append(
+                    f"hold-out perplexity: {_explain(outcome, (high - low) / 2.0, limit)} "
+                    f"(relative increase {relative_change:+.1%}, CI [{low:+.1%}, {high:+.1%}], "
+                    f"base {base:.4g} -> tuned {tuned:.4g})"
+                )
+        else:
+            failed = relative_change > max_perplexity_increase + _TOLERANCE
+            outcome = "point_fail" if failed else "point_pass"
+            notes.append("hold-out perplexity compared on point estimates (no interval given)")
+            if failed:
+                reasons.append(
+                    f"hold-out perplexity rose {relative_change:.1%} (base {base:.4g} -> tuned "
+                    f"{tuned:.4g}), above the {limit} limit"
+                )
     elif base is not None or tuned is not None:
         missing = "perplexity_tuned" if tuned is None else "perplexity_base"
         notes.append(f"{missing} missing (None or NaN): perplexity not compared")
 
     reasons.extend(check.reason for check in checks if not check.passed)
-    notes.extend(check.reason for check in checks if not check.evaluated)
-    evaluated = relative_change is not None or any(check.evaluated for check in checks)
-    flagged = bool(reasons)  # only failed criteria so far
+    evaluated = relative_change is not None or bool(checks)
+    flagged = bool(reasons)  # only failed checks so far
     if not evaluated:
         reasons = [NO_EVIDENCE]
     return ForgettingReport(
         perplexity_base=base,
         perplexity_tuned=tuned,
         perplexity_relative_change=relative_change,
+        perplexity_ci_low=interval[0] if interval and relative_change is not None else None,
+        perplexity_ci_high=interval[1] if interval and relative_change is not None else None,
+        perplexity_outcome=outcome,
         flagged=flagged,
         reasons=tuple(reasons),
         evaluated=evaluated,
