@@ -671,42 +671,65 @@ def _judge(report: Mapping[str, Any]) -> str:
             ]
         )
     if not judge_human:
-        body += f"<p>Judge vs human majority: {_na()}</p>"
+        body += f"<p>Judge vs humans: {_na()}</p>"
         return _section("judge", "LLM judge vs humans", body)
-    n_non_tie = judge_human.get("n_non_tie")
+    pairwise = _dict(judge_human.get("pairwise"))
+
+    def agreement_cell(entry: Any) -> str:
+        entry = _dict(entry)
+        ci = _list(entry.get("ci95"))
+        text = _fmt(entry.get("agreement"))
+        if len(ci) == 2:
+            text += f' <span class="muted">[{_fmt(ci[0])}, {_fmt(ci[1])}]</span>'
+        return text
+
+    def difference_cell(entry: Any) -> str:
+        entry = _dict(entry)
+        ci = _list(entry.get("ci95"))
+        text = _fmt(entry.get("value"))
+        if len(ci) == 2:
+            text += f' <span class="muted">[{_fmt(ci[0])}, {_fmt(ci[1])}]</span>'
+        return text
+
     body += (
-        f"<h3>Agreement with the human majority</h3><p>Judge "
-        f"<strong>{_fmt(judge_human.get('judge_id'))}</strong> on {_fmt(judge_human.get('n'))} "
-        f"items; Cohen's κ (judge vs human majority, over base/tuned/tie) = "
-        f"<strong>{_fmt(judge_human.get('cohen_kappa'))}</strong>.</p>"
+        f"<h3>The judge scored as one more rater</h3><p>Judge "
+        f"<strong>{_fmt(judge_human.get('judge_id'))}</strong> on "
+        f"{_fmt(pairwise.get('n_items'))} items with human votes: its verdict is paired with each "
+        "human vote on the item, exactly as each human vote is paired with every other, so the "
+        "two figures compare directly.</p>"
     )
     body += _table(
         ["", "With ties", "Without ties (MT-Bench convention)"],
         [
             [
-                "Judge vs human majority",
-                _fmt(judge_human.get("agreement")),
-                _fmt(judge_human.get("agreement_non_tie"))
-                + (
-                    f' <span class="muted">(n = {_fmt(n_non_tie)})</span>'
-                    if n_non_tie is not None
-                    else ""
-                ),
+                "Judge vs each human vote",
+                agreement_cell(pairwise.get("judge_human")),
+                agreement_cell(pairwise.get("judge_human_without_ties")),
             ],
             [
                 "Human vs human",
-                _fmt(judge_human.get("human_human_agreement")),
-                _fmt(judge_human.get("human_human_agreement_non_tie")),
+                agreement_cell(pairwise.get("human_human")),
+                agreement_cell(pairwise.get("human_human_without_ties")),
+            ],
+            [
+                "Judge minus human",
+                difference_cell(pairwise.get("difference")),
+                difference_cell(pairwise.get("difference_without_ties")),
             ],
         ],
         numeric=(1, 2),
     )
-    body += (
-        '<p class="muted">With ties: a tie is a class of its own. Without ties (MT-Bench '
-        "convention, Zheng et al. 2023): only items where neither the human majority nor the "
-        "judge says tie.</p>"
-    )
-    body += _confusion(judge_human)
+    body += f'<p class="muted">Unit: {_esc(pairwise.get("unit") or "")}.</p>'
+    majority = _dict(judge_human.get("majority"))
+    if majority:
+        body += (
+            "<h3>Secondary: judge vs the human majority</h3>"
+            f'<p class="muted">{_esc(majority.get("label") or "")}. Items: '
+            f"{_fmt(majority.get('n'))}; agreement {_fmt(majority.get('agreement'))}, without "
+            f"ties {_fmt(majority.get('agreement_non_tie'))}; Cohen's κ "
+            f"{_fmt(majority.get('cohen_kappa'))}.</p>"
+        )
+        body += _confusion(majority)
     return _section("judge", "LLM judge vs humans", body)
 
 
@@ -1014,21 +1037,36 @@ def _release(report: Mapping[str, Any]) -> str:
         parts.append(
             _kv_table(
                 [
+                    ("Status", _fmt(overfitting.get("status"))),
                     ("Overfitting flagged", "yes" if overfitting.get("flagged") else "no"),
                     (
-                        "Final train / validation loss",
-                        f"{_fmt(overfitting.get('final_train_loss'))} / "
-                        f"{_fmt(overfitting.get('final_validation_loss'))}",
+                        "Checkpoint judged (source)",
+                        f"{_fmt(overfitting.get('checkpoint_step'), 0)} "
+                        f"({_esc(overfitting.get('checkpoint_source'))})",
                     ),
                     (
-                        "Gap (validation − train) and ratio",
-                        f"{_fmt(overfitting.get('final_gap'))}, "
+                        "Checkpoint train / validation loss",
+                        f"{_fmt(overfitting.get('checkpoint_train_loss'))} / "
+                        f"{_fmt(overfitting.get('checkpoint_validation_loss'))}",
+                    ),
+                    (
+                        "Best validation step and loss",
+                        f"{_fmt(overfitting.get('best_validation_step'), 0)}, "
+                        f"{_fmt(overfitting.get('best_validation_loss'))}",
+                    ),
+                    (
+                        "Rise over the best / threshold (relative)",
+                        f"{_fmt(overfitting.get('validation_rise_relative'))} / "
+                        f"{_fmt(overfitting.get('rise_threshold_relative'))}",
+                    ),
+                    (
+                        "Gap (validation − train) and ratio (evidence only)",
+                        f"{_fmt(overfitting.get('gap'))}, "
                         f"ratio {_fmt(overfitting.get('gap_ratio'))}",
                     ),
-                    ("Best validation step", _fmt(overfitting.get("best_validation_step"), 0)),
                     (
-                        "Validation rising while train falls",
-                        f"{_esc(overfitting.get('rising_evaluations'))} evaluations",
+                        "Evaluations after the best",
+                        _fmt(overfitting.get("evaluations_after_best")),
                     ),
                 ]
             )

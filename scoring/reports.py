@@ -357,10 +357,30 @@ def human_majorities(votes: VoteRows, adjudicated: dict[int, str]) -> dict[int, 
     return majority
 
 
+def agreement_entry(value) -> dict[str, Any]:
+    return {
+        "agreement": finite(value.agreement),
+        "ci95": interval(value.ci_low, value.ci_high),
+        "n_pairs": value.n_pairs,
+        "n_items": value.n_items,
+    }
+
+
+def difference_entry(value) -> dict[str, Any]:
+    return {"value": finite(value.difference), "ci95": interval(value.ci_low, value.ci_high)}
+
+
 def judge_section(
-    study: Study, majority: dict[int, int | None], votes: VoteRows
+    study: Study,
+    majority: dict[int, int | None],
+    votes: VoteRows,
+    rng: np.random.Generator,
+    n_resamples: int,
 ) -> tuple[dict | None, dict | None, dict[int, float]]:
-    from scoring.stats.reconcile import judge_agreement
+    """The judge's agreement with humans, scored exactly as a human is scored (pairwise
+    against each human vote on the same item, the primary figure, beside human-human
+    agreement on the same items), and against the human majority (secondary)."""
+    from scoring.stats.reconcile import judge_agreement, judge_human_pairwise_agreement
 
     counts = (
         JudgeVerdict.objects.filter(item__study=study)
@@ -397,14 +417,40 @@ def judge_section(
         ),
         None,
     )
-    common = {i: m for i, m in majority.items() if i in verdicts and m is not None}
-    if not common:
+    judge_codes = {i: CODES[v] for i, v in verdicts.items()}
+    if not votes.codes or not any(i in judge_codes for i in set(votes.item_ids)):
         return None, judge_summary, probabilities
-    result = judge_agreement(common, {i: CODES[verdicts[i]] for i in common})
-    human_human = human_pairwise_agreement(votes)
-    return (
-        {
-            "judge_id": judge_id,
+    pairwise = judge_human_pairwise_agreement(
+        votes.item_ids, votes.codes, judge_codes, n_resamples=n_resamples, rng=rng
+    )
+    section: dict[str, Any] = {
+        "judge_id": judge_id,
+        # Primary: the judge as one more rater, so its figure compares with human-human.
+        "agreement": finite(pairwise.judge_human.agreement),
+        "human_human_agreement": finite(pairwise.human_human.agreement),
+        "pairwise": {
+            "judge_human": agreement_entry(pairwise.judge_human),
+            "human_human": agreement_entry(pairwise.human_human),
+            "difference": difference_entry(pairwise.difference),
+            "judge_human_without_ties": agreement_entry(pairwise.judge_human_without_ties),
+            "human_human_without_ties": agreement_entry(pairwise.human_human_without_ties),
+            "difference_without_ties": difference_entry(pairwise.difference_without_ties),
+            "n_items": pairwise.n_items,
+            "n_votes": pairwise.n_votes,
+            "unit": (
+                "pairs of votes on the same item (the judge's verdict with each human vote; "
+                "every pair of human votes), on items with a verdict; 95% CIs: bootstrap over "
+                "items, so they generalise to items like these judged by this panel"
+            ),
+        },
+        "majority": None,
+    }
+    common = {i: m for i, m in majority.items() if i in verdicts and m is not None}
+    if common:
+        result = judge_agreement(common, {i: judge_codes[i] for i in common})
+        section["majority"] = {
+            "label": "secondary: judge vs the human majority, items split between systems "
+            "dropped (not comparable with human-human agreement)",
             "n": result.n,
             "agreement": finite(result.agreement),
             "agreement_non_tie": finite(result.agreement_without_ties),
@@ -412,13 +458,8 @@ def judge_section(
             "cohen_kappa": finite(result.kappa),
             "labels": list(result.labels),
             "confusion": np.asarray(result.confusion).astype(int).tolist(),
-            "human_human_agreement": human_human["with_ties"],
-            "human_human_agreement_non_tie": human_human["without_ties"],
-            "convention": "agreement_non_tie drops pairs where either side is a tie (MT-Bench)",
-        },
-        judge_summary,
-        probabilities,
-    )
+        }
+    return section, judge_summary, probabilities
 
 
 def vote_counts(votes: VoteRows) -> tuple[np.ndarray, np.ndarray]:
@@ -427,27 +468,6 @@ def vote_counts(votes: VoteRows) -> tuple[np.ndarray, np.ndarray]:
     codes = np.asarray(votes.codes, dtype=np.int64)
     counts = np.bincount(item_index * 4 + codes, minlength=items.size * 4).reshape(-1, 4)
     return items, counts
-
-
-def human_pairwise_agreement(votes: VoteRows) -> dict[str, float | None]:
-    """Agreement between pairs of raters on the same item, with and without ties (the MT-Bench
-    paper's human-human figure, comparable to judge-human agreement).
-
-    Counted from each item's votes per category, not pair by pair: an item with ``n`` votes has
-    ``n (n - 1) / 2`` pairs, of which ``c (c - 1) / 2`` agree on a category with ``c`` votes."""
-    counts = vote_counts(votes)[1]
-    counts[:, 2] += counts[:, 3]  # both-bad is a tie
-    decisive = counts[:, :2]
-
-    def pairs(n: np.ndarray) -> int:
-        return int((n * (n - 1) // 2).sum())
-
-    total, agree = pairs(counts[:, :3].sum(axis=1)), pairs(counts[:, :3])
-    total_nt, agree_nt = pairs(decisive.sum(axis=1)), pairs(decisive)
-    return {
-        "with_ties": agree / total if total else None,
-        "without_ties": agree_nt / total_nt if total_nt else None,
-    }
 
 
 def metric_sections(study: Study, majority: dict[int, int | None]) -> tuple[dict, list, dict]:
@@ -593,7 +613,9 @@ def build_report(*, study: Study, options: ReportOptions | None = None) -> dict[
     }
     majority = human_majorities(votes, adjudicated)
     win = win_rate_section(votes, rng, options.n_resamples)
-    judge_human, judge_summary, probabilities = judge_section(study, majority, votes)
+    judge_human, judge_summary, probabilities = judge_section(
+        study, majority, votes, rng, options.n_resamples
+    )
     judge_codes = {}
     if judge_human:
         judge_codes = {

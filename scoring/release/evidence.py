@@ -58,9 +58,11 @@ def overfitting_section(run: TrainingRun | None, policy: ReleasePolicy) -> dict[
     if run is None or not run.training_log:
         return {"evaluated": False, "flagged": None, "reasons": ["no training log submitted"]}
     log = parse_training_log(run.training_log["raw"], source="training_log")
-    report = detect_overfitting(log)
+    # The checkpoint that ships: named by the run, else by the log (trainer state), else last.
+    report = detect_overfitting(log, checkpoint_step=run.training_log.get("checkpoint_step"))
     data = json_safe(asdict(report))
-    data["evaluated"] = True
+    # Too few evaluations to judge is "not evaluated": the gate must not read it as a pass.
+    data["evaluated"] = report.status != "insufficient_data"
     return data
 
 
@@ -137,6 +139,10 @@ def criterion(
     return {"name": name, "passed": passed, "required": required, "evidence": evidence}
 
 
+def _fmt3(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def evaluate_criteria(
     report: dict[str, Any], release: dict[str, Any], policy: ReleasePolicy
 ) -> list[dict]:
@@ -184,8 +190,9 @@ def evaluate_criteria(
             criterion(
                 "judge_human_agreement",
                 agreement is not None and agreement >= policy.min_judge_human_agreement,
-                f"judge-human agreement {agreement:.3f} "
-                f"(minimum {policy.min_judge_human_agreement})"
+                f"judge-human agreement {agreement:.3f}, scored pairwise as a human is "
+                f"(human-human {_fmt3(judge_human.get('human_human_agreement'))}; "
+                f"minimum {policy.min_judge_human_agreement})"
                 if agreement is not None
                 else "no judge verdicts to compare",
             )

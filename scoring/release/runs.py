@@ -96,6 +96,7 @@ def validate_submission(payload: Any) -> tuple[dict[str, Any], list, list, Any]:
         "tuned_model_path",
         "name",
         "study_settings",
+        "checkpoint_step",
     }
     for key in sorted(set(payload) - allowed):
         errors.setdefault(key, []).append("unknown field")
@@ -118,6 +119,13 @@ def validate_submission(payload: Any) -> tuple[dict[str, Any], list, list, Any]:
             for problem in exc.problems:
                 where, _, reason = problem.partition(": ")
                 errors.setdefault(where or "training_log", []).append(reason or problem)
+    checkpoint = payload.get("checkpoint_step")
+    if checkpoint is not None and (
+        not isinstance(checkpoint, int) or isinstance(checkpoint, bool) or checkpoint < 0
+    ):
+        errors.setdefault("checkpoint_step", []).append(
+            "must be the training step of the checkpoint that ships (a non-negative integer)"
+        )
     overlap = payload.get("overlap", 3)
     if not isinstance(overlap, int) or isinstance(overlap, bool) or not 1 <= overlap <= 50:
         errors.setdefault("overlap", []).append("must be an integer from 1 to 50")
@@ -225,7 +233,12 @@ def run_create(*, fields: dict, items: list, holdout: list, log, sha: str, actor
         tuned_model=fields["tuned_model"],
         # The log as submitted; detectors parse it again, so a better detector needs no
         # resubmission.
-        training_log={"raw": fields["training_log"]} if log is not None else {},
+        training_log={
+            "raw": fields["training_log"],
+            "checkpoint_step": fields.get("checkpoint_step"),
+        }
+        if log is not None
+        else {},
         webhook_url=fields.get("webhook_url", ""),
         created_by=actor,
     )

@@ -62,15 +62,29 @@ def full_report() -> dict[str, Any]:
         },
         "judge_human": {
             "judge_id": "gpt-judge",
-            "n": 120,
             "agreement": 0.6321,
-            "agreement_non_tie": 0.8214,
-            "n_non_tie": 84,
-            "cohen_kappa": 0.4512,
-            "labels": ["base", "tuned", "tie"],
-            "confusion": [[30, 5, 4], [6, 40, 10], [3, 8, 14]],
             "human_human_agreement": 0.6543,
-            "human_human_agreement_non_tie": 0.8771,
+            "pairwise": {
+                "judge_human": {"agreement": 0.6321, "ci95": [0.59, 0.67], "n_pairs": 360},
+                "human_human": {"agreement": 0.6543, "ci95": [0.61, 0.69], "n_pairs": 360},
+                "difference": {"value": -0.0222, "ci95": [-0.06, 0.02]},
+                "judge_human_without_ties": {"agreement": 0.8214, "ci95": [0.78, 0.86]},
+                "human_human_without_ties": {"agreement": 0.8771, "ci95": [0.84, 0.91]},
+                "difference_without_ties": {"value": -0.0557, "ci95": [-0.1, -0.01]},
+                "n_items": 120,
+                "n_votes": 360,
+                "unit": "pairs of votes on the same item",
+            },
+            "majority": {
+                "label": "secondary: judge vs the human majority",
+                "n": 120,
+                "agreement": 0.7,
+                "agreement_non_tie": 0.85,
+                "n_non_tie": 84,
+                "cohen_kappa": 0.4512,
+                "labels": ["base", "tuned", "tie"],
+                "confusion": [[30, 5, 4], [6, 40, 10], [3, 8, 14]],
+            },
         },
         "judge": {"tuned_win_rate": 0.64, "position_bias_rate": 0.12, "n": 120},
         "raters": [
@@ -174,8 +188,9 @@ def test_full_report_content(full_html: str) -> None:
     assert "0.667" in full_html and "0.800" in full_html
     assert "tentative" in full_html  # alpha 0.712 lies between the thresholds
     assert "With ties" in full_html and "Without ties (MT-Bench convention)" in full_html
-    for number in ("0.632", "0.821", "0.654", "0.877", "0.451"):
+    for number in ("0.632", "0.821", "0.654", "0.877", "0.451", "-0.022", "[0.590, 0.670]"):
         assert number in full_html
+    assert "Secondary: judge vs the human majority" in full_html
     assert "lower is better" in full_html
     assert "adjudicated: tuned by carol" in full_html
     assert 'class="verdict good"' in full_html
@@ -239,7 +254,8 @@ def test_escaping_everywhere() -> None:
     report["metric_advice"][0]["message"] = XSS
     report["metric_advice"][0]["severity"] = '"><script>'
     report["judge_human"]["judge_id"] = XSS
-    report["judge_human"]["labels"] = [XSS, "tuned", "tie"]
+    report["judge_human"]["majority"]["labels"] = [XSS, "tuned", "tie"]
+    report["judge_human"]["pairwise"]["unit"] = XSS
     report["corpus_metrics"][0]["metric"] = XSS
     html = render_report_html(report)
     assert "<script" not in html.lower()
@@ -267,7 +283,8 @@ def test_minimal_report_degrades() -> None:
         {"votes": {"base": 0, "tuned": 0, "tie": 0, "both_bad": 0}, "items": 0, "judgments": 0},
         {"win_rate": {"tuned": float("nan"), "ci95": [None, None]}, "metrics": {}},
         {"votes": "garbage", "raters": [None, "x", {}], "metrics": {"m": None}, "judge": []},
-        {"judge_human": {"confusion": [[1, 2]], "labels": ["a", "b", "c"]}},
+        {"judge_human": {"majority": {"confusion": [[1, 2]], "labels": ["a", "b", "c"]}}},
+        {"judge_human": {"pairwise": {"judge_human": None, "difference": "x"}}},
         {"agreement": {"krippendorff_alpha": -0.3, "krippendorff_alpha_ci95": [0.9, -0.5]}},
     ],
 )

@@ -101,18 +101,38 @@ def test_judge_human_agreement_with_and_without_ties(voted_study) -> None:
             p_tuned={"tuned": 0.9, "base": 0.1, "tie": 0.5}[verdict],
             verdict=verdict,
         )
-    report = build_report(study=study, options=ReportOptions(n_resamples=0))
+    report = build_report(study=study, options=ReportOptions(n_resamples=200))
     jh = report["judge_human"]
-    # Items with a human majority: all but item 5 (split) -> 9 items.
-    assert jh["n"] == 9
-    # Agreements: items 0,2,3,4,6,9 agree; 1 (tuned vs base), 7 (tie vs tuned), 8 (tuned vs tie) differ.
-    assert jh["agreement"] == pytest.approx(6 / 9)
+    # Primary: the judge's verdict paired with each human vote, as humans are paired.
+    pairs = agree = pairs_nt = agree_nt = 0
+    hh_pairs = hh_agree = 0
+    for prefs, verdict in zip(PLAN, judge, strict=True):
+        coded = ["tie" if p == "both_bad" else p for p in prefs]
+        for p in coded:
+            pairs += 1
+            agree += p == verdict
+            if "tie" not in (p, verdict):
+                pairs_nt += 1
+                agree_nt += p == verdict
+        for i in range(3):
+            for j in range(i + 1, 3):
+                hh_pairs += 1
+                hh_agree += coded[i] == coded[j]
+    pairwise = jh["pairwise"]
+    assert jh["agreement"] == pytest.approx(agree / pairs)
+    assert pairwise["judge_human"]["n_pairs"] == pairs == 30
+    assert pairwise["judge_human_without_ties"]["agreement"] == pytest.approx(agree_nt / pairs_nt)
+    assert jh["human_human_agreement"] == pytest.approx(hh_agree / hh_pairs)
+    lo, hi = pairwise["difference"]["ci95"]
+    assert lo <= pairwise["difference"]["value"] <= hi
+    # Secondary: against the majority; all items but item 5 (split) have one -> 9 items.
+    majority = jh["majority"]
+    assert majority["n"] == 9 and "secondary" in majority["label"]
+    # Items 0,2,3,4,6,9 agree; 1 (tuned vs base), 7 (tie vs tuned), 8 (tuned vs tie) differ.
+    assert majority["agreement"] == pytest.approx(6 / 9)
     # Without ties (MT-Bench): drop items 7 and 8 -> 6 of 7.
-    assert jh["agreement_non_tie"] == pytest.approx(6 / 7)
-    assert (
-        jh["human_human_agreement"] is not None and jh["human_human_agreement_non_tie"] is not None
-    )
-    assert sum(map(sum, jh["confusion"])) == 9
+    assert majority["agreement_non_tie"] == pytest.approx(6 / 7)
+    assert sum(map(sum, majority["confusion"])) == 9
 
 
 def test_adjudication_replaces_the_majority_and_is_shown(voted_study) -> None:
