@@ -76,7 +76,10 @@ class ParseResult:
         return self.bad_lines == 0
 
     def bad_files(self) -> str:
-        """Where the bad lines are, e.g. "tuned.json (2)", for the summary of a refused import."""
+        """Where the bad lines are ("tuned.json", or "base.json (1), tuned.json (2)" when
+        several files have some), for the summary of a refused import."""
+        if len(self.bad_lines_by_file) == 1:
+            return next(iter(self.bad_lines_by_file))
         return ", ".join(f"{name} ({count})" for name, count in self.bad_lines_by_file.items())
 
     def skipped_report(self, *, examples: int = 5) -> dict[str, dict[str, Any]]:
