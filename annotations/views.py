@@ -16,6 +16,7 @@ from annotations import roles, selectors, services
 from annotations.errors import DomainError
 from annotations.forms import DisplayPrefixesForm, ImportForm, RatersForm, StatusForm, StudyForm
 from annotations.importers import parse_alpaca_pair, parse_jsonl
+from annotations.models import StudyStatus
 from annotations.permissions import rater_required, researcher_required
 
 
@@ -140,10 +141,15 @@ def study_import(request: HttpRequest, slug: str) -> HttpResponse:
                 request, f"Skipped {skipped['count']} unmatched row(s) of {name}: {first}"
             )
         if summary.blinding is not None and summary.blinding["at_risk"]:
+            when = (
+                "and the study is open: they see these tells now"
+                if study.status == StudyStatus.OPEN
+                else "; see the audit below before opening the study"
+            )
             messages.warning(
                 request,
                 "Blinding audit: raters could tell the sides apart from surface features "
-                "alone; see the audit below before opening the study.",
+                f"alone {when}.",
             )
     return redirect("study-detail", slug=slug)
 

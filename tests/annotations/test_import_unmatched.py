@@ -168,3 +168,20 @@ def test_page_import_skips_and_lists_what_it_skipped(researcher) -> None:
     assert f"Imported {SHARED} items." in html
     assert "Skipped 2 unmatched row(s) of tuned.json" in html
     assert Item.objects.count() == SHARED
+
+
+@pytest.mark.django_db
+def test_cli_warns_when_an_open_study_gets_outputs_with_tells(tmp_path) -> None:
+    from tests.annotations.blinding_data import sure_pairs
+    from tests.factories import jsonl_bytes
+
+    services.study_create(slug="live", name="l", task_type="chat", status="open")
+    path = tmp_path / "sure.jsonl"
+    records = [
+        {"prompt": f"Q{i}", "base": b, "tuned": t} for i, (b, t) in enumerate(sure_pairs(20))
+    ]
+    path.write_bytes(jsonl_bytes(records))
+    out, err = io.StringIO(), io.StringIO()
+    call_command("import_pairs", "live", str(path), stdout=out, stderr=err)
+    assert "AT RISK" in out.getvalue()
+    assert "live is open, so raters see these tells now" in err.getvalue()

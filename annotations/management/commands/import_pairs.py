@@ -9,6 +9,7 @@ from tqdm import tqdm
 from annotations import selectors, services
 from annotations.importers import UNMATCHED_CHOICES, parse_alpaca_pair, parse_jsonl
 from annotations.management.commands._common import blinding_line, call
+from annotations.models import StudyStatus
 
 
 class Command(BaseCommand):
@@ -78,3 +79,9 @@ class Command(BaseCommand):
                 self.stdout.write(f"  {row}")
         if summary.blinding is not None:
             self.stdout.write(blinding_line(summary.blinding))
+            if summary.blinding["at_risk"] and study.status == StudyStatus.OPEN:
+                self.stderr.write(
+                    f"warning: {study.slug} is open, so raters see these tells now; list the "
+                    "fixed openers in display_strip_prefixes or close the study "
+                    f"(manage.py blinding_audit {study.slug} shows them)"
+                )
