@@ -24,7 +24,7 @@ from rest_framework.views import APIView
 from annotations import roles, selectors, services
 from annotations.errors import DomainValidationError
 from annotations.exporting import FORMATS, stream_rows
-from annotations.importers import parse_alpaca_pair, parse_jsonl
+from annotations.importers import UNMATCHED_CHOICES, parse_alpaca_pair, parse_jsonl
 from annotations.models import QueueOrder, StudyStatus, TaskType
 from annotations.permissions import IsRater, IsResearcher
 
@@ -55,6 +55,7 @@ class StudyOutputSerializer(serializers.Serializer):
     lease_minutes = serializers.IntegerField()
     queue_order = serializers.CharField()
     settings = serializers.JSONField()
+    display_strip_prefixes = serializers.ListField(child=serializers.CharField())
     created_at = serializers.DateTimeField()
 
 
@@ -72,6 +73,12 @@ class StudyFieldsSerializer(serializers.Serializer):
     lease_minutes = serializers.IntegerField(min_value=1, max_value=240, required=False)
     queue_order = serializers.ChoiceField(choices=QueueOrder.choices, required=False)
     settings = serializers.JSONField(required=False)
+    display_strip_prefixes = serializers.ListField(
+        child=serializers.CharField(max_length=200, trim_whitespace=False),
+        max_length=20,
+        required=False,
+        help_text="Fixed openers (e.g. 'Sure!') stripped from both outputs before raters see them",
+    )
 
 
 class StudyListCreateApi(ResearcherAPIView):
@@ -97,16 +104,40 @@ class StudyDetailApi(ResearcherAPIView):
             for field in self.fields.values():
                 field.required = False
 
+        acknowledge_blinding_risk = serializers.BooleanField(
+            required=False,
+            default=False,
+            help_text="open although the blinding audit says raters could tell the sides apart",
+        )
+        reason = serializers.CharField(
+            required=False, allow_blank=True, default="", max_length=2_000
+        )
+
     @extend_schema(responses=StudyOutputSerializer)
     def get(self, request: Request, slug: str) -> Response:
         return Response(StudyOutputSerializer(selectors.study_get(slug=slug)).data)
 
-    @extend_schema(request=StudyDetailUpdateSerializer, responses=StudyOutputSerializer)
+    @extend_schema(
+        request=StudyDetailUpdateSerializer,
+        responses={
+            200: StudyOutputSerializer,
+            409: OpenApiResponse(
+                description="a disallowed move, or opening with an unacknowledged blinding risk"
+            ),
+        },
+    )
     def patch(self, request: Request, slug: str) -> Response:
         study = selectors.study_get(slug=slug)
         serializer = self.StudyDetailUpdateSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        study = services.study_update(study=study, actor=request.user, **serializer.validated_data)
+        fields = dict(serializer.validated_data)
+        study = services.study_update(
+            study=study,
+            actor=request.user,
+            acknowledge_blinding_risk=fields.pop("acknowledge_blinding_risk", False),
+            reason=fields.pop("reason", ""),
+            **fields,
+        )
         return Response(StudyOutputSerializer(study).data)
 
     @extend_schema(responses={204: None})
@@ -122,11 +153,23 @@ class StudyImportApi(ResearcherAPIView):
         file = serializers.FileField(help_text="JSONL pairs, or the base file of an alpaca pair")
         format = serializers.ChoiceField(choices=["jsonl", "alpaca"], default="jsonl")
         tuned_file = serializers.FileField(required=False, help_text="alpaca: the tuned file")
+        unmatched = serializers.ChoiceField(
+            choices=list(UNMATCHED_CHOICES),
+            default="error",
+            help_text="alpaca: an instruction in only one file is an error, or skipped",
+        )
 
     @extend_schema(
         request=StudyImportInputSerializer,
         responses={
-            201: inline_serializer("ImportResult", {"items": serializers.IntegerField()}),
+            201: inline_serializer(
+                "ImportResult",
+                {
+                    "items": serializers.IntegerField(),
+                    "skipped": serializers.DictField(),
+                    "blinding_audit": serializers.DictField(),
+                },
+            ),
             400: OpenApiResponse(
                 description="file:line: reason for every bad line; nothing written"
             ),
@@ -149,6 +192,7 @@ class StudyImportApi(ResearcherAPIView):
                 base_file=upload.name,
                 tuned_file=tuned.name,
                 max_issues=settings.IMPORT_MAX_ERRORS,
+                unmatched=serializer.validated_data["unmatched"],
             )
         else:
             parsed = parse_jsonl(
@@ -158,7 +202,90 @@ class StudyImportApi(ResearcherAPIView):
                 max_issues=settings.IMPORT_MAX_ERRORS,
             )
         summary = services.items_import(study=study, parsed=parsed, source=upload.name)
-        return Response({"items": summary.items}, status=status.HTTP_201_CREATED)
+        return Response(
+            {
+                "items": summary.items,
+                "skipped": summary.skipped,
+                "blinding_audit": blinding_audit_brief(summary.blinding),
+            },
+            status=status.HTTP_201_CREATED,
+        )
+
+
+def blinding_audit_brief(audit: dict | None) -> dict | None:
+    """The headline of a blinding audit, for responses that link to the whole of it."""
+    if audit is None:
+        return None
+    keys = (
+        "auc",
+        "auc_without_length",
+        "auc_displayed",
+        "auc_displayed_without_length",
+        "at_risk",
+        "tells_displayed",
+        "n_outputs",
+    )
+    return {key: audit.get(key) for key in keys}
+
+
+class StudyBlindingAuditApi(ResearcherAPIView):
+    """The study's latest blinding audit (stored at import, before opening, and when the
+    display prefixes change); POST runs it again."""
+
+    class BlindingAuditOutputSerializer(serializers.Serializer):
+        class TellSerializer(serializers.Serializer):
+            feature = serializers.CharField()
+            base_rate = serializers.FloatField()
+            tuned_rate = serializers.FloatField()
+            fix = serializers.CharField(allow_null=True)
+            prefix = serializers.CharField(required=False)
+
+        class NormalisationSerializer(serializers.Serializer):
+            kind = serializers.CharField()
+            enabled = serializers.BooleanField()
+            removes = serializers.ListField(child=serializers.CharField())
+            prefix = serializers.CharField(required=False)
+
+        study = serializers.CharField()
+        auc = serializers.FloatField(allow_null=True)
+        auc_without_length = serializers.FloatField(allow_null=True)
+        tells = TellSerializer(many=True)
+        length = serializers.DictField()
+        auc_displayed = serializers.FloatField(allow_null=True)
+        auc_displayed_without_length = serializers.FloatField(allow_null=True)
+        tells_displayed = TellSerializer(many=True)
+        length_displayed = serializers.DictField()
+        normalisations = NormalisationSerializer(many=True)
+        strip_prefixes = serializers.ListField(child=serializers.CharField())
+        at_risk = serializers.BooleanField()
+        risk_threshold = serializers.FloatField()
+        n_items = serializers.IntegerField()
+        n_outputs = serializers.IntegerField()
+        items_in_study = serializers.IntegerField()
+        sampled = serializers.BooleanField()
+        folds = serializers.IntegerField()
+        seed = serializers.IntegerField()
+        notes = serializers.ListField(child=serializers.CharField())
+        computed_at = serializers.CharField()
+
+    def respond(self, study, audit: dict) -> Response:
+        return Response(self.BlindingAuditOutputSerializer({"study": study.slug, **audit}).data)
+
+    @extend_schema(
+        responses={
+            200: BlindingAuditOutputSerializer,
+            404: OpenApiResponse(description="no study, or no audit run yet (POST runs one)"),
+        }
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        study = selectors.study_get(slug=slug)
+        audit = selectors.study_blinding_audit(study=study)
+        return self.respond(study, audit)
+
+    @extend_schema(request=None, responses={200: BlindingAuditOutputSerializer})
+    def post(self, request: Request, slug: str) -> Response:
+        study = selectors.study_get(slug=slug)
+        return self.respond(study, services.blinding_audit_run(study=study))
 
 
 class StudyRatersApi(ResearcherAPIView):

@@ -10,6 +10,11 @@ urlpatterns = [
     path("studies/<slug:slug>/import/", api.StudyImportApi.as_view(), name="api-study-import"),
     path("studies/<slug:slug>/raters/", api.StudyRatersApi.as_view(), name="api-study-raters"),
     path(
+        "studies/<slug:slug>/blinding-audit/",
+        api.StudyBlindingAuditApi.as_view(),
+        name="api-study-blinding-audit",
+    ),
+    path(
         "studies/<slug:slug>/progress/", api.StudyProgressApi.as_view(), name="api-study-progress"
     ),
     path(

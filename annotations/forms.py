@@ -24,6 +24,18 @@ class ImportForm(forms.Form):
     format = forms.ChoiceField(choices=[("jsonl", "JSONL"), ("alpaca", "AlpacaEval pair")])
     file = forms.FileField(label="File (JSONL, or the base model's AlpacaEval file)")
     tuned_file = forms.FileField(required=False, label="Tuned model's AlpacaEval file")
+    unmatched = forms.ChoiceField(
+        choices=[
+            ("error", "An instruction in only one file fails the import"),
+            ("skip", "Skip instructions found in only one file (and list them)"),
+        ],
+        initial="error",
+        required=False,
+        label="AlpacaEval: unmatched instructions",
+    )
+
+    def clean_unmatched(self) -> str:
+        return self.cleaned_data.get("unmatched") or "error"
 
 
 class RatersForm(forms.Form):
@@ -39,3 +51,20 @@ class RatersForm(forms.Form):
 
 class StatusForm(forms.Form):
     status = forms.ChoiceField(choices=StudyStatus.choices)
+    acknowledge_blinding_risk = forms.BooleanField(
+        required=False, label="Open although the blinding audit is at risk"
+    )
+    reason = forms.CharField(max_length=2_000, required=False, label="Reason")
+
+
+class DisplayPrefixesForm(forms.Form):
+    prefixes = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        required=False,
+        label="Fixed openers to strip from both outputs (one a line)",
+        help_text="Raters see both sides without them; the stored outputs keep them.",
+    )
+
+    def clean_prefixes(self) -> list[str]:
+        lines = [line.strip() for line in self.cleaned_data["prefixes"].splitlines()]
+        return [line for line in lines if line]

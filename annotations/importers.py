@@ -65,22 +65,47 @@ class ParseResult:
     issues: list[ImportIssue]
     bad_lines: int
     lines_read: int
+    # Bad lines per file (every one counted, beyond the capped `issues`), in the order met.
+    bad_lines_by_file: dict[str, int] = field(default_factory=dict)
+    # Rows left out on purpose (an AlpacaEval pair with `unmatched="skip"`), each with its
+    # file, line and why; they are not errors.
+    skipped: list[ImportIssue] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return self.bad_lines == 0
 
+    def bad_files(self) -> str:
+        """Where the bad lines are ("tuned.json", or "base.json (1), tuned.json (2)" when
+        several files have some), for the summary of a refused import."""
+        if len(self.bad_lines_by_file) == 1:
+            return next(iter(self.bad_lines_by_file))
+        return ", ".join(f"{name} ({count})" for name, count in self.bad_lines_by_file.items())
+
+    def skipped_report(self, *, examples: int = 5) -> dict[str, dict[str, Any]]:
+        """Per file: how many rows were skipped and the first `examples` of them
+        (`file:line: reason`)."""
+        report: dict[str, dict[str, Any]] = {}
+        for row in self.skipped:
+            entry = report.setdefault(row.file, {"count": 0, "first": []})
+            entry["count"] += 1
+            if len(entry["first"]) < examples:
+                entry["first"].append(str(row))
+        return report
+
 
 class IssueCollector:
-    """Keeps the first `limit` issues but counts every bad line."""
+    """Keeps the first `limit` issues but counts every bad line (per file too)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.issues: list[ImportIssue] = []
         self.bad_lines = 0
+        self.bad_by_file: dict[str, int] = {}
 
     def add(self, issue: ImportIssue) -> None:
         self.bad_lines += 1
+        self.bad_by_file[issue.file] = self.bad_by_file.get(issue.file, 0) + 1
         if len(self.issues) < self.limit:
             self.issues.append(issue)
 
@@ -282,7 +307,9 @@ def parse_jsonl(
     if lines_read == 0:
         collector.add(ImportIssue(file, None, "the file holds no items"))
     unique = check_duplicates(parsed, file, collector)
-    return ParseResult(unique, collector.issues, collector.bad_lines, lines_read)
+    return ParseResult(
+        unique, collector.issues, collector.bad_lines, lines_read, collector.bad_by_file
+    )
 
 
 def iter_json_array(text: str) -> Iterator[tuple[int, Any]]:
@@ -372,15 +399,39 @@ def parse_alpaca_file(data: bytes, *, file: str, collector: IssueCollector) -> l
     return rows
 
 
+UNMATCHED_CHOICES = ("error", "skip")
+UNMATCHED_FIX = (
+    "to import only the instructions both files share, use --unmatched skip "
+    "(API and page: unmatched=skip)"
+)
+
+
+def instruction_excerpt(instruction: str, limit: int = 60) -> str:
+    flat = " ".join(instruction.split())
+    return repr(flat if len(flat) <= limit else flat[: limit - 1] + "…")
+
+
 def parse_alpaca_pair(
-    base_data: bytes, tuned_data: bytes, *, base_file: str, tuned_file: str, max_issues: int = 50
+    base_data: bytes,
+    tuned_data: bytes,
+    *,
+    base_file: str,
+    tuned_file: str,
+    max_issues: int = 50,
+    unmatched: str = "error",
 ) -> ParseResult:
     """Joins two AlpacaEval-style output files (lists of {instruction, output, generator}) on
-    `instruction`. Every instruction must appear exactly once in each file."""
+    `instruction`; an instruction may appear once per file.
+
+    An instruction found in only one file is, with `unmatched="error"` (the default), a bad
+    line of the file that has it (its line, and the fix); with `unmatched="skip"` it is left
+    out and listed in `skipped`, and the instructions both files share are imported. Raises
+    ValueError for another `unmatched`."""
+    if unmatched not in UNMATCHED_CHOICES:
+        raise ValueError(f"unmatched must be one of {', '.join(UNMATCHED_CHOICES)}")
     collector = IssueCollector(max_issues)
     base_rows = parse_alpaca_file(base_data, file=base_file, collector=collector)
     tuned_rows = parse_alpaca_file(tuned_data, file=tuned_file, collector=collector)
-    by_instruction: dict[str, list[AlpacaRow]] = {}
     for name, rows in ((base_file, base_rows), (tuned_file, tuned_rows)):
         seen: dict[str, int] = {}
         for row in rows:
@@ -394,19 +445,22 @@ def parse_alpaca_pair(
                 )
                 continue
             seen[row.instruction] = row.line
-            by_instruction.setdefault(row.instruction, []).append(row)
-    tuned_instructions = {row.instruction for row in tuned_rows}
-    base_instructions = {row.instruction for row in base_rows}
-    for row in base_rows:
-        if row.instruction not in tuned_instructions:
-            collector.add(
-                ImportIssue(base_file, row.line, f"instruction has no match in {tuned_file}")
+    skipped: list[ImportIssue] = []
+    sides = (
+        (base_file, base_rows, tuned_file, {row.instruction for row in tuned_rows}),
+        (tuned_file, tuned_rows, base_file, {row.instruction for row in base_rows}),
+    )
+    for name, rows, other_file, other_instructions in sides:
+        for row in rows:
+            if row.instruction in other_instructions:
+                continue
+            reason = (
+                f"instruction {instruction_excerpt(row.instruction)} has no match in {other_file}"
             )
-    for row in tuned_rows:
-        if row.instruction not in base_instructions:
-            collector.add(
-                ImportIssue(tuned_file, row.line, f"instruction has no match in {base_file}")
-            )
+            if unmatched == "skip":
+                skipped.append(ImportIssue(name, row.line, reason))
+            else:
+                collector.add(ImportIssue(name, row.line, f"{reason}; {UNMATCHED_FIX}"))
     items: list[ParsedItem] = []
     tuned_by_instruction = {row.instruction: row for row in tuned_rows}
     for row in base_rows:
@@ -430,7 +484,16 @@ def parse_alpaca_pair(
         )
     if not base_rows and not tuned_rows and collector.bad_lines == 0:
         collector.add(ImportIssue(base_file, None, "the files hold no items"))
+    elif not items and skipped and collector.bad_lines == 0:
+        collector.add(
+            ImportIssue(base_file, None, f"{base_file} and {tuned_file} share no instruction")
+        )
     unique = check_duplicates(items, base_file, collector)
     return ParseResult(
-        unique, collector.issues, collector.bad_lines, len(base_rows) + len(tuned_rows)
+        unique,
+        collector.issues,
+        collector.bad_lines,
+        len(base_rows) + len(tuned_rows),
+        collector.bad_by_file,
+        skipped,
     )

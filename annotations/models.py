@@ -9,8 +9,17 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings as conf
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+
+from annotations.blinding import strip_prefixes_problem
+
+
+def validate_strip_prefixes(value: object) -> None:
+    problem = strip_prefixes_problem(value)
+    if problem:
+        raise ValidationError(f"display_strip_prefixes: {problem}")
 
 
 class TaskType(models.TextChoices):
@@ -101,6 +110,17 @@ class Study(models.Model):
     )
     # Metric and judge settings (regex, JSON schema, judge template ...), read by scoring.
     settings = models.JSONField(default=dict, blank=True)
+    # Fixed openers (e.g. "Sure!") removed from both sides before raters see them
+    # (annotations.blinding.display_text); the stored outputs keep them.
+    display_strip_prefixes = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_strip_prefixes],
+        help_text="Prefixes stripped from the start of both outputs on the rating page.",
+    )
+    # The latest blinding audit (annotations.blinding_audit), kept so pages do not recompute it.
+    blinding_audit = models.JSONField(null=True, blank=True, editable=False)
+    blinding_audit_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_by = models.ForeignKey(
         conf.AUTH_USER_MODEL,
         null=True,

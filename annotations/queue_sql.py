@@ -81,7 +81,8 @@ def rater_study_read(
     """The study, the rater's membership and their live leases in one read: (study id, status,
     overlap, gold rate, lease minutes, instructions, order multiplier, order offset, live
     leases held, first live lease not in `exclude_ids` or None, membership id, the queue memo
-    if written after `memo_since` else ""). None: not a rater of it."""
+    if written after `memo_since` else "", the display prefixes as stored). None: not a rater
+    of it."""
     live = f"a.state = '{LEASED}' AND a.leased_until > %s"
     not_excluded = (
         f" AND a.id NOT IN ({', '.join(['%s'] * len(exclude_ids))})" if exclude_ids else ""
@@ -95,7 +96,8 @@ def rater_study_read(
         f"m.order_multiplier, m.order_offset, "
         f"(SELECT COUNT(*) {leases}), "
         f"(SELECT a.id {leases}{not_excluded} ORDER BY a.created_at, a.id LIMIT 1), "
-        f"m.id, CASE WHEN m.queue_window_at > %s THEN m.queue_window ELSE '' END "
+        f"m.id, CASE WHEN m.queue_window_at > %s THEN m.queue_window ELSE '' END, "
+        f"s.display_strip_prefixes "
         f"FROM {STUDY} s JOIN {MEMBERSHIP} m ON m.study_id = s.id "
         f"WHERE s.slug = %s AND m.rater_id = %s"
     )

@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, F, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from annotations.blinding import display_text
 from annotations.errors import NotFoundError
 
 if TYPE_CHECKING:
@@ -25,6 +27,7 @@ from annotations.models import (
     AssignmentState,
     Item,
     Judgment,
+    Output,
     Study,
     StudyRater,
     System,
@@ -176,6 +179,59 @@ def study_progress(*, study: Study) -> StudyProgress:
     )
 
 
+# --- blinding audit -------------------------------------------------------------------------
+
+# The audit reads at most this many items (a seeded sample beyond it): the AUC is stable long
+# before, and opening a study must not read every output of a very large one.
+BLINDING_AUDIT_MAX_ITEMS = 4_000
+BLINDING_AUDIT_SAMPLE_SEED = 7_919
+
+
+@dataclass(frozen=True)
+class OutputPairs:
+    """(base text, tuned text) of the items a blinding audit reads, raw as stored."""
+
+    pairs: list[tuple[str, str]]
+    items_in_study: int
+    sampled: bool
+
+
+def study_output_pairs(*, study: Study, limit: int = BLINDING_AUDIT_MAX_ITEMS) -> OutputPairs:
+    """Both outputs of the study's items that raters may be shown (not excluded), in item id
+    order; beyond `limit` items a seeded (reproducible) sample of them."""
+    ids = list(
+        Item.objects.filter(study=study, excluded=False).order_by("id").values_list("id", flat=True)
+    )
+    total = len(ids)
+    if total > limit:
+        rng = np.random.default_rng(BLINDING_AUDIT_SAMPLE_SEED)
+        ids = sorted(int(i) for i in rng.choice(np.array(ids), size=limit, replace=False))
+    texts: dict[int, dict[str, str]] = {}
+    for start in range(0, len(ids), 2_000):
+        rows = Output.objects.filter(item_id__in=ids[start : start + 2_000]).values_list(
+            "item_id", "system", "text"
+        )
+        for item_id, system, text in rows:
+            texts.setdefault(item_id, {})[system] = text
+    pairs = [
+        (texts[i][System.BASE], texts[i][System.TUNED])
+        for i in ids
+        if System.BASE in texts.get(i, {}) and System.TUNED in texts.get(i, {})
+    ]
+    return OutputPairs(pairs=pairs, items_in_study=total, sampled=total > limit)
+
+
+def study_blinding_audit(*, study: Study) -> dict[str, Any]:
+    """The study's latest stored blinding audit. Raises NotFoundError when none has run (a
+    study imported before audits existed): `blinding_audit_run` runs one."""
+    if study.blinding_audit is None:
+        raise NotFoundError(
+            f"no blinding audit of {study.slug!r} yet; run one (POST to this URL, or "
+            f"manage.py blinding_audit {study.slug})"
+        )
+    return study.blinding_audit
+
+
 # --- the rater's blinded view ---------------------------------------------------------------
 
 
@@ -197,15 +253,22 @@ class BlindPair:
 
 def blind_pair_from_lease(pair: LeasedPair) -> BlindPair:
     """The rater's view of a lease the queue handed out: the texts go into the assignment's
-    slots, and the systems stop here."""
+    slots, and the systems stop here.
+
+    Both texts pass through the same display normalisation (`annotations.blinding`: NFC, line
+    endings, outer whitespace, the study's prefix list), so a side's surface habits (a leading
+    space, a fixed "Sure!") do not tell the rater which is which; the API and the rating page
+    both get their texts from here."""
+    base_text = display_text(pair.base_text, strip_prefixes=pair.strip_prefixes)
+    tuned_text = display_text(pair.tuned_text, strip_prefixes=pair.strip_prefixes)
     base_left = pair.left_system == System.BASE
     return BlindPair(
         assignment_id=pair.assignment_id,
         study=pair.study_slug,
         instructions=pair.instructions,
         prompt=pair.prompt,
-        slot_1=pair.base_text if base_left else pair.tuned_text,
-        slot_2=pair.tuned_text if base_left else pair.base_text,
+        slot_1=base_text if base_left else tuned_text,
+        slot_2=tuned_text if base_left else base_text,
         leased_until=pair.leased_until,
     )
 

@@ -14,4 +14,14 @@ urlpatterns = [
     path("studies/<slug:slug>/import/", views.study_import, name="study-import"),
     path("studies/<slug:slug>/raters/", views.study_raters, name="study-raters"),
     path("studies/<slug:slug>/status/", views.study_status, name="study-status"),
+    path(
+        "studies/<slug:slug>/display-prefixes/",
+        views.study_display_prefixes,
+        name="study-display-prefixes",
+    ),
+    path(
+        "studies/<slug:slug>/blinding-audit/",
+        views.study_blinding_audit,
+        name="study-blinding-audit",
+    ),
 ]

@@ -14,8 +14,9 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from annotations import roles, selectors, services
 from annotations.errors import DomainError
-from annotations.forms import ImportForm, RatersForm, StatusForm, StudyForm
+from annotations.forms import DisplayPrefixesForm, ImportForm, RatersForm, StatusForm, StudyForm
 from annotations.importers import parse_alpaca_pair, parse_jsonl
+from annotations.models import StudyStatus
 from annotations.permissions import rater_required, researcher_required
 
 
@@ -79,6 +80,18 @@ def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "import_form": ImportForm(),
         "raters_form": RatersForm(),
         "status_form": StatusForm(initial={"status": study.status}),
+        "prefixes_form": DisplayPrefixesForm(
+            initial={"prefixes": "\n".join(study.display_strip_prefixes or [])}
+        ),
+        "blinding": study.blinding_audit,
+        "blinding_tells": (
+            [
+                ("raw outputs", study.blinding_audit["tells"]),
+                ("as raters see them", study.blinding_audit["tells_displayed"]),
+            ]
+            if study.blinding_audit
+            else []
+        ),
     }
     return render(request, "annotations/study_detail.html", context)
 
@@ -105,6 +118,7 @@ def study_import(request: HttpRequest, slug: str) -> HttpResponse:
             base_file=upload.name,
             tuned_file=tuned.name,
             max_issues=settings.IMPORT_MAX_ERRORS,
+            unmatched=form.cleaned_data["unmatched"],
         )
     else:
         parsed = parse_jsonl(
@@ -121,6 +135,22 @@ def study_import(request: HttpRequest, slug: str) -> HttpResponse:
             messages.error(request, line)
     else:
         messages.success(request, f"Imported {summary.items} items.")
+        for name, skipped in summary.skipped.items():
+            first = "; ".join(skipped["first"])
+            messages.warning(
+                request, f"Skipped {skipped['count']} unmatched row(s) of {name}: {first}"
+            )
+        if summary.blinding is not None and summary.blinding["at_risk"]:
+            when = (
+                "and the study is open: they see these tells now"
+                if study.status == StudyStatus.OPEN
+                else "; see the audit below before opening the study"
+            )
+            messages.warning(
+                request,
+                "Blinding audit: raters could tell the sides apart from surface features "
+                f"alone {when}.",
+            )
     return redirect("study-detail", slug=slug)
 
 
@@ -149,10 +179,43 @@ def study_status(request: HttpRequest, slug: str) -> HttpResponse:
     if form.is_valid():
         try:
             services.study_update(
-                study=study, actor=request.user, status=form.cleaned_data["status"]
+                study=study,
+                actor=request.user,
+                status=form.cleaned_data["status"],
+                acknowledge_blinding_risk=form.cleaned_data["acknowledge_blinding_risk"],
+                reason=form.cleaned_data["reason"],
             )
         except DomainError as exc:
             messages.error(request, exc.message)
         else:
             messages.success(request, f"Study is now {form.cleaned_data['status']}.")
+    return redirect("study-detail", slug=slug)
+
+
+@researcher_required
+@require_POST
+def study_display_prefixes(request: HttpRequest, slug: str) -> HttpResponse:
+    study = selectors.study_get(slug=slug)
+    form = DisplayPrefixesForm(request.POST)
+    if form.is_valid():
+        try:
+            services.study_update(
+                study=study,
+                actor=request.user,
+                display_strip_prefixes=form.cleaned_data["prefixes"],
+            )
+        except DomainError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, "Display prefixes saved; the blinding audit ran again.")
+    else:
+        messages.error(request, form.errors.as_text())
+    return redirect("study-detail", slug=slug)
+
+
+@researcher_required
+@require_POST
+def study_blinding_audit(request: HttpRequest, slug: str) -> HttpResponse:
+    services.blinding_audit_run(study=selectors.study_get(slug=slug))
+    messages.success(request, "Blinding audit updated.")
     return redirect("study-detail", slug=slug)

@@ -457,6 +457,7 @@ class StudyTransitionApi(ResearcherAPIView):
     class TransitionInputSerializer(serializers.Serializer):
         to = serializers.CharField()
         reason = serializers.CharField(required=False, allow_blank=True, default="")
+        acknowledge_blinding_risk = serializers.BooleanField(required=False, default=False)
 
     @extend_schema(
         request=TransitionInputSerializer, responses={200: OpenApiResponse(description="new state")}
@@ -471,6 +472,7 @@ class StudyTransitionApi(ResearcherAPIView):
             target=serializer.validated_data["to"],
             actor=request.user,
             reason=serializer.validated_data["reason"],
+            acknowledge_blinding_risk=serializer.validated_data["acknowledge_blinding_risk"],
         )
         return Response({"study": study.slug, "state": study.status})
 

@@ -3,6 +3,7 @@ none), with `COPY` on PostgreSQL."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from annotations.models import (
     Study,
     System,
 )
+from annotations.services.blinding import blinding_audit_run
 from annotations.services.studies import evidence_changed_notify
 
 __all__ = [
@@ -45,8 +47,14 @@ IMPORT_COPY_BATCH_SIZE = 10_000
 
 @dataclass(frozen=True)
 class ImportSummary:
+    """What an import wrote; `skipped` is `ParseResult.skipped_report()` (rows left out on
+    purpose, per file), `blinding` the blinding audit run after the write
+    (`blinding_audit_run`)."""
+
     items: int
     outputs: int
+    skipped: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    blinding: dict[str, Any] | None = None
 
 
 def external_ids_taken(*, study: Study, ids: Sequence[str]) -> set[str]:
@@ -78,14 +86,17 @@ def items_import(
     source: str,
     progress: Callable[[int], None] | None = None,
 ) -> ImportSummary:
-    """Writes parsed items and both outputs of each, all or nothing.
+    """Writes parsed items and both outputs of each, all or nothing, then runs the study's
+    blinding audit (stored on the study and returned in the summary).
 
     Raises DomainValidationError listing `file:line: reason` for every bad line (capped) when the
     parse failed or an id already exists in the study; nothing is written then.
     """
     if not parsed.ok:
+        # Name the files the bad lines are in: with a pair of files, `source` is only the first.
         raise DomainValidationError(
-            f"{parsed.bad_lines} bad line(s) in {source}; nothing was imported",
+            f"{parsed.bad_lines} bad line(s) in {parsed.bad_files() or source}; "
+            "nothing was imported",
             errors=[str(issue) for issue in parsed.issues],
         )
     clash_set = external_ids_taken(study=study, ids=[item.external_id for item in parsed.items])
@@ -115,8 +126,15 @@ def items_import(
             written_outputs += outputs
             if progress is not None:
                 progress(items)
+        # In the same transaction: the stored audit always describes the outputs stored.
+        blinding = blinding_audit_run(study=study)
     evidence_changed_notify(study.pk)
-    return ImportSummary(items=written_items, outputs=written_outputs)
+    return ImportSummary(
+        items=written_items,
+        outputs=written_outputs,
+        skipped=parsed.skipped_report(),
+        blinding=blinding,
+    )
 
 
 # How a parsed line becomes an item and its two outputs, for both write paths below.

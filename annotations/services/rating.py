@@ -21,6 +21,7 @@ from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from annotations import queue_sql
+from annotations.blinding import strip_prefixes_from
 from annotations.errors import (
     ConflictError,
     DomainValidationError,
@@ -107,6 +108,8 @@ class LeasedPair:
     prompt: str
     base_text: str
     tuned_text: str
+    # The study's display normalisation, applied to both texts in selectors.blind_pair_from_lease.
+    strip_prefixes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,7 @@ class _RaterStudy:
     order_offset: int
     membership_id: int
     memo: tuple[int, ...]
+    strip_prefixes: tuple[str, ...] = ()
 
 
 @transaction.atomic
@@ -145,7 +149,7 @@ def pair_next(
     if row is None:
         raise NotFoundError(f"no study {slug!r} assigned to you")
     study_id, status, overlap, gold_rate, lease_minutes, instructions = row[:6]
-    multiplier, offset, held, resume_id, membership_id, memo = row[6:]
+    multiplier, offset, held, resume_id, membership_id, memo, prefixes = row[6:]
     if status != StudyStatus.OPEN:
         raise ConflictError(f"study {slug!r} is {status}, not open")
     study = _RaterStudy(
@@ -158,6 +162,7 @@ def pair_next(
         order_offset=offset,
         membership_id=membership_id,
         memo=tuple(int(i) for i in memo.split(",") if i),
+        strip_prefixes=strip_prefixes_from(prefixes),
     )
     if resume_id is not None:
         leased_until = now + study.lease
@@ -167,7 +172,7 @@ def pair_next(
         )
         return LeasedPair(
             resume_id, item_id, left_system, leased_until, slug, instructions, prompt,
-            base_text, tuned_text,
+            base_text, tuned_text, study.strip_prefixes,
         )  # fmt: skip
     if held >= settings.MAX_LEASES_PER_RATER:
         raise ConflictError(f"you already hold {held} pairs in this study; judge or skip one first")
@@ -242,7 +247,7 @@ def lease_from_pool(
             assignment_id, left_system, leased_until = retaken
         return LeasedPair(
             assignment_id, item_id, left_system, leased_until, study.slug, study.instructions,
-            prompt, base_text, tuned_text,
+            prompt, base_text, tuned_text, study.strip_prefixes,
         )  # fmt: skip
     return None
 

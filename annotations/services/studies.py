@@ -112,12 +112,29 @@ def study_transition(
     actor: AbstractBaseUser | None = None,
     reason: str = "",
     allow_sign_off: bool = False,
+    acknowledge_blinding_risk: bool = False,
 ) -> Study:
-    """Moves a study to `target` along an allowed transition and records it in the audit log."""
+    """Moves a study to `target` along an allowed transition and records it in the audit log.
+
+    Every move into open first runs the blinding audit: when what raters will see tells base
+    from tuned on surface features alone (AUC above the threshold, length aside), the move
+    needs `acknowledge_blinding_risk` and a `reason` (recorded with the AUC and the tells).
+    Raises ConflictError (a disallowed move, or an unacknowledged blinding risk),
+    DomainValidationError (an acknowledgement without a reason)."""
+    # Imported here: the blinding service records audit events through this module.
+    from annotations.services.blinding import blinding_open_check
+
     locked = Study.objects.select_for_update().get(pk=study.pk)
     status_transition_check(current=locked.status, target=target, allow_sign_off=allow_sign_off)
     if locked.status == target:
         return locked
+    if target == StudyStatus.OPEN:
+        blinding_open_check(
+            study=locked,
+            acknowledge_blinding_risk=acknowledge_blinding_risk,
+            reason=reason,
+            actor=actor,
+        )
     before = locked.status
     locked.status = target
     locked.save(update_fields=["status", "updated_at"])
@@ -208,6 +225,7 @@ STUDY_EDITABLE_FIELDS = (
     "lease_minutes",
     "queue_order",
     "settings",
+    "display_strip_prefixes",
 )
 
 
@@ -252,16 +270,27 @@ def study_create(
 
 
 @transaction.atomic
-def study_update(*, study: Study, actor: AbstractBaseUser | None = None, **fields: Any) -> Study:
+def study_update(
+    *,
+    study: Study,
+    actor: AbstractBaseUser | None = None,
+    acknowledge_blinding_risk: bool = False,
+    reason: str = "",
+    **fields: Any,
+) -> Study:
     """Updates the editable fields of a study; a status change must be an allowed transition
-    and is audited. Raises DomainValidationError, ConflictError."""
+    and is audited (`reason` goes with it; opening may need `acknowledge_blinding_risk`, see
+    `study_transition`). The other fields are saved first, so opening is audited with the
+    prefix list sent in the same update. A change of the display prefixes is audited and
+    re-runs the blinding audit. Raises DomainValidationError, ConflictError."""
+    from annotations.services.blinding import blinding_audit_run
+
     unknown = set(fields) - set(STUDY_EDITABLE_FIELDS)
     if unknown:
         raise DomainValidationError(f"unknown study field(s): {', '.join(sorted(unknown))}")
     study = Study.objects.select_for_update().get(pk=study.pk)
     target = fields.pop("status", None)
-    if target is not None and target != study.status:
-        study = study_transition(study=study, target=target, actor=actor)
+    prefixes_before = list(study.display_strip_prefixes or [])
     for key, value in fields.items():
         setattr(study, key, value)
     try:
@@ -269,6 +298,27 @@ def study_update(*, study: Study, actor: AbstractBaseUser | None = None, **field
     except ValidationError as exc:
         raise validation_error_from(exc) from exc
     study.save()
+    prefixes_after = list(study.display_strip_prefixes or [])
+    if prefixes_after != prefixes_before:
+        audit_record(
+            entity="study",
+            entity_id=study.slug,
+            action="display_prefixes",
+            actor=actor,
+            study=study,
+            details={"before": prefixes_before, "after": prefixes_after},
+        )
+        opening = target == StudyStatus.OPEN and study.status != StudyStatus.OPEN
+        if not opening:  # opening runs the audit itself
+            blinding_audit_run(study=study)
+    if target is not None and target != study.status:
+        study = study_transition(
+            study=study,
+            target=target,
+            actor=actor,
+            reason=reason,
+            acknowledge_blinding_risk=acknowledge_blinding_risk,
+        )
     return study
 
 

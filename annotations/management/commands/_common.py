@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TextIO, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from django.core.management.base import CommandError
 
@@ -35,6 +35,25 @@ def output_to(command, path) -> Iterator[TextIO]:
         return
     with path.open("w", encoding="utf-8", newline="") as handle:
         yield handle
+
+
+def _auc(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def blinding_line(audit: dict[str, Any]) -> str:
+    """One line on a blinding audit: the AUCs raw and as displayed, and the verdict."""
+    verdict = (
+        "AT RISK: raters could tell the sides apart; opening needs an acknowledgement"
+        if audit["at_risk"]
+        else "ok"
+    )
+    return (
+        f"blinding audit: AUC raw {_auc(audit['auc'])} "
+        f"({_auc(audit['auc_without_length'])} without length), as displayed "
+        f"{_auc(audit['auc_displayed'])} ({_auc(audit['auc_displayed_without_length'])} "
+        f"without length): {verdict}"
+    )
 
 
 def call(stderr, function: Callable[..., T], /, **kwargs) -> T:

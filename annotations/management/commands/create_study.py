@@ -22,6 +22,15 @@ class Command(BaseCommand):
         parser.add_argument("--min-time-ms", type=int, default=0)
         parser.add_argument("--queue-order", choices=QueueOrder.values, default=QueueOrder.RANDOM)
         parser.add_argument("--status", choices=StudyStatus.values, default=StudyStatus.DRAFT)
+        parser.add_argument(
+            "--strip-prefix",
+            action="append",
+            default=[],
+            dest="strip_prefixes",
+            metavar="PREFIX",
+            help="a fixed opener (e.g. 'Sure!') to strip from both outputs before raters see "
+            "them; repeat for more",
+        )
 
     def handle(self, *args, **options) -> None:
         study = call(
@@ -38,5 +47,6 @@ class Command(BaseCommand):
             min_time_ms=options["min_time_ms"],
             queue_order=options["queue_order"],
             status=options["status"],
+            display_strip_prefixes=options["strip_prefixes"],
         )
         self.stdout.write(self.style.SUCCESS(f"created study {study.slug} ({study.status})"))

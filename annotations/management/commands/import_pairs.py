@@ -7,8 +7,9 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from annotations import selectors, services
-from annotations.importers import parse_alpaca_pair, parse_jsonl
-from annotations.management.commands._common import call
+from annotations.importers import UNMATCHED_CHOICES, parse_alpaca_pair, parse_jsonl
+from annotations.management.commands._common import blinding_line, call
+from annotations.models import StudyStatus
 
 
 class Command(BaseCommand):
@@ -19,6 +20,13 @@ class Command(BaseCommand):
         parser.add_argument("file", type=Path)
         parser.add_argument("--format", choices=["jsonl", "alpaca"], default="jsonl")
         parser.add_argument("--tuned", type=Path, help="alpaca format: the tuned model's file")
+        parser.add_argument(
+            "--unmatched",
+            choices=UNMATCHED_CHOICES,
+            default="error",
+            help="alpaca format: an instruction found in only one file fails the import "
+            "(error, the default) or is left out and reported (skip)",
+        )
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args, **options) -> None:
@@ -38,6 +46,7 @@ class Command(BaseCommand):
                 base_file=str(path),
                 tuned_file=str(tuned),
                 max_issues=settings.IMPORT_MAX_ERRORS,
+                unmatched=options["unmatched"],
             )
         else:
             parsed = parse_jsonl(
@@ -64,3 +73,15 @@ class Command(BaseCommand):
         finally:
             bar.close()
         self.stdout.write(self.style.SUCCESS(f"imported {summary.items} items into {study.slug}"))
+        for name, skipped in summary.skipped.items():
+            self.stdout.write(f"skipped {skipped['count']} unmatched row(s) of {name}, first:")
+            for row in skipped["first"]:
+                self.stdout.write(f"  {row}")
+        if summary.blinding is not None:
+            self.stdout.write(blinding_line(summary.blinding))
+            if summary.blinding["at_risk"] and study.status == StudyStatus.OPEN:
+                self.stderr.write(
+                    f"warning: {study.slug} is open, so raters see these tells now; list the "
+                    "fixed openers in display_strip_prefixes or close the study "
+                    f"(manage.py blinding_audit {study.slug} shows them)"
+                )
