@@ -302,6 +302,12 @@ def run_body(run, *, created: bool | None = None) -> dict:
             for d in run.webhook_deliveries.all()[:20]
         ],
     }
+    if run.study.status == "draft" and run.study.blinding_audit:
+        from annotations.services import blinding_risk_message
+
+        body["human_study_waiting"] = blinding_risk_message(
+            slug=slug, audit=run.study.blinding_audit
+        )
     if created is not None:
         body["created"] = created
     return body

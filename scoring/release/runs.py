@@ -15,6 +15,7 @@ from django.utils.text import slugify
 from annotations import roles
 from annotations import services as annotation_services
 from annotations.errors import (
+    ConflictError,
     DomainValidationError,
     NotFoundError,
 )
@@ -252,9 +253,21 @@ def run_create(*, fields: dict, items: list, holdout: list, log, sha: str, actor
         after="open",
         details={"items": len(items), "holdout": len(holdout)},
     )
-    annotation_services.study_transition(
-        study=study, target=StudyStatus.OPEN, actor=actor, reason="run submitted"
-    )
+    try:
+        annotation_services.study_transition(
+            study=study, target=StudyStatus.OPEN, actor=actor, reason="run submitted"
+        )
+    except ConflictError as exc:
+        # Raters could tell the sides apart (the blinding audit): the run and its pre-scoring
+        # go ahead, the human study waits in draft for a researcher to fix or acknowledge it.
+        annotation_services.audit_record(
+            entity="run",
+            entity_id=run.run_id,
+            action="open_deferred",
+            actor=actor,
+            study=study,
+            details={"reason": str(exc)},
+        )
     scoring_job_start(study=study, created_by=actor)
     if holdout_study is not None:
         scoring_job_start(study=holdout_study, created_by=actor)

@@ -325,3 +325,22 @@ def test_html_report_of_a_run_plots_the_training_curves(release_setup) -> None:
     page = client.get(f"/studies/{release_setup['slug']}/report/").content.decode()
     assert 'aria-label="training plot"' in page
     assert "Release evidence" in page and "three_metric_kinds" in page
+
+
+def test_a_run_whose_outputs_unblind_raters_waits_in_draft(researcher_api, eager_celery) -> None:
+    payload = submission(run_id="run-tells", items=30)
+    for item in payload["items"]:
+        item["tuned"] = "Sure! " + item["tuned"]
+    with eager_celery(execute=True):
+        response = researcher_api.post("/api/v1/runs/", payload, format="json")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["state"] == "draft"
+    assert (
+        "Sure!" in body["human_study_waiting"]
+        and "display_strip_prefixes" in (body["human_study_waiting"])
+    )
+    study = Study.objects.get(slug=body["study"])
+    assert AuditEvent.objects.filter(study=study, entity="run", action="open_deferred").exists()
+    # Pre-scoring went ahead; the raters wait for a researcher to fix or acknowledge the tells.
+    assert study.scoring_jobs.exists()

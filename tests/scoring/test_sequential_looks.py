@@ -25,7 +25,14 @@ def test_opening_fixes_the_design_and_each_look_is_recorded_once(researcher, eag
     raters = [make_user() for _ in range(2)]
     study = make_study(items=25, overlap=2, raters=raters, status=StudyStatus.DRAFT)
     with eager_celery(execute=True):
-        services.study_transition(study=study, target=StudyStatus.OPEN, actor=researcher)
+        # The factory's texts start with "Base answer" / "Tuned answer": acknowledged here.
+        services.study_transition(
+            study=study,
+            target=StudyStatus.OPEN,
+            actor=researcher,
+            reason="synthetic test texts",
+            acknowledge_blinding_risk=True,
+        )
     plan = SequentialPlan.objects.get(study=study)
     assert plan.design["max_items"] == 25 and plan.design["look_every_items"] == 10
     assert AuditEvent.objects.filter(entity="sequential_plan", study=study).count() == 1
