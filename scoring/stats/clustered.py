@@ -112,8 +112,8 @@ class SignFlipTest:
     """Exact randomisation (sign-flip) test of ``H0: win rate = 1/2`` on item residuals.
 
     Attributes:
-        p_value: two-sided exact p-value ``P(|T| >= |t|)``.
-        mid_p_value: two-sided mid-p ``P(|T| > |t|) + P(|T| = |t|) / 2``.
+        p_value: two-sided exact p-value ``P(|T| >= |t|)`` (1 when ``t`` is 0).
+        mid_p_value: two-sided mid-p ``P(|T| > |t|) + P(|T| = |t|) / 2`` (1 when ``t`` is 0).
         statistic: ``sum(W_i - L_i)``, tuned minus base votes over all items.
         informative_items: items whose votes do not cancel (``W_i != L_i``).
     """
