@@ -325,6 +325,9 @@ def win_rate(
 ) -> WinRate:
     """Win rate of tuned over base with Wilson and bootstrap CIs and a sign test.
 
+    The Wilson interval and the sign test count votes as independent; with several votes per
+    item use :func:`scoring.stats.winrate_inference.win_rate_inference` (item-clustered).
+
     Args:
         choices: preference code per vote (0 base, 1 tuned, 2 tie, 3 both bad = tie).
         item_ids: item of each vote; needed for ``unit="item"``, and with ``unit="vote"`` it
