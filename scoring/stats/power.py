@@ -214,6 +214,41 @@ def items_needed(
     )
 
 
+def votes_per_item_options(
+    *,
+    difference: float = 0.05,
+    options: tuple[int, ...] = (1, 2, 3, 5),
+    icc: float | None = None,
+    krippendorff_alpha: float | None = None,
+    alpha_level: AlphaLevel = "interval",
+    tie_share: float = 0.0,
+    alpha: float = 0.05,
+    power: float = 0.8,
+) -> tuple[PowerPlan, ...]:
+    """:func:`items_needed` for each number of votes per item in ``options``: more votes per item
+    need fewer items but more votes in all (unless the ICC is 0), so the cheapest design depends
+    on whether items or votes cost more.
+
+    Raises:
+        ValueError: as :func:`items_needed`, or no options.
+    """
+    if not options:
+        raise ValueError("give at least one number of votes per item")
+    return tuple(
+        items_needed(
+            difference=difference,
+            votes_per_item=m,
+            icc=icc,
+            krippendorff_alpha=krippendorff_alpha,
+            alpha_level=alpha_level,
+            tie_share=tie_share,
+            alpha=alpha,
+            power=power,
+        )
+        for m in options
+    )
+
+
 def gate_reach(
     n_items: int,
     votes_per_item: int,

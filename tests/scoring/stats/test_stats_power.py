@@ -7,7 +7,12 @@ import math
 import pytest
 from scipy.stats import norm
 
-from scoring.stats.power import agreement_to_icc, gate_reach, items_needed
+from scoring.stats.power import (
+    agreement_to_icc,
+    gate_reach,
+    items_needed,
+    votes_per_item_options,
+)
 
 
 def test_one_vote_per_item_without_ties_is_the_textbook_sample_size() -> None:
@@ -58,3 +63,14 @@ def test_gate_reach_agrees_with_the_plan_and_refuses_tiny_studies() -> None:
     assert not tiny.can_pass and "cannot pass the gate" in tiny.summary
     with pytest.raises(ValueError, match="n_items"):
         gate_reach(0, 3, icc=0.4)
+
+
+def test_votes_per_item_options_trade_items_for_votes() -> None:
+    plans = votes_per_item_options(icc=0.3, tie_share=0.2)
+    assert [p.votes_per_item for p in plans] == [1, 2, 3, 5]
+    items = [p.n_items for p in plans]
+    votes = [p.n_votes for p in plans]
+    assert items == sorted(items, reverse=True)  # more votes per item, fewer items
+    assert votes == sorted(votes)  # ... but more votes in all
+    with pytest.raises(ValueError, match="at least one"):
+        votes_per_item_options(icc=0.3, options=())
