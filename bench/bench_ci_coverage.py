@@ -71,8 +71,8 @@ from scoring.stats.clustered import moments_from_totals, sign_flip_test  # noqa:
 from scoring.stats.winrate import win_rate  # noqa: E402
 from scoring.stats.winrate_inference import (  # noqa: E402
     clustered_intervals,
+    extend_unless_rejected,
     panel_intervals,
-    test_guard,
     win_rate_gate,
 )
 
@@ -130,7 +130,7 @@ def new_item_intervals(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     tuned, base, tie, votes = _item_arrays(codes)
     result = clustered_intervals(tuned + 0.5 * tie, votes, tie, confidence=CONFIDENCE)
     p_values = np.array([sign_flip_test(row).mid_p_value for row in tuned - base])
-    low, high, _ = test_guard(result.low, result.high, p_values, CONFIDENCE)
+    low, high, _ = extend_unless_rejected(result.low, result.high, p_values, CONFIDENCE)
     return low, high, p_values, result.design_effect
 
 

@@ -195,7 +195,7 @@ def panel_intervals(
     return score_interval(p, item.ties / n, deff, n, df, confidence)
 
 
-def test_guard(
+def extend_unless_rejected(
     low: np.ndarray, high: np.ndarray, p_value: np.ndarray, confidence: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Extend intervals to 1/2 where the sign-flip test does not reject 1/2; returns
@@ -206,10 +206,6 @@ def test_guard(
         np.where(extended, np.maximum(high, 0.5), high),
         extended,
     )
-
-
-def _extend_to(ci: tuple[float, float], value: float) -> tuple[float, float]:
-    return (min(ci[0], value), max(ci[1], value))
 
 
 def _fmt(ci: tuple[float, float]) -> str:
@@ -237,7 +233,6 @@ def _panel(
     rater_index: np.ndarray,
     codes: np.ndarray,
     confidence: float,
-    item_ci: tuple[float, float],
 ) -> tuple[tuple[float, float], int, float, list[str]]:
     """Panel interval, number of raters, top rater's share, warnings."""
     raters = np.asarray(rater_index, dtype=np.int64)
@@ -247,9 +242,12 @@ def _panel(
         raise ValueError("item_index, rater_index and codes must have the same length")
     if raters.size and raters.min() < 0:
         raise ValueError("rater indices must be non-negative")
-    if not np.array_equal(counts_from_votes(items, choices), counts[: items.max() + 1]) or (
-        counts[items.max() + 1 :].sum() if items.size else counts.sum()
-    ):
+    from_votes = counts_from_votes(items, choices)
+    padded = np.zeros((max(len(from_votes), len(counts)), 4), dtype=np.int64)
+    padded[: len(from_votes)] = from_votes
+    given = np.zeros_like(padded)
+    given[: len(counts)] = counts
+    if not items.size or not np.array_equal(padded, given):
         raise ValueError("counts do not match the per-vote item_index and codes")
     pairs = items * (int(raters.max()) + 1) + raters
     if np.unique(pairs).size != pairs.size:
@@ -368,7 +366,7 @@ def win_rate_inference(
             "Every vote is the same, so the design effect cannot be estimated; the interval "
             "assumes each item's votes are perfectly correlated (one unit per item)."
         )
-    low, high, extended = test_guard(main.low, main.high, test.mid_p_value, confidence)
+    low, high, extended = extend_unless_rejected(main.low, main.high, test.mid_p_value, confidence)
     if extended[0]:
         ci = (float(low[0]), float(high[0]))
         method += "; extended to 1/2 because the exact sign-flip test does not reject 1/2"
@@ -385,7 +383,9 @@ def win_rate_inference(
             np.zeros((1, decisive.size)),
             confidence=confidence,
         )
-        low, high, _ = test_guard(no_ties.low, no_ties.high, test.mid_p_value, confidence)
+        low, high, _ = extend_unless_rejected(
+            no_ties.low, no_ties.high, test.mid_p_value, confidence
+        )
         ci_no_ties = (float(low[0]), float(high[0]))
         rate_no_ties = float(tuned.sum() / decisive.sum())
     else:
@@ -408,7 +408,6 @@ def win_rate_inference(
             np.asarray(rater_index),
             np.asarray(codes),
             confidence,
-            ci,
         )
         panel_method = PANEL_METHOD
         warnings.extend(panel_warnings)
