@@ -411,6 +411,14 @@ def win_rate_inference(
         )
         panel_method = PANEL_METHOD
         warnings.extend(panel_warnings)
+        if panel_ci[1] - panel_ci[0] < ci[1] - ci[0]:
+            # Valid on average (the t quantile pays for it), but a reader should not take the
+            # narrower interval as the more precise one.
+            warnings.append(
+                f"The panel interval is narrower than the item interval: the {n_raters} raters' "
+                "totals happen to agree closely, and a variance estimated from few raters is "
+                "itself uncertain; quote the wider interval."
+            )
         items_text = (
             f"Items drawn like these {n_items} items, judged by this panel of {n_raters} "
             "raters (in the same proportions)."

@@ -248,3 +248,19 @@ def test_gate_fails_when_base_is_credibly_better_and_respects_the_threshold() ->
     assert win_rate_gate(better, threshold=0.75).status == "undecided"
     with pytest.raises(ValueError, match="threshold"):
         win_rate_gate(better, threshold=1.5)
+
+
+def test_a_panel_interval_narrower_than_the_item_interval_is_flagged() -> None:
+    # Three raters whose totals happen to agree closely: the rater variance estimate is small.
+    rng = np.random.default_rng(0)
+    items = np.repeat(np.arange(50), 3)
+    raters = np.tile([0, 1, 2], 50)
+    codes = rng.integers(0, 3, 150)
+    result = win_rate_inference(item_index=items, rater_index=raters, codes=codes)
+    assert result.panel_ci[1] - result.panel_ci[0] < result.ci[1] - result.ci[0]
+    assert any("narrower than the item interval" in w for w in result.warnings)
+    # A panel with a clearly deviant rater is wider and carries no such warning.
+    biased = np.where(raters == 2, TUNED, codes)
+    wide = win_rate_inference(item_index=items, rater_index=raters, codes=biased)
+    assert wide.panel_ci[1] - wide.panel_ci[0] > wide.ci[1] - wide.ci[0]
+    assert not any("narrower" in w for w in wide.warnings)
