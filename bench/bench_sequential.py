@@ -46,7 +46,7 @@ from scipy.special import ndtr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from clustered_sim import per_item_counts, simulate_study  # noqa: E402
+from clustered_sim import per_item_counts, simulate_study, symmetric_panel  # noqa: E402
 
 from scoring.stats.sequential import (  # noqa: E402
     SequentialDesign,
@@ -138,6 +138,9 @@ def run_cell(args, rng, shape, agreement, bias, win_rate):
             rater_bias=bias,
             tie_share=args.tie_share,
             win_rate=win_rate,
+            # A panel mirrored about 0: its own win rate is 1/2 under the null, so a rejection
+            # is a false positive of the item-level test (conditional on the panel).
+            panel_biases=symmetric_panel(panel, bias),
         )
         counts = per_item_counts(items, codes, n_items)
         z_items, z_votes = trajectories(counts, points)

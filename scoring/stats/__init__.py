@@ -18,7 +18,12 @@ Modules
 * :mod:`.votes` -- preference coding, vote records, majority vote, long -> matrix conversion.
 * :mod:`.agreement` -- Krippendorff's alpha (fast bootstrap), Fleiss' kappa, pairwise Cohen's
   kappa, percent agreement, Gwet's AC1/AC2, each with an item-bootstrap CI.
-* :mod:`.winrate` -- win rate with Wilson and bootstrap CIs, sign test, length-controlled win rate.
+* :mod:`.winrate` -- vote-level win rate with Wilson and bootstrap CIs, sign test, and the
+  length-adjusted win rate (single-pair logistic fit, item-clustered CI).
+* :mod:`.clustered` -- item totals, cluster-robust variance, exact sign-flip test, score interval.
+* :mod:`.winrate_inference` -- the win rate with item-clustered and panel intervals, and the
+  deterministic release-gate criterion.
+* :mod:`.power` -- items needed for a study, and what a planned study can detect.
 * :mod:`.raters` -- per-rater quality statistics and flags.
 * :mod:`.sequential` -- group-sequential (Lan-DeMets O'Brien-Fleming) and Bayesian stopping.
 * :mod:`.adaptive` -- adaptive overlap: how many more votes an item needs.

@@ -12,14 +12,45 @@ tie and both-bad = 1/2, base = 0: the MT-Bench / AlpacaEval convention of
   Practitioner's Guide to Cluster-Robust Inference", with the ``G / (G - 1)`` small-sample
   factor): ``V = G / (G - 1) * sum((s_i - p m_i)^2) / (sum m_i)^2`` over ``G`` items.
 * Score test of ``H0: p = 1/2`` with the variance estimated under the null from the same item
-  residuals: ``Z = sum(s_i - m_i / 2) / sqrt(sum((s_i - m_i / 2)^2))``. It is invariant to how
-  votes are spread over items and is the statistic Miller (2024, "Adding Error Bars to Evals",
-  arXiv 2411.00640) recommends for clustered evaluations.
+  residuals: ``Z = sum(d_i) / sqrt(sum(d_i^2))``, ``d_i = s_i - m_i / 2 = (W_i - L_i) / 2``
+  (tuned minus base votes of the item; ties carry no sign). It is invariant to how votes are
+  spread over items and is the statistic Miller (2024, "Adding Error Bars to Evals", arXiv
+  2411.00640) recommends for clustered evaluations.
+* Its small-sample version, :func:`sign_flip_test`: the randomisation test that flips the sign of
+  each item's ``d_i`` (Fisher 1935, "The Design of Experiments", section 21; Pitman 1937). ``Z`` is
+  exactly the standardised statistic of this randomisation distribution, whose variance is
+  ``sum(d_i^2)``; the distribution itself is computed exactly (a convolution of one scaled
+  binomial per distinct ``|W_i - L_i|``), so the p-value is deterministic and needs no
+  Monte-Carlo. With one vote per item it is the exact sign test. Exact under the sharp null that
+  the systems are exchangeable on every item; asymptotically valid under the weak null ``p = 1/2``
+  because the randomisation variance ``sum(d_i^2)`` estimates the true one. The mid-p
+  (Lancaster 1961; Agresti & Gottard 2007) is reported next to the exact p: exact p-values of a
+  discrete statistic have a size below alpha (3% to 4% for a sign test on 20 to 100 decisive
+  votes), the mid-p a size close to alpha on average.
 * Design effect: ``V`` over the variance the same votes would have if independent
   (Kish 1965); ``effective_n = n_votes / design_effect`` independent votes.
+* :func:`score_interval`: the confidence interval for ``p``, a score (Wilson-type) interval on the
+  effective sample size (Korn & Graubard 1998, "Confidence intervals for proportions with small
+  expected number of positive counts estimated from survey data", with their degrees-of-freedom
+  adjustment: the normal quantile is replaced by Student's ``t`` on ``G - 1`` degrees of freedom).
+  The interval is ``{p0 : (p - p0)^2 <= t^2 * deff * v(p0) / n_votes}`` with the variance of one
+  vote under ``p0``, ``v(p0) = p0 (1 - p0) - tau(p0) / 4``, where ``tau(p0)`` is the observed tie
+  share, capped at ``2 min(p0, 1 - p0)`` (a win rate near 0 or 1 leaves no room for ties). With no
+  ties it is the Wilson (1927) interval on ``n_votes / deff`` effective votes. Unlike a Wald
+  interval it never collapses to a point: when the data cannot estimate the design effect (every
+  vote the same) the largest plausible one is used, ``sum(m_i^2) / n_votes`` (every item's votes
+  perfectly correlated, i.e. one unit per item), and the design effect is never taken below 1.
+* Panel level (:func:`two_way_variance`): the two-way cluster-robust variance of Cameron, Gelbach &
+  Miller (2011, "Robust inference with multiway clustering"), ``V_items + V_raters - V_votes``,
+  fed to the same score interval with Satterthwaite (1946) degrees of freedom
+  (:func:`satterthwaite_df`; the split is described in ``scoring.stats.winrate_inference``). It
+  adds the between-rater variance, so the interval speaks for raters drawn like these rather than
+  for this panel only.
 
 Input everywhere is an ``(n_items, 4)`` array of per-item vote counts in the code order of
-``scoring.stats.votes`` (``[base, tuned, tie, both_bad]``).
+``scoring.stats.votes`` (``[base, tuned, tie, both_bad]``). The interval and variance kernels take
+numpy arrays of per-study moments, so the calibration bench evaluates thousands of simulated
+studies with the same code in one call.
 """
 
 from __future__ import annotations
@@ -28,9 +59,18 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.signal import fftconvolve
 from scipy.special import ndtr
+from scipy.stats import binom
+from scipy.stats import t as student_t
 
 from scoring.stats.votes import BASE, BOTH_BAD, TIE, TUNED
+
+# Bisection steps for the interval bounds: 2^-60 of the unit interval, far below any rounding.
+_BISECTION_STEPS = 60
+# Above this many support points the randomisation distribution is convolved by FFT (its
+# absolute error, ~1e-15, is irrelevant for p-values compared with 0.05 or 0.001).
+_DIRECT_CONVOLUTION_MAX = 500
 
 
 @dataclass(frozen=True)
@@ -65,6 +105,42 @@ class ClusteredScore:
     n_votes: int
     design_effect: float
     effective_n: float
+
+
+@dataclass(frozen=True)
+class SignFlipTest:
+    """Exact randomisation (sign-flip) test of ``H0: win rate = 1/2`` on item residuals.
+
+    Attributes:
+        p_value: two-sided exact p-value ``P(|T| >= |t|)`` (1 when ``t`` is 0).
+        mid_p_value: two-sided mid-p ``P(|T| > |t|) + P(|T| = |t|) / 2`` (1 when ``t`` is 0).
+        statistic: ``sum(W_i - L_i)``, tuned minus base votes over all items.
+        informative_items: items whose votes do not cancel (``W_i != L_i``).
+    """
+
+    p_value: float
+    mid_p_value: float
+    statistic: int
+    informative_items: int
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Sufficient sums of one or many studies (arrays broadcast over studies).
+
+    ``score`` is ``sum(s_i)``; ``score_sq``, ``score_votes``, ``votes_sq`` are ``sum(s_i^2)``,
+    ``sum(s_i m_i)``, ``sum(m_i^2)`` over clusters; ``vote_sq`` is ``sum(x^2)`` over votes;
+    ``ties`` counts votes scored 1/2.
+    """
+
+    n_votes: np.ndarray
+    n_clusters: np.ndarray
+    score: np.ndarray
+    score_sq: np.ndarray
+    score_votes: np.ndarray
+    votes_sq: np.ndarray
+    vote_sq: np.ndarray
+    ties: np.ndarray
 
 
 def check_counts(counts: np.ndarray | list) -> np.ndarray:
@@ -126,3 +202,177 @@ def cluster_score_test(counts: np.ndarray | list, *, null: float = 0.5) -> Clust
         design_effect=design_effect,
         effective_n=effective_n,
     )
+
+
+def sign_flip_test(steps: np.ndarray | list) -> SignFlipTest:
+    """Exact sign-flip test of ``sum(steps) = 0`` for integer per-item ``steps = W_i - L_i``.
+
+    The randomisation distribution of ``T = sum(e_i |steps_i|)`` with independent fair signs
+    ``e_i`` is the convolution, over each distinct ``v = |steps_i|`` shared by ``c_v`` items, of
+    ``v (2 B - c_v)`` with ``B ~ Binomial(c_v, 1/2)``; it is symmetric about 0.
+
+    Raises:
+        ValueError: a step is not an integer.
+    """
+    values = np.asarray(steps)
+    integral = np.issubdtype(values.dtype, np.integer)
+    if values.size and not integral and not np.array_equal(values, np.round(values)):
+        raise ValueError("steps must be integers (tuned minus base votes per item)")
+    values = np.abs(values.astype(np.int64))
+    statistic = int(np.asarray(steps, dtype=np.float64).sum()) if values.size else 0
+    magnitudes, groups = np.unique(values[values > 0], return_counts=True)
+    informative = int(groups.sum())
+    if informative == 0:
+        return SignFlipTest(1.0, 1.0, 0, 0)
+    # pmf over the support -total..total (index = value + total).
+    pmf = np.ones(1)
+    for magnitude, count in zip(magnitudes.tolist(), groups.tolist(), strict=True):
+        group = np.zeros(2 * magnitude * count + 1)
+        group[:: 2 * magnitude] = binom.pmf(np.arange(count + 1), count, 0.5)
+        if pmf.size * group.size > _DIRECT_CONVOLUTION_MAX**2:
+            pmf = np.clip(fftconvolve(pmf, group), 0.0, None)
+        else:
+            pmf = np.convolve(pmf, group)
+    total = (pmf.size - 1) // 2
+    observed = abs(statistic)
+    upper = float(pmf[total + observed :].sum())  # P(T >= |t|)
+    at = float(pmf[total + observed])
+    if observed == 0:
+        return SignFlipTest(1.0, 1.0, statistic, informative)
+    exact = min(1.0, 2.0 * upper)
+    mid = min(1.0, 2.0 * (upper - at / 2.0))
+    return SignFlipTest(exact, mid, statistic, informative)
+
+
+def moments_from_totals(scores: np.ndarray, votes: np.ndarray, ties: np.ndarray) -> Moments:
+    """Moments of studies given per-cluster score sums and vote counts, shape ``(..., G)``
+    (clusters with no votes contribute nothing), and per-cluster tie counts."""
+    scores = np.asarray(scores, dtype=np.float64)
+    votes = np.asarray(votes, dtype=np.float64)
+    ties = np.asarray(ties, dtype=np.float64)
+    tied = ties.sum(axis=-1)
+    score = scores.sum(axis=-1)
+    return Moments(
+        n_votes=votes.sum(axis=-1),
+        n_clusters=(votes > 0).sum(axis=-1).astype(np.float64),
+        score=score,
+        score_sq=(scores * scores).sum(axis=-1),
+        score_votes=(scores * votes).sum(axis=-1),
+        votes_sq=(votes * votes).sum(axis=-1),
+        # x^2 is 1 for a tuned vote and 1/4 for a tie: sum(x^2) = tuned + ties / 4.
+        vote_sq=score - tied / 2.0 + tied / 4.0,
+        ties=tied,
+    )
+
+
+def cluster_variance(moments: Moments) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(estimate, V_clusters, vote variance)``: the ratio estimate, its CR1 sandwich variance
+    and the variance of one vote (``n - 1`` denominator); ``nan`` where undefined."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        n = moments.n_votes
+        p = moments.score / n
+        residual_ss = moments.score_sq - 2 * p * moments.score_votes + p * p * moments.votes_sq
+        g = moments.n_clusters
+        variance = g / (g - 1) * np.clip(residual_ss, 0.0, None) / (n * n)
+        variance = np.where(g > 1, variance, np.nan)
+        vote_var = np.clip(moments.vote_sq - n * p * p, 0.0, None) / (n - 1)
+        vote_var = np.where(n > 1, vote_var, np.nan)
+    return p, variance, vote_var
+
+
+def two_way_variance(item: Moments, rater: Moments) -> np.ndarray:
+    """Two-way (items and raters) cluster-robust variance of the win rate (Cameron, Gelbach &
+    Miller 2011): ``V_items + V_raters - V_votes`` with each rater judging an item at most once
+    (so an item-rater cell is one vote). Where that difference is not positive, ``V_items +
+    V_raters`` (dropping the subtracted term, as Cameron, Gelbach & Miller suggest)."""
+    _, v_items, vote_var = cluster_variance(item)
+    _, v_raters, _ = cluster_variance(rater)
+    with np.errstate(invalid="ignore"):
+        v_votes = np.nan_to_num(vote_var / item.n_votes, nan=0.0)  # CR1 with one vote a cluster
+        v_raters = np.nan_to_num(v_raters, nan=0.0)
+        combined = v_items + v_raters - v_votes
+        return np.where(combined > 0, combined, v_items + v_raters)
+
+
+def satterthwaite_df(components: tuple[np.ndarray, ...], dfs: tuple[np.ndarray, ...]) -> np.ndarray:
+    """Welch-Satterthwaite degrees of freedom of a sum of variance estimates (Satterthwaite
+    1946): ``(sum V_j)^2 / sum(V_j^2 / df_j)``; components with ``df_j < 1`` count with 1."""
+    total = sum(np.nan_to_num(c, nan=0.0) for c in components)
+    spread = sum(
+        np.nan_to_num(c, nan=0.0) ** 2 / np.maximum(d, 1.0)
+        for c, d in zip(components, dfs, strict=True)
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(spread > 0, total * total / spread, np.maximum(dfs[0], 1.0))
+
+
+def t_quantile(confidence: float, df: np.ndarray | float) -> np.ndarray:
+    """Two-sided Student ``t`` quantile; degrees of freedom below 1 are taken as 1."""
+    return student_t.ppf(0.5 + confidence / 2.0, np.maximum(df, 1.0))
+
+
+def _vote_variance_under(p0: np.ndarray, tie_share: np.ndarray) -> np.ndarray:
+    """``v(p0) = p0 (1 - p0) - tau / 4`` with ``tau = min(tie share, 2 min(p0, 1 - p0))``."""
+    tau = np.minimum(tie_share, 2.0 * np.minimum(p0, 1.0 - p0))
+    return np.clip(p0 * (1.0 - p0) - tau / 4.0, 0.0, None)
+
+
+def score_interval(
+    estimate: np.ndarray | float,
+    tie_share: np.ndarray | float,
+    design_effect: np.ndarray | float,
+    n_votes: np.ndarray | float,
+    df: np.ndarray | float,
+    confidence: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Score (Wilson-type) interval ``{p0 : (p - p0)^2 <= t_df^2 deff v(p0) / n}`` (see the
+    module docstring), vectorised over studies; bounds found by bisection on each side of ``p``.
+    ``nan`` where ``n_votes`` is 0."""
+    p = np.atleast_1d(np.asarray(estimate, dtype=np.float64))
+    shape = p.shape
+    tau = np.broadcast_to(np.asarray(tie_share, dtype=np.float64), shape)
+    scale = t_quantile(confidence, np.broadcast_to(df, shape)) ** 2 * np.asarray(design_effect)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        k = np.broadcast_to(scale / np.asarray(n_votes, dtype=np.float64), shape)
+
+    def accepted(p0: np.ndarray) -> np.ndarray:
+        return (p - p0) ** 2 <= k * _vote_variance_under(p0, tau)
+
+    bounds = []
+    for outer in (np.zeros(shape), np.ones(shape)):
+        # Invariant: ``inner`` is accepted (p itself always is), ``far`` may not be.
+        inner, far = p.copy(), outer.copy()
+        far_ok = accepted(far)
+        for _ in range(_BISECTION_STEPS):
+            middle = (inner + far) / 2.0
+            ok = accepted(middle)
+            inner = np.where(ok, middle, inner)
+            far = np.where(ok, far, middle)
+        bounds.append(np.where(far_ok, outer, inner))
+    low, high = bounds
+    missing = ~np.isfinite(p) | ~np.isfinite(k)
+    low = np.where(missing, np.nan, low)
+    high = np.where(missing, np.nan, high)
+    return low, high
+
+
+def effective_design_effect(
+    variance: np.ndarray,
+    vote_var: np.ndarray,
+    n_votes: np.ndarray,
+    fallback: np.ndarray,
+    *,
+    floor: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(deff used, estimable)``: ``variance / (vote_var / n)``, at least ``floor``; ``fallback``
+    (the largest plausible design effect) where the data cannot estimate it (no spread at all).
+
+    The item interval floors the design effect at 1 (Korn & Graubard 1998): clustering does not
+    make votes more informative than independent ones. The panel interval passes ``floor=0``:
+    its ``t`` quantile on few (rater) degrees of freedom already pays for the noise in the
+    variance, and flooring as well would over-cover (measured: 98% instead of 95%)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        raw = variance / (vote_var / n_votes)
+    estimable = np.isfinite(raw) & (vote_var > 0) & (raw > 0)
+    deff = np.where(estimable, np.fmax(raw, floor), np.fmax(fallback, 1.0))
+    return deff, estimable

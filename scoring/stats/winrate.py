@@ -28,14 +28,19 @@ Intervals:
 Sign test: exact two-sided binomial test of tuned wins among decisive votes against 1/2
 (``scipy.stats.binomtest``); ties carry no sign and are dropped (Dixon & Mood 1946).
 
-Length-controlled win rate (Dubois et al. 2024, "Length-Controlled AlpacaEval"): a logistic
-regression of the preference (tuned wins = 1, base wins = 0, ties = 0.5 as a fractional outcome)
-on the normalised length difference ``x = tanh((len_tuned - len_base) / sd)``; the
-length-controlled win rate is the predicted win rate at zero length difference,
-``sigmoid(intercept)``. (AlpacaEval's GLM also has a per-instruction difficulty term, fitted
-across many models; with one pair of systems it is not identified and is left out.) Its CI comes
-from the delta method (logit scale, sandwich variance, which is valid for fractional outcomes)
-and from a bootstrap. Swapping the systems mirrors every rate (``w -> 1 - w``).
+Length-adjusted win rate (:func:`length_adjusted_win_rate`). What it is: a logistic regression,
+for one pair of systems, of the preference (tuned wins = 1, base wins = 0, ties = 0.5, or a
+judge's probability that tuned is better, all as fractional outcomes as AlpacaEval uses them) on
+the normalised length difference ``x = tanh((len_tuned - len_base) / sd)``; the adjusted win rate
+is the predicted win rate at zero length difference, ``sigmoid(intercept)``. What it is *not*:
+AlpacaEval 2's length-controlled win rate (Dubois et al. 2024, "Length-Controlled AlpacaEval"),
+whose GLM also has a per-instruction difficulty term fitted across many models, and a
+regularised model-identity term; with one pair of systems neither is identified, so the numbers
+are not comparable with AlpacaEval leaderboard values. Its CI is item-clustered: the delta method
+on the logit scale with the cluster-robust (CR1, ``G / (G - 1)``) sandwich by item, Student ``t``
+on ``G - 1`` degrees of freedom; the optional bootstrap resamples items. Swapping the systems
+mirrors every rate (``w -> 1 - w``). ``length_controlled_win_rate`` is the former name, kept (with
+its old result fields) for callers not yet moved.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from typing import Literal
 import numpy as np
 from scipy.special import expit, logit
 from scipy.stats import binomtest, norm
+from scipy.stats import t as student_t
 
 from scoring.stats._resampling import (
     bootstrap_statistic,
@@ -136,7 +142,7 @@ class WinRate:
 
 @dataclass(frozen=True)
 class LengthControlledWinRate:
-    """Length-controlled win rate from a logistic regression on the length difference.
+    """Result of the former ``length_controlled_win_rate`` (see :class:`LengthAdjustedWinRate`).
 
     Attributes:
         win_rate: raw win rate of the same votes (same tie handling).
@@ -165,6 +171,44 @@ class LengthControlledWinRate:
     length_scale: float
     confidence: float
     n_resamples: int
+
+
+@dataclass(frozen=True)
+class LengthAdjustedWinRate:
+    """Win rate adjusted for the length difference by a single-pair logistic fit (see the module
+    docstring for what it is and is not).
+
+    Attributes:
+        win_rate: raw win rate of the same votes (mean outcome).
+        adjusted_win_rate: predicted win rate at zero length difference, ``sigmoid(intercept)``.
+        intercept, slope: logistic coefficients; ``slope`` is per unit of transformed difference.
+        ci: item-clustered delta-method interval (logit scale, CR1 sandwich by item, ``t`` on
+            ``n_items - 1`` df).
+        ci_method: how ``ci`` was computed.
+        bootstrap_ci: item-bootstrap percentile interval (``(nan, nan)`` without resamples).
+        n: votes in the fit.
+        n_items: clusters (items; every vote is its own item when ``item_ids`` is omitted).
+        transform: ``"tanh"`` (as AlpacaEval 2) or ``"std"`` (plain standardisation).
+        length_scale: standard deviation of the length difference used to normalise it.
+        confidence: two-sided level of both intervals.
+        n_resamples: bootstrap resamples drawn.
+        outcome: ``"codes"`` (votes; ties as half or excluded) or ``"probabilities"``.
+    """
+
+    win_rate: float
+    adjusted_win_rate: float
+    intercept: float
+    slope: float
+    ci: tuple[float, float]
+    ci_method: str
+    bootstrap_ci: tuple[float, float]
+    n: int
+    n_items: int
+    transform: str
+    length_scale: float
+    confidence: float
+    n_resamples: int
+    outcome: str
 
 
 def count_outcomes(choices: Iterable[int] | np.ndarray) -> OutcomeCounts:
@@ -281,6 +325,9 @@ def win_rate(
 ) -> WinRate:
     """Win rate of tuned over base with Wilson and bootstrap CIs and a sign test.
 
+    The Wilson interval and the sign test count votes as independent; with several votes per
+    item use :func:`scoring.stats.winrate_inference.win_rate_inference` (item-clustered).
+
     Args:
         choices: preference code per vote (0 base, 1 tuned, 2 tie, 3 both bad = tie).
         item_ids: item of each vote; needed for ``unit="item"``, and with ``unit="vote"`` it
@@ -337,7 +384,7 @@ def win_rate(
 
 
 # --------------------------------------------------------------------------------------------
-# Length-controlled win rate
+# Length-adjusted win rate (single-pair logistic fit; formerly "length-controlled")
 
 
 def _fit_logistic(
@@ -452,10 +499,12 @@ def _sandwich_se_intercept(
     clusters: np.ndarray | None,
     trials: np.ndarray | None = None,
 ) -> float:
-    """Robust (HC0 / cluster) standard error of the intercept of a logistic fit.
+    """Cluster-robust (CR1) standard error of the intercept of a logistic fit.
 
-    With ``trials`` the rows are grouped (``y`` the outcome sum of ``trials`` votes at ``x``, one
-    row per cluster, ``clusters`` ``None``): the cluster-robust error of the per-vote fit.
+    Without ``clusters`` every row is its own cluster. With ``trials`` the rows are grouped (``y``
+    the outcome sum of ``trials`` votes at ``x``, one row per cluster, ``clusters`` ``None``): the
+    cluster-robust error of the per-vote fit. The meat carries the ``G / (G - 1)`` small-sample
+    factor of Cameron & Miller (2015) for ``G`` clusters.
     """
     p = expit(b0 + b1 * x)
     if trials is None:
@@ -471,7 +520,8 @@ def _sandwich_se_intercept(
         scores = np.column_stack(
             [np.bincount(clusters, weights=scores[:, j]) for j in range(scores.shape[1])]
         )
-    meat = scores.T @ scores
+    n_clusters = _cluster_count(clusters, trials, x.size)
+    meat = scores.T @ scores * (n_clusters / (n_clusters - 1) if n_clusters > 1 else 1.0)
     try:
         inv = np.linalg.inv(bread)
     except np.linalg.LinAlgError:
@@ -480,39 +530,78 @@ def _sandwich_se_intercept(
     return float(np.sqrt(max(cov[0, 0], 0.0)))
 
 
-def length_controlled_win_rate(
-    choices: Iterable[int] | np.ndarray,
+def _cluster_count(clusters: np.ndarray | None, trials: np.ndarray | None, rows: int) -> int:
+    if trials is not None:
+        return int((trials > 0).sum())
+    if clusters is not None:
+        return int(np.unique(clusters).size)
+    return rows
+
+
+def _length_outcomes(
+    choices: Iterable[int] | np.ndarray | None,
+    probabilities: Sequence[float] | np.ndarray | None,
+    ties: str,
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Per-vote outcomes in [0, 1], the mask of votes kept, and the outcome kind."""
+    if (choices is None) == (probabilities is None):
+        raise ValueError("give either choices (vote codes) or probabilities, not both")
+    if probabilities is not None:
+        if ties != "half":
+            raise ValueError("ties='exclude' applies to vote codes, not to probabilities")
+        y = np.asarray(probabilities, dtype=np.float64)
+        if (
+            y.ndim != 1
+            or not np.all(np.isfinite(y))
+            or y.min(initial=0) < 0
+            or y.max(initial=0) > 1
+        ):
+            raise ValueError("probabilities must be finite numbers in [0, 1], one per vote")
+        return y, np.ones(y.size, dtype=bool), "probabilities"
+    y = preference_scores(check_choices(choices))
+    keep = np.ones(y.size, dtype=bool) if ties == "half" else y != 0.5
+    return y, keep, "codes"
+
+
+def length_adjusted_win_rate(
+    choices: Iterable[int] | np.ndarray | None,
     length_tuned: Sequence[float] | np.ndarray,
     length_base: Sequence[float] | np.ndarray,
     *,
+    probabilities: Sequence[float] | np.ndarray | None = None,
     item_ids: Sequence[Hashable] | None = None,
     transform: LengthTransform = "tanh",
     ties: TieHandling = "half",
     confidence: float = 0.95,
-    n_resamples: int = 1000,
+    n_resamples: int = 0,
     rng: np.random.Generator | None = None,
-) -> LengthControlledWinRate:
-    """Win rate of tuned over base at zero length difference (AlpacaEval 2 style).
+) -> LengthAdjustedWinRate:
+    """Win rate of tuned over base at zero length difference, from one pair's logistic fit.
 
     Fits ``logit P(tuned wins) = b0 + b1 * x`` with ``x = tanh(d / sd(d))`` (``transform="tanh"``)
-    or ``x = d / sd(d)`` (``"std"``), ``d = length_tuned - length_base`` per vote; ties are the
-    fractional outcome 0.5 (``ties="half"``) or dropped (``"exclude"``). The transform's ``sd`` is
-    fixed from the full sample (the bootstrap conditions on it). If all differences are equal the
-    length term is dropped and the result equals the raw win rate.
+    or ``x = d / sd(d)`` (``"std"``), ``d = length_tuned - length_base`` per vote. Outcomes are
+    vote codes (ties 0.5 with ``ties="half"``, dropped with ``"exclude"``) or, with
+    ``probabilities``, a judge's probability that tuned is better (a fractional outcome). The
+    transform's ``sd`` is fixed from the full sample (the bootstrap conditions on it). If all
+    differences are equal the length term is dropped and the result equals the raw win rate.
+    Not AlpacaEval 2's length-controlled win rate (see the module docstring).
 
     Args:
-        choices: preference code per vote.
+        choices: preference code per vote, or ``None`` with ``probabilities``.
         length_tuned, length_base: response lengths per vote (any unit, e.g. tokens).
-        item_ids: item of each vote, for a cluster bootstrap and cluster-robust delta method.
+        probabilities: per-vote probability in [0, 1] that tuned is better (instead of codes).
+        item_ids: item of each vote: the clusters of the sandwich and of the bootstrap. Without
+            it every vote is its own item, which is right only with one vote per item.
         transform: ``"tanh"`` or ``"std"``.
-        ties: ``"half"`` or ``"exclude"``.
+        ties: ``"half"`` or ``"exclude"`` (codes only).
         confidence: two-sided level.
-        n_resamples: bootstrap resamples; 0 skips the bootstrap.
+        n_resamples: item-bootstrap resamples; 0 (the default) skips the bootstrap.
         rng: generator for the bootstrap; required when ``n_resamples > 0``.
 
     Raises:
-        ValueError: mismatched lengths, non-finite lengths, no usable vote, unknown option, or a
-            bootstrap without ``rng``.
+        ValueError: mismatched lengths, non-finite lengths, bad probabilities, both or neither of
+            ``choices`` and ``probabilities``, no usable vote, unknown option, or a bootstrap
+            without ``rng``.
     """
     if transform not in ("tanh", "std"):
         raise ValueError(f"transform must be 'tanh' or 'std', got {transform!r}")
@@ -520,17 +609,15 @@ def length_controlled_win_rate(
         raise ValueError(f"ties must be 'half' or 'exclude', got {ties!r}")
     rng = check_rng(rng, n_resamples)
     confidence = check_confidence(confidence)
-    codes = check_choices(choices)
+    y, keep, outcome = _length_outcomes(choices, probabilities, ties)
     lt = np.asarray(length_tuned, dtype=np.float64)
     lb = np.asarray(length_base, dtype=np.float64)
-    if lt.shape != codes.shape or lb.shape != codes.shape:
+    if lt.shape != y.shape or lb.shape != y.shape:
         raise ValueError("choices, length_tuned and length_base must have the same length")
-    if item_ids is not None and len(item_ids) != codes.size:
-        raise ValueError(f"got {len(item_ids)} item ids but {codes.size} choices")
+    if item_ids is not None and len(item_ids) != y.size:
+        raise ValueError(f"got {len(item_ids)} item ids but {y.size} choices")
     if not (np.all(np.isfinite(lt)) and np.all(np.isfinite(lb))):
         raise ValueError("lengths must be finite numbers")
-    y = preference_scores(codes)
-    keep = np.ones(codes.size, dtype=bool) if ties == "half" else y != 0.5
     if not keep.any():
         raise ValueError("no votes to fit (all were ties and ties='exclude')")
     y, diff = y[keep], (lt - lb)[keep]
@@ -548,12 +635,14 @@ def length_controlled_win_rate(
     if grouped is None:
         (b0,), (b1,) = _fit_logistic(x, y, np.ones((1, y.size)))
         se = _sandwich_se_intercept(x, y, float(b0), float(b1), clusters)
+        n_items = _cluster_count(clusters, None, y.size)
     else:
         x_item, s_item, n_item = grouped
         (b0,), (b1,) = _fit_logistic_counts(x_item, s_item[None, :], n_item[None, :])
         se = _sandwich_se_intercept(x_item, s_item, float(b0), float(b1), None, n_item)
-    z = float(norm.ppf(0.5 + confidence / 2.0))
-    delta = (float(expit(b0 - z * se)), float(expit(b0 + z * se)))
+        n_items = _cluster_count(None, n_item, n_item.size)
+    q = float(student_t.ppf(0.5 + confidence / 2.0, max(n_items - 1, 1)))
+    ci = (float(expit(b0 - q * se)), float(expit(b0 + q * se)))
 
     boot = (float("nan"), float("nan"))
     if rng is not None and grouped is not None:
@@ -574,20 +663,65 @@ def length_controlled_win_rate(
             replicates[start : start + rows] = expit(r0)
         boot = percentile_interval(replicates, confidence)
 
-    return LengthControlledWinRate(
+    unit = "item" if item_ids is not None else "vote (no item ids: each vote its own cluster)"
+    return LengthAdjustedWinRate(
         win_rate=float(y.mean()),
-        lc_win_rate=float(expit(b0)),
+        adjusted_win_rate=float(expit(b0)),
         intercept=float(b0),
         slope=float(b1),
-        delta_low=delta[0],
-        delta_high=delta[1],
-        bootstrap_low=boot[0],
-        bootstrap_high=boot[1],
+        ci=ci,
+        ci_method=f"delta method, logit scale, CR1 sandwich by {unit}, t on {n_items - 1} df",
+        bootstrap_ci=boot,
         n=int(y.size),
+        n_items=n_items,
         transform=transform,
         length_scale=scale,
         confidence=confidence,
         n_resamples=n_resamples if rng is not None else 0,
+        outcome=outcome,
+    )
+
+
+def length_controlled_win_rate(
+    choices: Iterable[int] | np.ndarray,
+    length_tuned: Sequence[float] | np.ndarray,
+    length_base: Sequence[float] | np.ndarray,
+    *,
+    item_ids: Sequence[Hashable] | None = None,
+    transform: LengthTransform = "tanh",
+    ties: TieHandling = "half",
+    confidence: float = 0.95,
+    n_resamples: int = 1000,
+    rng: np.random.Generator | None = None,
+) -> LengthControlledWinRate:
+    """Former name of :func:`length_adjusted_win_rate` with its old result fields (``lc_win_rate``,
+    ``delta_low``/``delta_high``, ``bootstrap_low``/``bootstrap_high``), kept for callers not
+    yet moved. The numbers are those of :func:`length_adjusted_win_rate` (item-clustered)."""
+    result = length_adjusted_win_rate(
+        choices,
+        length_tuned,
+        length_base,
+        item_ids=item_ids,
+        transform=transform,
+        ties=ties,
+        confidence=confidence,
+        n_resamples=n_resamples,
+        rng=rng,
+    )
+    return LengthControlledWinRate(
+        win_rate=result.win_rate,
+        lc_win_rate=result.adjusted_win_rate,
+        intercept=result.intercept,
+        slope=result.slope,
+        delta_low=result.ci[0],
+        delta_high=result.ci[1],
+        bootstrap_low=result.bootstrap_ci[0],
+        bootstrap_high=result.bootstrap_ci[1],
+        n=result.n,
+        transform=result.transform,
+        length_scale=result.length_scale,
+        confidence=result.confidence,
+        n_resamples=result.n_resamples,
     )
 
 

@@ -1,4 +1,4 @@
-"""Win rate, Wilson / bootstrap intervals, sign test and length-controlled win rate."""
+"""Win rate, Wilson / bootstrap intervals, sign test and length-adjusted win rate."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ import statsmodels.api as sm
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import binomtest
+from scipy.stats import t as student_t
 from statsmodels.stats.proportion import proportion_confint
 
 from scoring.stats import winrate as winrate_module
 from scoring.stats.votes import BASE, BOTH_BAD, TIE, TUNED, swap_systems
 from scoring.stats.winrate import (
     count_outcomes,
+    length_adjusted_win_rate,
     length_controlled_win_rate,
     sign_test,
     wilson_interval,
@@ -155,7 +157,7 @@ def test_win_rate_requires_rng_for_bootstrap() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Length-controlled win rate
+# Length-adjusted win rate (single-pair logistic fit; formerly "length-controlled")
 
 
 def _length_study(seed: int, n: int = 400) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -170,54 +172,109 @@ def _length_study(seed: int, n: int = 400) -> tuple[np.ndarray, np.ndarray, np.n
     return choices, length_tuned, length_base
 
 
-def test_length_controlled_matches_statsmodels_glm() -> None:
+def _expit(v: float) -> float:
+    return float(1 / (1 + np.exp(-v)))
+
+
+def test_length_adjusted_matches_statsmodels_glm_with_cr1_and_t() -> None:
+    # One vote per item: the sandwich by vote is HC0 times n / (n - 1) (CR1), t on n - 1 df.
     choices, lt, lb = _length_study(0)
-    result = length_controlled_win_rate(choices, lt, lb, n_resamples=0)
+    result = length_adjusted_win_rate(choices, lt, lb)
     y = np.array([0.0, 1.0, 0.5, 0.5])[choices]
     d = lt - lb
     x = np.tanh(d / d.std())
     glm = sm.GLM(y, sm.add_constant(x), family=sm.families.Binomial()).fit(cov_type="HC0")
     assert result.intercept == pytest.approx(glm.params[0], abs=1e-5)
     assert result.slope == pytest.approx(glm.params[1], abs=1e-5)
-    z = 1.959963984540054
-    se = glm.bse[0]
-    assert result.delta_low == pytest.approx(1 / (1 + np.exp(-(glm.params[0] - z * se))), abs=1e-5)
-    assert result.delta_high == pytest.approx(1 / (1 + np.exp(-(glm.params[0] + z * se))), abs=1e-5)
+    n = y.size
+    se = glm.bse[0] * np.sqrt(n / (n - 1))
+    q = student_t.ppf(0.975, n - 1)
+    assert result.ci[0] == pytest.approx(_expit(glm.params[0] - q * se), abs=1e-5)
+    assert result.ci[1] == pytest.approx(_expit(glm.params[0] + q * se), abs=1e-5)
+    assert result.n_items == n and result.outcome == "codes"
+    assert "CR1" in result.ci_method
 
 
-def test_length_control_removes_a_pure_length_preference() -> None:
+def test_length_adjusted_ci_is_clustered_by_item() -> None:
+    # Three identical votes per item: the item-clustered interval matches statsmodels' cluster
+    # sandwich (times G / (G - 1)) and is about sqrt(3) wider than treating votes as independent.
+    choices, lt, lb = _length_study(7, n=150)
+    items = np.repeat(np.arange(150), 3)
+    votes, l_t, l_b = choices[items], lt[items], lb[items]
+    clustered = length_adjusted_win_rate(votes, l_t, l_b, item_ids=list(items))
+    naive = length_adjusted_win_rate(votes, l_t, l_b)
+    y = np.array([0.0, 1.0, 0.5, 0.5])[votes]
+    d = l_t - l_b
+    x = np.tanh(d / d.std())
+    glm = sm.GLM(y, sm.add_constant(x), family=sm.families.Binomial()).fit(
+        cov_type="cluster", cov_kwds={"groups": items, "use_correction": False}
+    )
+    se = glm.bse[0] * np.sqrt(150 / 149)
+    q = student_t.ppf(0.975, 149)
+    assert clustered.ci[0] == pytest.approx(_expit(glm.params[0] - q * se), abs=1e-5)
+    assert clustered.n_items == 150 and naive.n_items == 450
+    width = clustered.ci[1] - clustered.ci[0]
+    assert width / (naive.ci[1] - naive.ci[0]) == pytest.approx(np.sqrt(3), rel=0.05)
+
+
+def test_length_adjusted_accepts_judge_probabilities() -> None:
+    # A judge's probabilities are fractional outcomes: the fit equals the GLM on them, and
+    # probabilities 0 / 0.5 / 1 give the same fit as the codes base / tie / tuned.
+    choices, lt, lb = _length_study(8, n=300)
+    probs = np.clip(np.array([0.0, 1.0, 0.5, 0.5])[choices] * 0.8 + 0.1, 0, 1)
+    result = length_adjusted_win_rate(None, lt, lb, probabilities=probs)
+    x = np.tanh((lt - lb) / (lt - lb).std())
+    glm = sm.GLM(probs, sm.add_constant(x), family=sm.families.Binomial()).fit()
+    assert result.intercept == pytest.approx(glm.params[0], abs=1e-5)
+    assert result.outcome == "probabilities"
+    as_codes = length_adjusted_win_rate(choices, lt, lb)
+    as_probs = length_adjusted_win_rate(
+        None, lt, lb, probabilities=np.array([0.0, 1.0, 0.5, 0.5])[choices]
+    )
+    assert as_probs.adjusted_win_rate == pytest.approx(as_codes.adjusted_win_rate, abs=1e-12)
+    with pytest.raises(ValueError, match="either choices"):
+        length_adjusted_win_rate(choices, lt, lb, probabilities=probs)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        length_adjusted_win_rate(None, lt, lb, probabilities=probs + 1)
+    with pytest.raises(ValueError, match="exclude"):
+        length_adjusted_win_rate(None, lt, lb, probabilities=probs, ties="exclude")
+
+
+def test_length_adjustment_removes_a_pure_length_preference() -> None:
     choices, lt, lb = _length_study(1, n=1500)
-    result = length_controlled_win_rate(choices, lt, lb, rng=np.random.default_rng(0))
+    result = length_adjusted_win_rate(
+        choices, lt, lb, n_resamples=1000, rng=np.random.default_rng(0)
+    )
     assert result.win_rate > 0.6  # raw rate rewards the longer answers
-    assert result.lc_win_rate == pytest.approx(0.5, abs=0.05)
-    assert result.bootstrap_low < result.lc_win_rate < result.bootstrap_high
-    assert result.delta_low < 0.5 < result.delta_high
+    assert result.adjusted_win_rate == pytest.approx(0.5, abs=0.05)
+    assert result.bootstrap_ci[0] < result.adjusted_win_rate < result.bootstrap_ci[1]
+    assert result.ci[0] < 0.5 < result.ci[1]
     assert result.slope > 0
 
 
-def test_length_controlled_mirrors_on_swap() -> None:
+def test_length_adjusted_mirrors_on_swap() -> None:
     choices, lt, lb = _length_study(2, n=200)
-    a = length_controlled_win_rate(choices, lt, lb, rng=np.random.default_rng(3), n_resamples=200)
-    b = length_controlled_win_rate(
+    a = length_adjusted_win_rate(choices, lt, lb, rng=np.random.default_rng(3), n_resamples=200)
+    b = length_adjusted_win_rate(
         swap_systems(choices), lb, lt, rng=np.random.default_rng(3), n_resamples=200
     )
-    assert b.lc_win_rate == pytest.approx(1 - a.lc_win_rate, abs=1e-9)
-    assert b.delta_low == pytest.approx(1 - a.delta_high, abs=1e-9)
-    assert b.bootstrap_low == pytest.approx(1 - a.bootstrap_high, abs=1e-9)
+    assert b.adjusted_win_rate == pytest.approx(1 - a.adjusted_win_rate, abs=1e-9)
+    assert b.ci[0] == pytest.approx(1 - a.ci[1], abs=1e-9)
+    assert b.bootstrap_ci[0] == pytest.approx(1 - a.bootstrap_ci[1], abs=1e-9)
     assert b.slope == pytest.approx(a.slope, abs=1e-9)
 
 
-def test_length_controlled_degenerate_inputs() -> None:
-    # Equal lengths: no length term, the LC rate is the raw rate.
-    same = length_controlled_win_rate([1, 1, 0, 2], [5, 5, 5, 5], [5, 5, 5, 5], n_resamples=0)
-    assert same.lc_win_rate == pytest.approx(same.win_rate, abs=1e-6)
+def test_length_adjusted_degenerate_inputs() -> None:
+    # Equal lengths: no length term, the adjusted rate is the raw rate.
+    same = length_adjusted_win_rate([1, 1, 0, 2], [5, 5, 5, 5], [5, 5, 5, 5])
+    assert same.adjusted_win_rate == pytest.approx(same.win_rate, abs=1e-6)
     # Complete separation stays finite.
-    sep = length_controlled_win_rate([1] * 10, np.arange(10.0), np.zeros(10), n_resamples=0)
-    assert 0.99 < sep.lc_win_rate <= 1.0
+    sep = length_adjusted_win_rate([1] * 10, np.arange(10.0), np.zeros(10))
+    assert 0.99 < sep.adjusted_win_rate <= 1.0
     # Excluding ties and clustering by item.
     choices, lt, lb = _length_study(4, n=120)
     items = list(np.repeat(np.arange(40), 3))
-    res = length_controlled_win_rate(
+    res = length_adjusted_win_rate(
         choices,
         lt,
         lb,
@@ -228,11 +285,27 @@ def test_length_controlled_degenerate_inputs() -> None:
     )
     assert res.n == int((choices != TIE).sum())
     with pytest.raises(ValueError, match="same length"):
-        length_controlled_win_rate([1, 0], [1.0], [1.0, 2.0], n_resamples=0)
+        length_adjusted_win_rate([1, 0], [1.0], [1.0, 2.0])
     with pytest.raises(ValueError, match="ties"):
-        length_controlled_win_rate([2, 3], [1.0, 2.0], [1.0, 2.0], ties="exclude", n_resamples=0)
+        length_adjusted_win_rate([2, 3], [1.0, 2.0], [1.0, 2.0], ties="exclude")
     with pytest.raises(ValueError, match="finite"):
-        length_controlled_win_rate([1, 0], [np.nan, 1.0], [1.0, 2.0], n_resamples=0)
+        length_adjusted_win_rate([1, 0], [np.nan, 1.0], [1.0, 2.0])
+
+
+def test_former_name_keeps_its_fields_for_the_report() -> None:
+    # scoring/reports.py still calls length_controlled_win_rate and reads these fields.
+    choices, lt, lb = _length_study(5, n=90)
+    items = list(np.repeat(np.arange(30), 3))
+    old = length_controlled_win_rate(
+        choices, lt, lb, item_ids=items, n_resamples=100, rng=np.random.default_rng(1)
+    )
+    new = length_adjusted_win_rate(
+        choices, lt, lb, item_ids=items, n_resamples=100, rng=np.random.default_rng(1)
+    )
+    assert old.lc_win_rate == new.adjusted_win_rate
+    assert (old.delta_low, old.delta_high) == new.ci
+    assert (old.bootstrap_low, old.bootstrap_high) == new.bootstrap_ci
+    assert (old.slope, old.win_rate, old.transform) == (new.slope, new.win_rate, new.transform)
 
 
 def _per_item_length_study(
@@ -255,14 +328,14 @@ def _per_item_length_study(
 
 @pytest.mark.parametrize("ties", ["half", "exclude"])
 @pytest.mark.parametrize("transform", ["tanh", "std"])
-def test_length_controlled_per_item_rows_match_the_per_vote_fit(
+def test_length_adjusted_per_item_rows_match_the_per_vote_fit(
     ties: str, transform: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Lengths per item: the fit, delta method and cluster bootstrap run on one row per item.
     # Forcing the per-vote path must give the same numbers (same bootstrap draws).
     choices, lt, lb, items = _per_item_length_study(11, n_items=150, votes_per_item=4)
     kwargs = {"item_ids": items, "ties": ties, "transform": transform, "n_resamples": 300}
-    grouped = length_controlled_win_rate(choices, lt, lb, rng=np.random.default_rng(5), **kwargs)
+    grouped = length_adjusted_win_rate(choices, lt, lb, rng=np.random.default_rng(5), **kwargs)
     calls: list[object] = []
     real = winrate_module._per_item_rows
 
@@ -271,24 +344,26 @@ def test_length_controlled_per_item_rows_match_the_per_vote_fit(
         return None
 
     monkeypatch.setattr(winrate_module, "_per_item_rows", no_grouping)
-    per_vote = length_controlled_win_rate(choices, lt, lb, rng=np.random.default_rng(5), **kwargs)
+    per_vote = length_adjusted_win_rate(choices, lt, lb, rng=np.random.default_rng(5), **kwargs)
     assert calls and calls[0] is not None  # the data qualify: the first call ran grouped
     for field in (
         "win_rate",
-        "lc_win_rate",
+        "adjusted_win_rate",
         "intercept",
         "slope",
-        "delta_low",
-        "delta_high",
-        "bootstrap_low",
-        "bootstrap_high",
+        "ci",
+        "bootstrap_ci",
         "length_scale",
     ):
         assert getattr(grouped, field) == pytest.approx(getattr(per_vote, field), abs=1e-9), field
-    assert (grouped.n, grouped.n_resamples) == (per_vote.n, per_vote.n_resamples)
+    assert (grouped.n, grouped.n_items, grouped.n_resamples) == (
+        per_vote.n,
+        per_vote.n_items,
+        per_vote.n_resamples,
+    )
 
 
-def test_length_controlled_varying_length_within_an_item_keeps_the_per_vote_fit() -> None:
+def test_length_adjusted_varying_length_within_an_item_keeps_the_per_vote_fit() -> None:
     choices, lt, lb, items = _per_item_length_study(12, n_items=60, votes_per_item=3)
     lt = lt.copy()
     first = items.index(items[0])
@@ -297,10 +372,11 @@ def test_length_controlled_varying_length_within_an_item_keeps_the_per_vote_fit(
     x = np.tanh((lt - lb) / np.std(lt - lb))
     clusters = winrate_module.index_items(items)[1]
     assert winrate_module._per_item_rows(x, y, clusters, int(clusters.max()) + 1) is None
-    result = length_controlled_win_rate(
+    result = length_adjusted_win_rate(
         choices, lt, lb, item_ids=items, rng=np.random.default_rng(0), n_resamples=100
     )
     glm = sm.GLM(y, sm.add_constant(x), family=sm.families.Binomial()).fit()
     assert result.intercept == pytest.approx(glm.params[0], abs=1e-5)
     assert result.slope == pytest.approx(glm.params[1], abs=1e-5)
-    assert result.bootstrap_low < result.lc_win_rate < result.bootstrap_high
+    assert result.n_items == 60
+    assert result.bootstrap_ci[0] < result.adjusted_win_rate < result.bootstrap_ci[1]
