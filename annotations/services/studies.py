@@ -250,6 +250,13 @@ def study_update(*, study: Study, actor: AbstractBaseUser | None = None, **field
     except ValidationError as exc:
         raise validation_error_from(exc) from exc
     study.save()
+    if "overlap" in fields or "max_overlap" in fields:
+        # Split items keep the extra votes they asked for under the old bound; without this
+        # trim, lowering max_overlap would leave them waiting for votes the study no longer
+        # wants (one UPDATE; it locks item rows only, after the study row).
+        Item.objects.filter(study=study, extra_votes__gt=study.max_overlap - study.overlap).update(
+            extra_votes=study.max_overlap - study.overlap
+        )
     return study
 
 
