@@ -325,6 +325,11 @@ def adjudication_record(
     item = Item.objects.filter(study=study, external_id=external_id).first()
     if item is None:
         raise NotFoundError(f"no item {external_id!r} in study {study.slug!r}")
+    if not preference:
+        raise DomainValidationError(
+            "choose a ruling (base, tuned, tie or both_bad): none is preselected",
+            errors={"preference": ["required"]},
+        )
     if preference not in Preference.values:
         raise DomainValidationError(
             f"preference must be one of {', '.join(Preference.values)}",
