@@ -21,6 +21,7 @@ from annotations.errors import NotFoundError
 if TYPE_CHECKING:
     from annotations.services import LeasedPair
 from annotations.models import (
+    STUDY_TRANSITIONS,
     Assignment,
     AssignmentState,
     Item,
@@ -297,7 +298,11 @@ def study_blockers(*, study: Study) -> StudyBlockers:
                     f"pairs only while it is collecting, and "
                     f"{_plural(items_open, 'item still wants', 'items still want')} votes."
                 ),
-                action="Set the status to open (collecting).",
+                action=(
+                    "Set the status to open (collecting)."
+                    if StudyStatus.OPEN in STUDY_TRANSITIONS[study.status]
+                    else "To collect more votes, move it back to reconciling, then to open."
+                ),
             )
         )
     if n_raters == 0:

@@ -188,3 +188,14 @@ def test_study_page_says_why_it_is_stuck(split_study, researcher) -> None:
     page = client.get(f"/studies/{study.slug}/").content.decode()
     assert "need a vote from a rater" not in page
     assert "4 items can be rated by assigned raters now" in page
+
+
+def test_a_study_past_collecting_says_how_to_reopen(db, researcher) -> None:
+    study = make_study(items=2, overlap=1, raters=[make_user()])
+    services.study_update(study=study, actor=researcher, status="reconciling")
+    study = services.study_update(study=study, actor=researcher, status="ready")
+
+    (blocker,) = selectors.study_blockers(study=study).blocked
+    assert blocker.reason == "study_not_open" and blocker.items == 2
+    assert blocker.message.startswith("The study is ready for sign-off: raters are served")
+    assert blocker.action == "To collect more votes, move it back to reconciling, then to open."
