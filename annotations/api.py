@@ -322,6 +322,7 @@ class StudyProgressApi(ResearcherAPIView):
 
         items = serializers.IntegerField()
         gold_items = serializers.IntegerField()
+        excluded_items = serializers.IntegerField()
         items_complete = serializers.IntegerField()
         judgments = serializers.IntegerField()
         votes_wanted = serializers.IntegerField()
@@ -329,10 +330,33 @@ class StudyProgressApi(ResearcherAPIView):
         percent = serializers.FloatField()
         raters = StudyProgressRaterSerializer(many=True)
 
-    @extend_schema(responses=StudyProgressOutputSerializer)
+    class StudyBlockersOutputSerializer(serializers.Serializer):
+        class BlockerSerializer(serializers.Serializer):
+            reason = serializers.ChoiceField(choices=selectors.BLOCKER_REASONS)
+            items = serializers.IntegerField()
+            message = serializers.CharField()
+            action = serializers.CharField()
+
+        items_open = serializers.IntegerField(help_text="items still wanting votes")
+        items_rateable = serializers.IntegerField(
+            source="rateable", help_text="of those, items the queue can serve a rater now"
+        )
+        blocked = BlockerSerializer(many=True, help_text="why the others wait, what to do")
+
+    class StudyProgressResponseSerializer(
+        StudyProgressOutputSerializer, StudyBlockersOutputSerializer
+    ):
+        """The response: progress and why items wait (for the schema)."""
+
+    @extend_schema(responses=StudyProgressResponseSerializer)
     def get(self, request: Request, slug: str) -> Response:
-        progress = selectors.study_progress(study=selectors.study_get(slug=slug))
-        return Response(self.StudyProgressOutputSerializer(progress).data)
+        study = selectors.study_get(slug=slug)
+        progress = selectors.study_progress(study=study)
+        blockers = selectors.study_blockers(study=study)
+        return Response(
+            self.StudyProgressOutputSerializer(progress).data
+            | self.StudyBlockersOutputSerializer(blockers).data
+        )
 
 
 def export_response(

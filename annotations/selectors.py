@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, F, Q, QuerySet, Sum, Value
+from django.db.models import Count, F, Max, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -23,6 +23,7 @@ from annotations.errors import NotFoundError
 if TYPE_CHECKING:
     from annotations.services import LeasedPair
 from annotations.models import (
+    STUDY_TRANSITIONS,
     Assignment,
     AssignmentState,
     Item,
@@ -30,6 +31,7 @@ from annotations.models import (
     Output,
     Study,
     StudyRater,
+    StudyStatus,
     System,
 )
 
@@ -118,6 +120,7 @@ class RaterProgress:
 class StudyProgress:
     items: int
     gold_items: int
+    excluded_items: int
     items_complete: int
     judgments: int
     votes_wanted: int
@@ -134,10 +137,12 @@ class StudyProgress:
 
 
 def study_progress(*, study: Study) -> StudyProgress:
-    """Progress of a study, in a fixed number of aggregate queries."""
+    """Progress of a study, in a fixed number of aggregate queries. Excluded items are out for
+    good (never served, left out of the report), so they count in neither the votes wanted nor
+    the items complete; otherwise a study with excluded items could never reach 100%."""
     now = timezone.now()
     items = Item.objects.filter(study=study)
-    regular = items.filter(is_gold=False)
+    regular = items.filter(is_gold=False, excluded=False)
     judged_counts = regular.annotate(
         n=Count("judgments", distinct=True),
     ).filter(n__gte=study.overlap + F("extra_votes"))
@@ -169,8 +174,11 @@ def study_progress(*, study: Study) -> StudyProgress:
     return StudyProgress(
         items=items.count(),
         gold_items=items.filter(is_gold=True).count(),
+        excluded_items=items.filter(is_gold=False, excluded=True).count(),
         items_complete=judged_counts.count(),
-        judgments=Judgment.objects.filter(item__study=study, item__is_gold=False).count(),
+        judgments=Judgment.objects.filter(
+            item__study=study, item__is_gold=False, item__excluded=False
+        ).count(),
         votes_wanted=votes_wanted,
         live_leases=Assignment.objects.filter(
             item__study=study, state=AssignmentState.LEASED, leased_until__gt=now
@@ -230,6 +238,226 @@ def study_blinding_audit(*, study: Study) -> dict[str, Any]:
             f"manage.py blinding_audit {study.slug})"
         )
     return study.blinding_audit
+
+
+# --- why a study cannot finish --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """One reason items cannot get the votes they still want, and what the researcher can do.
+
+    `reason` is a stable code (see `BLOCKER_REASONS`), `items` how many items it holds back,
+    `message` and `action` the sentences the study page shows."""
+
+    reason: str
+    items: int
+    message: str
+    action: str
+
+
+@dataclass(frozen=True)
+class StudyBlockers:
+    """Why the study's remaining items are not being rated.
+
+    `items_open`: items (not gold, not excluded) with fewer judgments than they want;
+    `rateable`: those the queue could serve an assigned rater now (an open place and a rater
+    who has not met the item; some may still be short of raters to finish); `blocked`: the
+    reasons items wait, in the order a researcher should act on them."""
+
+    items_open: int
+    rateable: int
+    blocked: list[Blocker]
+
+    @property
+    def stuck(self) -> bool:
+        """Items remain and none of them can be served to anyone right now."""
+        return self.items_open > 0 and self.rateable == 0
+
+
+BLOCKER_REASONS = (
+    "study_not_open",
+    "no_raters",
+    "held",
+    "raters_exhausted",
+    "raters_short",
+    "leases_in_flight",
+)
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def study_blockers(*, study: Study) -> StudyBlockers:
+    """Why items of `study` still want votes and are not being rated, with what to do.
+
+    Three aggregate queries whatever the study's size: the membership count, one pass over the
+    study's unfinished items (each item's judged, live and "met by a current rater" assignment
+    counts in an inner GROUP BY, classified in the outer aggregate) and, only when leases hold
+    the last places, when the latest of them expires.
+
+    An item wants `overlap + extra_votes` judgments (the queue's capacity rule). Its open
+    places are those not judged and not held by a live lease. The raters who could still fill
+    them are the assigned raters who have not judged, skipped or leased it (the queue never
+    serves an item twice to one rater), so an item is blocked when it has more open places
+    than such raters: with four raters assigned, a split item asking for a fifth vote waits for
+    a rater who does not exist.
+    """
+    now = timezone.now()
+    member_ids = StudyRater.objects.filter(study=study).values("rater_id")
+    n_raters = member_ids.count()
+    live = Q(assignments__state=AssignmentState.LEASED, assignments__leased_until__gt=now)
+    met = Q(assignments__rater_id__in=member_ids) & (
+        Q(assignments__state__in=[AssignmentState.JUDGED, AssignmentState.SKIPPED]) | live
+    )
+    unfinished = (
+        Item.objects.filter(study=study, is_gold=False, excluded=False)
+        .annotate(
+            wanted=F("extra_votes") + Value(study.overlap),
+            judged=Count("assignments", filter=Q(assignments__state=AssignmentState.JUDGED)),
+            leased=Count("assignments", filter=live),
+            met=Count("assignments", filter=met),
+        )
+        .filter(judged__lt=F("wanted"))
+    )
+    # open places = wanted - judged - leased; raters left = n_raters - met.
+    waits = Q(held=False)
+    no_place = waits & Q(wanted__lte=F("judged") + F("leased"))
+    has_place = waits & Q(wanted__gt=F("judged") + F("leased"))
+    fillable = F("judged") + F("leased") + Value(n_raters) - F("met")
+    counts = unfinished.aggregate(
+        items_open=Count("pk"),
+        held_items=Count("pk", filter=Q(held=True)),
+        leases_only=Count("pk", filter=no_place),
+        exhausted=Count("pk", filter=has_place & Q(met__gte=n_raters)),
+        exhausted_split=Count("pk", filter=has_place & Q(met__gte=n_raters) & Q(extra_votes__gt=0)),
+        servable=Count("pk", filter=has_place & Q(met__lt=n_raters)),
+        short=Count("pk", filter=has_place & Q(met__lt=n_raters) & Q(wanted__gt=fillable)),
+        short_split=Count(
+            "pk",
+            filter=has_place & Q(met__lt=n_raters) & Q(wanted__gt=fillable) & Q(extra_votes__gt=0),
+        ),
+    )
+    items_open = counts["items_open"]
+    blocked: list[Blocker] = []
+    if not items_open:
+        return StudyBlockers(items_open=0, rateable=0, blocked=[])
+    waiting = items_open - counts["held_items"]
+    if study.status != StudyStatus.OPEN:
+        blocked.append(
+            Blocker(
+                reason="study_not_open",
+                items=items_open,
+                message=(
+                    f"The study is {study.get_status_display().lower()}: raters are served "
+                    f"pairs only while it is collecting, and "
+                    f"{_plural(items_open, 'item still wants', 'items still want')} votes."
+                ),
+                action=(
+                    "Set the status to open (collecting)."
+                    if StudyStatus.OPEN in STUDY_TRANSITIONS[study.status]
+                    else "To collect more votes, move it back to reconciling, then to open."
+                ),
+            )
+        )
+    if n_raters == 0:
+        blocked.append(
+            Blocker(
+                reason="no_raters",
+                items=waiting,
+                message="No raters are assigned to this study.",
+                action="Assign raters.",
+            )
+        )
+    if held := counts["held_items"]:
+        blocked.append(
+            Blocker(
+                reason="held",
+                items=held,
+                message=(
+                    f"{_plural(held, 'item is', 'items are')} held from raters until a "
+                    "researcher decides (for example, an output names its own model)."
+                ),
+                action="Decide on the held items (identity flags on the scores page).",
+            )
+        )
+    if n_raters:
+        blocked += _rater_blockers(study, n_raters, counts)
+    if counts["leases_only"]:
+        latest = Assignment.objects.filter(
+            item__study=study, state=AssignmentState.LEASED, leased_until__gt=now
+        ).aggregate(latest=Max("leased_until"))["latest"]
+        until = f" (the last one by {latest:%H:%M} UTC)" if latest else ""
+        blocked.append(
+            Blocker(
+                reason="leases_in_flight",
+                items=counts["leases_only"],
+                message=(
+                    f"{_plural(counts['leases_only'], 'item waits', 'items wait')} only for "
+                    "pairs raters have open right now."
+                ),
+                action=(
+                    f"Wait: each is judged, or returns to the pool when its lease expires{until}."
+                ),
+            )
+        )
+    rateable = counts["servable"] if study.status == StudyStatus.OPEN else 0
+    return StudyBlockers(items_open=items_open, rateable=rateable, blocked=blocked)
+
+
+def _rater_blockers(study: Study, n_raters: int, counts: dict[str, int]) -> list[Blocker]:
+    """Items with more open places than assigned raters who have not met them."""
+
+    def action(n_items: int, n_split: int) -> str:
+        # Lowering max_overlap trims the split items' extra votes (`study_update`); lowering k
+        # shrinks every item's want.
+        if n_split == n_items:
+            return (
+                "Assign more raters, or lower max_overlap (these are split items asking for "
+                "extra votes)."
+            )
+        if n_split:
+            return (
+                f"Assign more raters, or lower k (now {study.overlap}) or max_overlap "
+                f"(now {study.max_overlap}); {n_split} of them are split items asking for "
+                "extra votes."
+            )
+        return f"Assign more raters, or lower k (now {study.overlap})."
+
+    out = []
+    raters = _plural(n_raters, "assigned rater", "assigned raters")
+    everyone = "the only assigned rater" if n_raters == 1 else f"all {raters}"
+    if counts["exhausted"]:
+        n = counts["exhausted"]
+        them = "it" if n == 1 else "them"
+        out.append(
+            Blocker(
+                reason="raters_exhausted",
+                items=n,
+                message=(
+                    f"{_plural(n, 'item needs', 'items need')} a vote from a rater who has not "
+                    f"judged {them} yet, but {everyone} already "
+                    f"{'has' if n_raters == 1 else 'have'} (judged or skipped {them})."
+                ),
+                action=action(n, counts["exhausted_split"]),
+            )
+        )
+    if counts["short"]:
+        n = counts["short"]
+        out.append(
+            Blocker(
+                reason="raters_short",
+                items=n,
+                message=(
+                    f"{_plural(n, 'item needs', 'items need')} more votes than the assigned "
+                    f"raters who have not judged {'it' if n == 1 else 'them'} yet can give "
+                    f"({raters.replace('assigned ', '')} assigned)."
+                ),
+                action=action(n, counts["short_split"]),
+            )
+        )
+    return out
 
 
 # --- the rater's blinded view ---------------------------------------------------------------

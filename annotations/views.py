@@ -77,6 +77,7 @@ def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
     context = {
         "study": study,
         "progress": selectors.study_progress(study=study),
+        "blockers": selectors.study_blockers(study=study),
         "import_form": ImportForm(),
         "raters_form": RatersForm(),
         "status_form": StatusForm(initial={"status": study.status}),

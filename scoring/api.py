@@ -210,6 +210,108 @@ def export_body(export) -> dict:
     }
 
 
+class DisagreementListApi(ResearcherAPIView):
+    """The disagreement review as JSON: the same items, filters and pages as the page."""
+
+    class DisagreementPageSerializer(serializers.Serializer):
+        class DisagreementItemSerializer(serializers.Serializer):
+            class VoteSerializer(serializers.Serializer):
+                rater = serializers.CharField()
+                preferred = serializers.CharField()
+                left_system = serializers.CharField(help_text="system shown in slot 1 (left)")
+                rationale = serializers.CharField()
+                time_ms = serializers.IntegerField(allow_null=True)
+                flagged_fast = serializers.BooleanField()
+                created_at = serializers.DateTimeField()
+
+            class JudgeSerializer(serializers.Serializer):
+                judge_id = serializers.CharField()
+                template = serializers.CharField()
+                verdict = serializers.CharField()
+                p_tuned = serializers.FloatField()
+                position_bias = serializers.BooleanField()
+                rationale = serializers.CharField()
+                evidence = serializers.ListField(child=serializers.CharField())
+
+            class AdjudicationSerializer(serializers.Serializer):
+                preference = serializers.CharField()
+                rationale = serializers.CharField()
+                decided_by = serializers.CharField()
+                updated_at = serializers.DateTimeField()
+
+            item_id = serializers.CharField()
+            prompt = serializers.CharField()
+            reference = serializers.CharField()
+            base_text = serializers.CharField()
+            tuned_text = serializers.CharField()
+            base_model = serializers.CharField()
+            tuned_model = serializers.CharField()
+            reasons = serializers.ListField(child=serializers.CharField())
+            votes = serializers.DictField(child=serializers.IntegerField())
+            human_majority = serializers.CharField(allow_null=True)
+            judgments = VoteSerializer(many=True)
+            judge = JudgeSerializer(allow_null=True)
+            adjudication = AdjudicationSerializer(allow_null=True)
+
+        count = serializers.IntegerField(source="total", help_text="items matching the filters")
+        page = serializers.IntegerField()
+        pages = serializers.IntegerField()
+        per_page = serializers.IntegerField()
+        total_unfiltered = serializers.IntegerField()
+        adjudicated = serializers.IntegerField()
+        reason_counts = serializers.DictField(child=serializers.IntegerField())
+        raters = serializers.ListField(child=serializers.CharField())
+        judge_id = serializers.CharField(allow_null=True)
+        results = DisagreementItemSerializer(many=True, source="items")
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "reason", str, enum=["raters_split", "no_majority", "judge_disagrees"]
+            ),
+            OpenApiParameter("rater", str, description="items this rater judged"),
+            OpenApiParameter("adjudicated", str, enum=["yes", "no"]),
+            OpenApiParameter("page", int, default=1),
+            OpenApiParameter("per_page", int, default=20, description="at most 100"),
+        ],
+        responses=DisagreementPageSerializer,
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        from scoring.review import (
+            MAX_PER_PAGE,
+            PER_PAGE,
+            disagreement_review,
+            review_filters_from,
+        )
+
+        study = annotation_selectors.study_get(slug=slug)
+        filters = review_filters_from(request.query_params)
+        page = positive_int(request.query_params, "page", 1)
+        per_page = positive_int(request.query_params, "per_page", PER_PAGE)
+        if per_page > MAX_PER_PAGE:
+            raise DomainValidationError(
+                f"per_page must be at most {MAX_PER_PAGE}", errors={"per_page": ["too large"]}
+            )
+        review = disagreement_review(study=study, filters=filters, page=page, per_page=per_page)
+        return Response(self.DisagreementPageSerializer(review).data)
+
+
+def positive_int(params, name: str, default: int) -> int:
+    """A query parameter that must be a positive integer. Raises DomainValidationError."""
+    raw = params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise DomainValidationError(
+            f"{name} must be a positive integer", errors={name: ["invalid"]}
+        )
+    return value
+
+
 class ExportStartApi(ResearcherAPIView):
     class ExportStartInputSerializer(serializers.Serializer):
         kind = serializers.CharField()

@@ -24,6 +24,11 @@ urlpatterns = [
     ),
     path("scoring-jobs/<int:job_id>/", api.ScoringJobApi.as_view(), name="api-scoring-job"),
     path("studies/<slug:slug>/report/", api.StudyReportApi.as_view(), name="api-study-report"),
+    path(
+        "studies/<slug:slug>/disagreements/",
+        api.DisagreementListApi.as_view(),
+        name="api-study-disagreements",
+    ),
     path("studies/<slug:slug>/exports/", api.ExportStartApi.as_view(), name="api-export-start"),
     path("exports/<int:export_id>/", api.ExportStatusApi.as_view(), name="api-export"),
     path("runs/", api.RunSubmitApi.as_view(), name="api-runs"),

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods, require_POST
 
 from annotations import selectors as annotation_selectors
 from annotations.errors import DomainError
@@ -122,32 +125,60 @@ def run_signoff(request: HttpRequest, run_id: str) -> HttpResponse:
 
 
 @researcher_required
+@require_http_methods(["GET", "POST"])
 def study_disagreements(request: HttpRequest, slug: str) -> HttpResponse:
-    """The disagreement queue: items where raters split or the judge disagrees with the human
-    majority, with the votes, the judge's probability and a form to adjudicate."""
+    """The disagreement review: items where raters split or the judge disagrees with the human
+    majority, filtered and paginated, each with both responses, every vote with its rationale
+    and time, the judge's verdict and evidence, and a form to adjudicate (no ruling
+    preselected; `adjudication_record` validates and audits)."""
+    from annotations.models import Preference
     from annotations.services import adjudication_record
-    from scoring.reports import ReportOptions, build_report
+    from scoring.review import (
+        ADJUDICATED_CHOICES,
+        ReviewFilters,
+        disagreement_review,
+        review_filters_from,
+    )
 
-    study = annotation_selectors.study_get(slug=slug)
+    try:
+        study = annotation_selectors.study_get(slug=slug)
+    except DomainError as exc:
+        raise Http404(exc.message) from exc
+    params = request.POST if request.method == "POST" else request.GET
+    try:
+        filters = review_filters_from(params)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        filters = ReviewFilters()
     if request.method == "POST":
+        item_id = request.POST.get("item_id", "")
         try:
             adjudication_record(
                 study=study,
-                external_id=request.POST.get("item_id", ""),
+                external_id=item_id,
                 preference=request.POST.get("preference", ""),
                 rationale=request.POST.get("rationale", ""),
                 user=request.user,
             )
         except DomainError as exc:
-            messages.error(request, exc.message)
+            messages.error(request, f"Item {item_id} not adjudicated: {exc.message}.")
         else:
-            messages.success(request, f"Item {request.POST.get('item_id')} adjudicated.")
-        return redirect("study-disagreements", slug=slug)
-    report = build_report(study=study, options=ReportOptions(n_resamples=0))
-    prompts = dict(
-        study.items.filter(
-            external_id__in=[d["item_id"] for d in report["disagreements"]]
-        ).values_list("external_id", "prompt")
-    )
-    rows = [{**d, "prompt": prompts.get(d["item_id"], "")} for d in report["disagreements"]]
-    return render(request, "scoring/disagreements.html", {"study": study, "rows": rows})
+            messages.success(request, f"Item {item_id} adjudicated.")
+        query = filters.as_query()
+        page = request.POST.get("page", "")
+        if page.isdigit():
+            query["page"] = page
+        anchor = request.POST.get("anchor", "")
+        url = reverse("study-disagreements", kwargs={"slug": slug})
+        return redirect(
+            f"{url}?{urlencode(query)}" + (f"#item-{anchor}" if anchor.isdigit() else "")
+        )
+    review = disagreement_review(study=study, filters=filters, page=request.GET.get("page", 1))
+    context = {
+        "study": study,
+        "review": review,
+        "adjudicated_choices": ADJUDICATED_CHOICES,
+        "preferences": Preference.choices,
+        "filter_query": urlencode(filters.as_query()),
+    }
+    return render(request, "scoring/disagreements.html", context)

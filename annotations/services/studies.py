@@ -298,6 +298,13 @@ def study_update(
     except ValidationError as exc:
         raise validation_error_from(exc) from exc
     study.save()
+    if "overlap" in fields or "max_overlap" in fields:
+        # Split items keep the extra votes they asked for under the old bound; without this
+        # trim, lowering max_overlap would leave them waiting for votes the study no longer
+        # wants (one UPDATE; it locks item rows only, after the study row).
+        Item.objects.filter(study=study, extra_votes__gt=study.max_overlap - study.overlap).update(
+            extra_votes=study.max_overlap - study.overlap
+        )
     prefixes_after = list(study.display_strip_prefixes or [])
     if prefixes_after != prefixes_before:
         audit_record(
@@ -387,6 +394,11 @@ def adjudication_record(
     item = Item.objects.filter(study=study, external_id=external_id).first()
     if item is None:
         raise NotFoundError(f"no item {external_id!r} in study {study.slug!r}")
+    if not preference:
+        raise DomainValidationError(
+            "choose a ruling (base, tuned, tie or both_bad): none is preselected",
+            errors={"preference": ["required"]},
+        )
     if preference not in Preference.values:
         raise DomainValidationError(
             f"preference must be one of {', '.join(Preference.values)}",
