@@ -9,9 +9,11 @@ connection between the live server's threads).
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -262,6 +264,9 @@ def test_long_outputs_scroll_in_their_panes_and_the_vote_bar_stays_on_screen(
     start(page, live_server, rater, study)
     for width, height in [(1280, 900), (390, 844)]:
         page.set_viewport_size({"width": width, "height": height})
+        if os.environ.get("BROWSER_SCREENSHOTS"):
+            shot = Path(os.environ["BROWSER_SCREENSHOTS"]) / f"rate-long-{width}.png"
+            page.screenshot(path=str(shot))
         box = page.locator("button[data-choice='1']").bounding_box()
         assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= height, (
             width,
