@@ -40,10 +40,6 @@ def holds_a_place_sql(alias: str) -> str:
     )
 
 
-def holds_a_place(*, state: str, leased_until: datetime, now: datetime) -> bool:
-    return state == JUDGED or (state == LEASED and leased_until > now)
-
-
 # --- capacity: how many places an item has -----------------------------------------------
 # k (the study's overlap) plus the extra votes adaptive overlap added when its votes split.
 # Gold items have no cap: every rater meets each gold item once.
