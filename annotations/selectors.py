@@ -78,33 +78,36 @@ class RaterStudyRow:
         return self.open_for_rating and self.left_for_me > 0
 
 
-def _rater_study_row(row: queue_sql.RaterStudyCounts) -> RaterStudyRow:
+def _rater_study_row(row: queue_sql.RaterStudy, *, rater: AbstractBaseUser) -> RaterStudyRow:
+    left = queue_sql.items_left_for_rater(
+        study_id=row.study_id, overlap=row.overlap, rater_id=rater.pk, now=timezone.now()
+    )
     return RaterStudyRow(
         public_id=UUID(str(row.public_id)),
         title=row.rater_title or NEUTRAL_RATER_TITLE,
         instructions=row.instructions,
         status=row.status,
         judged_by_me=int(row.judged),
-        left_for_me=int(row.left),
+        left_for_me=left,
     )
 
 
 def rater_study_list(*, rater: AbstractBaseUser) -> list[RaterStudyRow]:
     """The studies a rater is assigned to, with how many items they judged and how many are
-    still open to them (one statement).
+    still open to them (1 + one statement per study).
 
     Deliberately nothing about other raters' votes: a rater never sees them."""
-    rows = queue_sql.rater_studies_read(rater_id=rater.pk, now=timezone.now())
-    return [_rater_study_row(row) for row in rows]
+    rows = queue_sql.rater_studies_read(rater_id=rater.pk)
+    return [_rater_study_row(row, rater=rater) for row in rows]
 
 
 def rater_progress_get(*, public_id: UUID, rater: AbstractBaseUser) -> RaterStudyRow:
     """One study of the rater with their progress: the rating page's counter ("12 of 200 for
     you"). Raises NotFoundError when the rater is not in the study."""
-    rows = queue_sql.rater_studies_read(rater_id=rater.pk, now=timezone.now(), public_id=public_id)
+    rows = queue_sql.rater_studies_read(rater_id=rater.pk, public_id=public_id)
     if not rows:
         raise NotFoundError("no such study assigned to you")
-    return _rater_study_row(rows[0])
+    return _rater_study_row(rows[0], rater=rater)
 
 
 def rater_study_get(
