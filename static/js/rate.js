@@ -246,9 +246,12 @@
       return;
     }
     updateUndo();
-    await refreshProgress();
-    await advance();
-    busy = false;
+    try {
+      await refreshProgress();
+      await advance();
+    } finally {
+      busy = false;
+    }
   }
 
   async function skip() {
