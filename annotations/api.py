@@ -5,9 +5,11 @@ would leak, so they carry no system, model name or output id."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from uuid import UUID
 
 from django.conf import settings
 from django.http import StreamingHttpResponse
+from django.utils.cache import add_never_cache_headers
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -27,6 +29,7 @@ from annotations.exporting import FORMATS, stream_rows
 from annotations.importers import UNMATCHED_CHOICES, parse_alpaca_pair, parse_jsonl
 from annotations.models import QueueOrder, StudyStatus, TaskType
 from annotations.permissions import IsRater, IsResearcher
+from annotations.rendering import markdown_html
 
 
 class ResearcherAPIView(APIView):
@@ -34,7 +37,16 @@ class ResearcherAPIView(APIView):
 
 
 class RaterAPIView(APIView):
+    """A rater-facing endpoint. Every answer is `Cache-Control: no-store`: a pair or a count
+    served from the browser's cache (Back/Forward) would show what the server no longer
+    holds."""
+
     permission_classes = [IsAuthenticated, IsRater]
+
+    def finalize_response(self, request: Request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        add_never_cache_headers(response)
+        return response
 
 
 # --- studies --------------------------------------------------------------------------------
@@ -42,7 +54,9 @@ class RaterAPIView(APIView):
 
 class StudyOutputSerializer(serializers.Serializer):
     slug = serializers.CharField()
+    public_id = serializers.UUIDField()
     name = serializers.CharField()
+    rater_title = serializers.CharField()
     task_type = serializers.CharField()
     overlap = serializers.IntegerField()
     max_overlap = serializers.IntegerField()
@@ -51,7 +65,7 @@ class StudyOutputSerializer(serializers.Serializer):
     base_model = serializers.CharField()
     tuned_model = serializers.CharField()
     gold_rate = serializers.FloatField()
-    min_time_ms = serializers.IntegerField()
+    min_time_ms = serializers.IntegerField(allow_null=True)
     lease_minutes = serializers.IntegerField()
     queue_order = serializers.CharField()
     settings = serializers.JSONField()
@@ -61,6 +75,12 @@ class StudyOutputSerializer(serializers.Serializer):
 
 class StudyFieldsSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
+    rater_title = serializers.CharField(
+        allow_blank=True,
+        max_length=200,
+        required=False,
+        help_text="what raters see; blank: a neutral title (never the internal name)",
+    )
     task_type = serializers.ChoiceField(choices=TaskType.choices)
     overlap = serializers.IntegerField(min_value=1, max_value=50, default=3)
     max_overlap = serializers.IntegerField(min_value=1, max_value=100, required=False)
@@ -69,7 +89,12 @@ class StudyFieldsSerializer(serializers.Serializer):
     base_model = serializers.CharField(allow_blank=True, max_length=200, required=False)
     tuned_model = serializers.CharField(allow_blank=True, max_length=200, required=False)
     gold_rate = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
-    min_time_ms = serializers.IntegerField(min_value=0, required=False)
+    min_time_ms = serializers.IntegerField(
+        min_value=0,
+        required=False,
+        allow_null=True,
+        help_text="flag judgments faster than this (ms); null: from the pair's length; 0: never",
+    )
     lease_minutes = serializers.IntegerField(min_value=1, max_value=240, required=False)
     queue_order = serializers.ChoiceField(choices=QueueOrder.choices, required=False)
     settings = serializers.JSONField(required=False)
@@ -412,52 +437,93 @@ class MeApi(APIView):
 # --- raters ---------------------------------------------------------------------------------
 
 
-class MyStudiesApi(RaterAPIView):
-    class MyStudiesOutputSerializer(serializers.Serializer):
-        slug = serializers.CharField()
-        name = serializers.CharField()
-        instructions = serializers.CharField()
-        status = serializers.CharField()
-        judged_by_me = serializers.IntegerField()
-        total_items = serializers.IntegerField()
+class RaterStudySerializer(serializers.Serializer):
+    """A study as its rater sees it: opaque id and rater title, never the slug, internal name
+    or models; their own progress, never anyone else's."""
 
-    @extend_schema(responses=MyStudiesOutputSerializer(many=True))
+    study = serializers.UUIDField(source="public_id")
+    title = serializers.CharField()
+    instructions = serializers.CharField()
+    status = serializers.CharField()
+    judged_by_me = serializers.IntegerField()
+    can_judge = serializers.IntegerField()
+    left_for_me = serializers.IntegerField()
+
+
+class MyStudiesApi(RaterAPIView):
+    @extend_schema(responses=RaterStudySerializer(many=True))
     def get(self, request: Request) -> Response:
         rows = selectors.rater_study_list(rater=request.user)
-        return Response(self.MyStudiesOutputSerializer(rows, many=True).data)
+        return Response(RaterStudySerializer(rows, many=True).data)
+
+
+class MyStudyProgressApi(RaterAPIView):
+    """The rating page's counter: judged by this rater / what this rater can judge."""
+
+    @extend_schema(responses=RaterStudySerializer)
+    def get(self, request: Request, study: UUID) -> Response:
+        row = selectors.rater_progress_get(public_id=study, rater=request.user)
+        return Response(RaterStudySerializer(row).data)
 
 
 class BlindPairSerializer(serializers.Serializer):
-    """The blinding allow-list for the rater API: slots, never systems."""
+    """The blinding allow-list for the rater API: slots, never systems; the study's opaque id
+    and rater title, never its slug or name. With `render_html` in the context, each text also
+    comes as safe HTML (`annotations.rendering`), rendered alike for both slots."""
 
     class ResponseSerializer(serializers.Serializer):
         slot = serializers.IntegerField()
         text = serializers.CharField()
+        html = serializers.CharField(required=False)
 
     assignment = serializers.IntegerField(source="assignment_id")
-    study = serializers.CharField()
+    study = serializers.UUIDField()
+    title = serializers.CharField()
     instructions = serializers.CharField()
     prompt = serializers.CharField()
+    prompt_html = serializers.SerializerMethodField()
     responses = serializers.SerializerMethodField()
     leased_until = serializers.DateTimeField()
 
+    def _html(self, text: str) -> str | None:
+        return markdown_html(text) if self.context.get("render_html") else None
+
+    def get_prompt_html(self, pair: selectors.BlindPair) -> str | None:
+        return self._html(pair.prompt)
+
     def get_responses(self, pair: selectors.BlindPair) -> list[dict]:
-        return [{"slot": 1, "text": pair.slot_1}, {"slot": 2, "text": pair.slot_2}]
+        responses = []
+        for slot, text in ((1, pair.slot_1), (2, pair.slot_2)):
+            response = {"slot": slot, "text": text}
+            if self.context.get("render_html"):
+                response["html"] = markdown_html(text)
+            responses.append(response)
+        return responses
+
+
+def study_reference(value: str) -> dict:
+    """The `study` parameter as `pair_next` takes it: the opaque public id (the rating page),
+    or the slug (API clients and scripts)."""
+    try:
+        return {"public_id": UUID(value)}
+    except ValueError:
+        return {"slug": value}
 
 
 class QueueNextApi(RaterAPIView):
     @extend_schema(
         parameters=[
-            OpenApiParameter("study", str, required=True),
+            OpenApiParameter("study", str, required=True, description="public id (or slug)"),
             OpenApiParameter(
                 "exclude", str, description="comma-separated assignment ids already shown"
             ),
+            OpenApiParameter("render", str, enum=["html"], description="add safe HTML texts"),
         ],
         responses={200: BlindPairSerializer, 204: OpenApiResponse(description="nothing left")},
     )
     def get(self, request: Request) -> Response:
-        slug = request.query_params.get("study", "")
-        if not slug:
+        study = request.query_params.get("study", "")
+        if not study:
             raise DomainValidationError(
                 "the 'study' parameter is required", errors={"study": ["required"]}
             )
@@ -466,10 +532,13 @@ class QueueNextApi(RaterAPIView):
             exclude = [int(part) for part in exclude_raw.split(",") if part.strip()]
         except ValueError as exc:
             raise DomainValidationError("exclude must be comma-separated ids") from exc
-        pair = services.pair_next(slug=slug, rater=request.user, exclude_ids=exclude)
+        pair = services.pair_next(rater=request.user, exclude_ids=exclude, **study_reference(study))
         if pair is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(BlindPairSerializer(selectors.blind_pair_from_lease(pair)).data)
+        context = {"render_html": request.query_params.get("render") == "html"}
+        return Response(
+            BlindPairSerializer(selectors.blind_pair_from_lease(pair), context=context).data
+        )
 
 
 class JudgmentSubmitApi(RaterAPIView):
@@ -489,25 +558,62 @@ class JudgmentSubmitApi(RaterAPIView):
 
     @extend_schema(
         request=JudgmentSubmitInputSerializer,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="the client's key for this submission: a retry with the same key "
+                "and choice gets the original 201 answer",
+            )
+        ],
         responses={
             201: JudgmentSubmitOutputSerializer,
-            409: OpenApiResponse(description="already judged"),
+            409: OpenApiResponse(
+                description="not saved; `code` says why: already_judged, key_reused, "
+                "lease_lost, study_closed, skipped"
+            ),
         },
     )
     def post(self, request: Request, assignment_id: int) -> Response:
         serializer = self.JudgmentSubmitInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         judgment = services.judgment_submit(
-            assignment_id=assignment_id, rater=request.user, **serializer.validated_data
+            assignment_id=assignment_id,
+            rater=request.user,
+            idempotency_key=request.headers.get("Idempotency-Key") or None,
+            **serializer.validated_data,
         )
-        choice_label = {"left": "1", "right": "2"}.get(judgment.choice, judgment.choice)
-        return Response(
+        response = Response(
             {
                 "assignment": judgment.assignment_id,
-                "choice": choice_label,
+                "choice": services.choice_label(judgment.choice),
                 "created_at": judgment.created_at.isoformat(),
             },
             status=status.HTTP_201_CREATED,
+        )
+        if judgment.replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: inline_serializer(
+                "Withdrawn",
+                {
+                    "assignment": serializers.IntegerField(),
+                    "leased_until": serializers.DateTimeField(),
+                },
+            ),
+            409: OpenApiResponse(description="nothing to undo, too late, or study closed"),
+        },
+    )
+    def delete(self, request: Request, assignment_id: int) -> Response:
+        """Undo: takes the rater's judgment back within a minute; the pair is theirs again."""
+        assignment = services.judgment_withdraw(assignment_id=assignment_id, rater=request.user)
+        return Response(
+            {"assignment": assignment.pk, "leased_until": assignment.leased_until.isoformat()}
         )
 
 

@@ -29,6 +29,11 @@ urlpatterns = [
     ),
     path("me/", api.MeApi.as_view(), name="api-me"),
     path("me/studies/", api.MyStudiesApi.as_view(), name="api-my-studies"),
+    path(
+        "rate/<uuid:study>/progress/",
+        api.MyStudyProgressApi.as_view(),
+        name="api-my-study-progress",
+    ),
     path("queue/next/", api.QueueNextApi.as_view(), name="api-queue-next"),
     path(
         "assignments/<int:assignment_id>/judgment/",

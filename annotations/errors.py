@@ -28,3 +28,31 @@ class ConflictError(DomainError):
 
 class DomainPermissionError(DomainError):
     code = "forbidden"
+
+
+# Conflicts a rater meets, each with its own code so the rating page can say exactly what
+# happened (the HTTP status stays 409 for all of them).
+
+
+class AlreadyJudgedError(ConflictError):
+    code = "already_judged"
+
+
+class IdempotencyKeyReusedError(ConflictError):
+    code = "key_reused"
+
+
+class LeaseLostError(ConflictError):
+    code = "lease_lost"
+
+
+class StudyNotOpenError(ConflictError):
+    code = "study_closed"
+
+
+class AssignmentSkippedError(ConflictError):
+    code = "skipped"
+
+
+class WithdrawRefusedError(ConflictError):
+    code = "withdraw_refused"

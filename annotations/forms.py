@@ -7,7 +7,13 @@ from annotations.models import QueueOrder, StudyStatus, TaskType
 
 class StudyForm(forms.Form):
     slug = forms.SlugField(max_length=80)
-    name = forms.CharField(max_length=200)
+    name = forms.CharField(max_length=200, label="Internal name (researchers only)")
+    rater_title = forms.CharField(
+        max_length=200,
+        required=False,
+        label="Title raters see",
+        help_text="Blank: “Comparison study”. Never name the models or the run here.",
+    )
     task_type = forms.ChoiceField(choices=TaskType.choices)
     overlap = forms.IntegerField(min_value=1, max_value=50, initial=3, label="Votes per item (k)")
     instructions = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False)
@@ -15,7 +21,10 @@ class StudyForm(forms.Form):
     tuned_model = forms.CharField(max_length=200, required=False)
     gold_rate = forms.FloatField(min_value=0, max_value=1, initial=0.0)
     min_time_ms = forms.IntegerField(
-        min_value=0, initial=0, label="Flag judgments faster than (ms)"
+        min_value=0,
+        required=False,
+        label="Flag judgments faster than (ms)",
+        help_text="Blank: 1 s + 15 ms per 100 characters of both outputs. 0: never flag.",
     )
     queue_order = forms.ChoiceField(choices=QueueOrder.choices, initial=QueueOrder.RANDOM)
 

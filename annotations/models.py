@@ -86,9 +86,22 @@ class AssignmentState(models.TextChoices):
     SKIPPED = "skipped", "Skipped"
 
 
+# What a rater sees of a study whose researcher gave it no rater title: never the internal name
+# or slug (a pipeline run's slug is its run id, which usually names the model).
+NEUTRAL_RATER_TITLE = "Comparison study"
+
+
 class Study(models.Model):
     slug = models.SlugField(max_length=80, unique=True)
+    # The study's id on every rater-facing page and URL: opaque, so a URL says nothing about
+    # the study's internal name, run or models. Researcher URLs keep the slug.
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     name = models.CharField(max_length=200)
+    rater_title = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text=f'Title raters see (blank: "{NEUTRAL_RATER_TITLE}"). Never the internal name.',
+    )
     task_type = models.CharField(max_length=20, choices=TaskType.choices)
     overlap = models.PositiveSmallIntegerField(default=3, help_text="Votes wanted per item (k).")
     max_overlap = models.PositiveSmallIntegerField(
@@ -101,8 +114,14 @@ class Study(models.Model):
     gold_rate = models.FloatField(
         default=0.0, help_text="Share of a rater's queue drawn from gold items (0-1)."
     )
+    # Judgments faster than this are flagged (never refused). None: from the pair's length
+    # (`annotations.queue_rules.min_reading_ms`); 0: no flag.
     min_time_ms = models.PositiveIntegerField(
-        default=0, help_text="Judgments faster than this are flagged."
+        null=True,
+        blank=True,
+        default=None,
+        help_text="Flag judgments faster than this (ms). Blank: 1 s + 15 ms per 100 characters "
+        "of both outputs; 0: never flag.",
     )
     lease_minutes = models.PositiveSmallIntegerField(default=10)
     queue_order = models.CharField(
@@ -149,6 +168,10 @@ class Study(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    @property
+    def title_for_raters(self) -> str:
+        return self.rater_title or NEUTRAL_RATER_TITLE
 
 
 class Item(models.Model):
@@ -274,13 +297,22 @@ class Judgment(models.Model):
     left_system = models.CharField(max_length=10, choices=System.choices)
     rationale = models.TextField(blank=True)
     time_ms = models.PositiveIntegerField(null=True, blank=True)
+    # Faster than the study's minimum reading time: flagged for rater quality, never refused.
     flagged_fast = models.BooleanField(default=False)
+    # The client's `Idempotency-Key`: a retried submission with the same key gets the original
+    # answer back instead of a conflict or a second vote.
+    idempotency_key = models.CharField(max_length=100, null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(fields=["item", "rater"], name="judgment_item_rater_unique"),
+            models.UniqueConstraint(
+                fields=["rater", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="judgment_rater_idempotency_key_unique",
+            ),
         ]
         indexes = [models.Index(fields=["item", "preferred"])]
 

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
+from uuid import UUID
 
 from django.db import connection
 
 from annotations.models import Assignment, AssignmentState, Item, Judgment, Output, Study
 from annotations.models import StudyRater as Membership
+from annotations.queue_rules import has_room_sql, holds_a_place_sql, item_capacity_sql
 
 STUDY = Study._meta.db_table
 ITEM = Item._meta.db_table
@@ -33,14 +35,10 @@ JUDGED = AssignmentState.JUDGED.value
 SKIPPED = AssignmentState.SKIPPED.value
 LEASED = AssignmentState.LEASED.value
 
-# An assignment holds one of its item's k places while it is judged or its lease is live.
-_HOLDS_A_PLACE = (
-    f"({{a}}.state = '{JUDGED}' OR ({{a}}.state = '{LEASED}' AND {{a}}.leased_until > %s))"
-)
 
-
-def _holds_a_place(alias: str) -> str:
-    return _HOLDS_A_PLACE.format(a=alias)
+def _uuid_param(value: UUID) -> Any:
+    """A UUID as the backend stores it (SQLite: 32 hex characters; PostgreSQL: a uuid)."""
+    return Study._meta.get_field("public_id").get_db_prep_value(value, connection)
 
 
 def _texts(item: str) -> str:
@@ -75,14 +73,38 @@ def row_locks() -> bool:
 # --- next pair ------------------------------------------------------------------------------
 
 
+class RaterStudyRow(NamedTuple):
+    """The study, the rater's membership and their live leases, as `rater_study_read` reads
+    them."""
+
+    study_id: int
+    public_id: Any
+    rater_title: str
+    status: str
+    overlap: int
+    gold_rate: float
+    lease_minutes: int
+    instructions: str
+    order_multiplier: int
+    order_offset: int
+    leases_held: int
+    resume_id: int | None  # the first live lease not in `exclude_ids`
+    membership_id: int
+    memo: str  # the queue memo if written after `memo_since`, else ""
+    display_strip_prefixes: Any  # the study's display prefixes as stored (JSON)
+
+
 def rater_study_read(
-    *, slug: str, rater_id: int, now: datetime, exclude_ids: Sequence[int], memo_since: datetime
-) -> tuple | None:
-    """The study, the rater's membership and their live leases in one read: (study id, status,
-    overlap, gold rate, lease minutes, instructions, order multiplier, order offset, live
-    leases held, first live lease not in `exclude_ids` or None, membership id, the queue memo
-    if written after `memo_since` else "", the display prefixes as stored). None: not a rater
-    of it."""
+    *,
+    rater_id: int,
+    now: datetime,
+    exclude_ids: Sequence[int],
+    memo_since: datetime,
+    slug: str | None = None,
+    public_id: UUID | None = None,
+) -> RaterStudyRow | None:
+    """The study (by `slug` or `public_id`), the rater's membership and their live leases in
+    one read. None: no such study, or not a rater of it."""
     live = f"a.state = '{LEASED}' AND a.leased_until > %s"
     not_excluded = (
         f" AND a.id NOT IN ({', '.join(['%s'] * len(exclude_ids))})" if exclude_ids else ""
@@ -91,19 +113,21 @@ def rater_study_read(
         f"FROM {ASSIGNMENT} a JOIN {ITEM} i ON i.id = a.item_id "
         f"WHERE i.study_id = s.id AND a.rater_id = m.rater_id AND {live}"
     )
+    by = "s.public_id = %s" if public_id is not None else "s.slug = %s"
     sql = (
-        f"SELECT s.id, s.status, s.overlap, s.gold_rate, s.lease_minutes, s.instructions, "
-        f"m.order_multiplier, m.order_offset, "
+        f"SELECT s.id, s.public_id, s.rater_title, s.status, s.overlap, s.gold_rate, "
+        f"s.lease_minutes, s.instructions, m.order_multiplier, m.order_offset, "
         f"(SELECT COUNT(*) {leases}), "
         f"(SELECT a.id {leases}{not_excluded} ORDER BY a.created_at, a.id LIMIT 1), "
         f"m.id, CASE WHEN m.queue_window_at > %s THEN m.queue_window ELSE '' END, "
         f"s.display_strip_prefixes "
         f"FROM {STUDY} s JOIN {MEMBERSHIP} m ON m.study_id = s.id "
-        f"WHERE s.slug = %s AND m.rater_id = %s"
+        f"WHERE {by} AND m.rater_id = %s"
     )
     when = db_time(now)
-    rows = _run(sql, [when, when, *exclude_ids, db_time(memo_since), slug, rater_id])
-    return rows[0] if rows else None
+    key = _uuid_param(public_id) if public_id is not None else slug
+    rows = _run(sql, [when, when, *exclude_ids, db_time(memo_since), key, rater_id])
+    return RaterStudyRow(*rows[0]) if rows else None
 
 
 def lease_extend(*, assignment_id: int, leased_until: datetime, now: datetime) -> None:
@@ -113,14 +137,22 @@ def lease_extend(*, assignment_id: int, leased_until: datetime, now: datetime) -
     )
 
 
-def leased_pair_read(*, assignment_id: int) -> tuple:
-    """(item id, left system, prompt, base text, tuned text) of an assignment."""
+class PairTexts(NamedTuple):
+    item_id: int
+    left_system: str
+    prompt: str
+    base_text: str
+    tuned_text: str
+
+
+def leased_pair_read(*, assignment_id: int) -> PairTexts:
+    """The item, sides and texts of an assignment."""
     rows = _run(
         f"SELECT i.id, a.left_system, i.prompt, {_texts('i')} "
         f"FROM {ASSIGNMENT} a JOIN {ITEM} i ON i.id = a.item_id WHERE a.id = %s",
         [assignment_id],
     )
-    return rows[0]
+    return PairTexts(*rows[0])
 
 
 def _candidates(
@@ -167,10 +199,7 @@ def _candidates(
         )
         params += [*pool_params, *order_params, window]
     if not gold:
-        where += (
-            f" AND (SELECT COUNT(*) FROM {ASSIGNMENT} c WHERE c.item_id = i.id "
-            f"AND {_holds_a_place('c')}) < %s + i.extra_votes"
-        )
+        where += f" AND {has_room_sql(item='i')}"
         params += [when, overlap]
     columns = f"i.id, i.extra_votes, i.prompt, {_texts('i')}" if lock else "i.id"
     locking = " FOR UPDATE OF i SKIP LOCKED" if lock and row_locks() else ""
@@ -181,9 +210,19 @@ def _candidates(
     return _run(sql, [*params, *order_params, limit])
 
 
-def candidate_lock(*, among: Sequence[int] | None = None, window: int | None = None, **pool: Any):
+class Candidate(NamedTuple):
+    item_id: int
+    extra_votes: int
+    prompt: str
+    base_text: str
+    tuned_text: str
+
+
+def candidate_lock(
+    *, among: Sequence[int] | None = None, window: int | None = None, **pool: Any
+) -> Candidate | None:
     """Locks (PostgreSQL: `FOR UPDATE SKIP LOCKED`) and returns the rater's next free item of
-    one pool: (item id, extra votes, prompt, base text, tuned text), or None.
+    one pool, or None.
 
     Pool (`pool` keywords: study_id, rater_id, gold, order_multiplier, order_offset, modulus,
     overlap, now, skipped): the study's items of that kind (gold or not), not held, not
@@ -195,7 +234,7 @@ def candidate_lock(*, among: Sequence[int] | None = None, window: int | None = N
     item of all, since every item ahead of it is in the window.
     """
     rows = _candidates(among=among, window=window, limit=1, lock=True, **pool)
-    return rows[0] if rows else None
+    return Candidate(*rows[0]) if rows else None
 
 
 def candidate_ids(*, window: int | None, limit: int, **pool: Any) -> list[int]:
@@ -244,7 +283,7 @@ def lease_insert_if_room(
     if capacity is not None:
         room = (
             f" AND (SELECT COUNT(*) FROM {ASSIGNMENT} c WHERE c.item_id = %s "
-            f"AND {_holds_a_place('c')}) < %s"
+            f"AND {holds_a_place_sql('c')}) < %s"
         )
         params += [item_id, when, capacity]
     rows = _run(
@@ -260,28 +299,51 @@ def lease_insert_if_room(
 # --- judgment -------------------------------------------------------------------------------
 
 
+class JudgmentLock(NamedTuple):
+    """The rater's assignment, its item and study, as `assignment_lock_for_judgment` reads
+    them."""
+
+    state: str
+    left_system: str
+    lease_live: bool
+    item_id: int
+    is_gold: bool
+    extra_votes: int
+    study_id: int
+    status: str
+    overlap: int
+    max_overlap: int
+    lease_minutes: int
+    min_time_ms: int | None
+    text_chars: int  # both outputs together, for the minimum reading time
+
+
 def assignment_lock_for_judgment(
     *, assignment_id: int, rater_id: int, now: datetime
-) -> tuple | None:
+) -> JudgmentLock | None:
     """Locks the item row, then the assignment row (the services' lock order), of the rater's
-    own assignment and returns (state, left system, lease live, item id, is gold, extra votes,
-    study id, slug, status, overlap, max overlap, min time ms), or None when the assignment
-    does not exist or is someone else's."""
+    own assignment and reads it; None when the assignment does not exist or is someone
+    else's."""
     lock = " FOR UPDATE OF i, a" if row_locks() else ""
     rows = _run(
         f"SELECT a.state, a.left_system, CASE WHEN a.leased_until > %s THEN 1 ELSE 0 END, "
-        f"i.id, i.is_gold, i.extra_votes, s.id, s.slug, s.status, s.overlap, s.max_overlap, "
-        f"s.min_time_ms FROM {ITEM} i JOIN {ASSIGNMENT} a ON a.item_id = i.id "
+        f"i.id, i.is_gold, i.extra_votes, s.id, s.status, s.overlap, s.max_overlap, "
+        f"s.lease_minutes, s.min_time_ms, "
+        f"(SELECT COALESCE(SUM(LENGTH(o.text)), 0) FROM {OUTPUT} o WHERE o.item_id = i.id) "
+        f"FROM {ITEM} i JOIN {ASSIGNMENT} a ON a.item_id = i.id "
         f"JOIN {STUDY} s ON s.id = i.study_id WHERE a.id = %s AND a.rater_id = %s{lock}",
         [db_time(now), assignment_id, rater_id],
     )
-    return rows[0] if rows else None
+    if not rows:
+        return None
+    row = JudgmentLock(*rows[0])
+    return row._replace(lease_live=bool(row.lease_live), is_gold=bool(row.is_gold))
 
 
 def places_held_by_others(*, item_id: int, assignment_id: int, now: datetime) -> int:
     rows = _run(
         f"SELECT COUNT(*) FROM {ASSIGNMENT} c WHERE c.item_id = %s AND c.id <> %s "
-        f"AND {_holds_a_place('c')}",
+        f"AND {holds_a_place_sql('c')}",
         [item_id, assignment_id, db_time(now)],
     )
     return int(rows[0][0])
@@ -298,14 +360,16 @@ def judgment_insert(
     rationale: str,
     time_ms: int | None,
     flagged_fast: bool,
+    idempotency_key: str | None,
     now: datetime,
 ) -> int:
     """Inserts the judgment and marks its assignment judged; returns the judgment's id.
-    Raises IntegrityError when the item already holds this rater's judgment."""
+    Raises IntegrityError when the item already holds this rater's judgment, or the rater
+    used the idempotency key on another judgment."""
     rows = _run(
         f"INSERT INTO {JUDGMENT} (assignment_id, item_id, rater_id, choice, preferred, "
-        f"left_system, rationale, time_ms, flagged_fast, created_at) "
-        f"VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        f"left_system, rationale, time_ms, flagged_fast, idempotency_key, created_at) "
+        f"VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
         [
             assignment_id,
             item_id,
@@ -316,6 +380,7 @@ def judgment_insert(
             rationale,
             time_ms,
             flagged_fast,
+            idempotency_key,
             db_time(now),
         ],
     )
@@ -336,3 +401,59 @@ def votes_by_preference(*, item_id: int) -> dict[str, int]:
 
 def extra_vote_add(*, item_id: int) -> None:
     _run_count(f"UPDATE {ITEM} SET extra_votes = extra_votes + 1 WHERE id = %s", [item_id])
+
+
+# --- what is left for a rater ---------------------------------------------------------------
+
+
+class RaterStudy(NamedTuple):
+    study_id: int
+    public_id: Any
+    rater_title: str
+    instructions: str
+    status: str
+    overlap: int
+    judged: int  # the rater's judgments in the study
+
+
+def rater_studies_read(*, rater_id: int, public_id: UUID | None = None) -> list[RaterStudy]:
+    """The rater's studies (or only `public_id`), each with the rater's judgments in it."""
+    judged = (
+        f"SELECT COUNT(*) FROM {JUDGMENT} j JOIN {ITEM} ji ON ji.id = j.item_id "
+        f"WHERE ji.study_id = s.id AND j.rater_id = m.rater_id"
+    )
+    only = " AND s.public_id = %s" if public_id is not None else ""
+    params: list[Any] = [rater_id]
+    if public_id is not None:
+        params.append(_uuid_param(public_id))
+    rows = _run(
+        f"SELECT s.id, s.public_id, s.rater_title, s.instructions, s.status, s.overlap, "
+        f"({judged}) FROM {STUDY} s JOIN {MEMBERSHIP} m ON m.study_id = s.id "
+        f"WHERE m.rater_id = %s{only} ORDER BY s.created_at DESC, s.id",
+        params,
+    )
+    return [RaterStudy(*row) for row in rows]
+
+
+def items_left_for_rater(*, study_id: int, overlap: int, rater_id: int, now: datetime) -> int:
+    """Items of the study still open to the rater: not held or excluded, not judged or skipped
+    by them, and gold, leased by them right now, or with room.
+
+    Not on the hot path (the rating page's counter, the rater's study list). The places held
+    are counted once per item in a grouped subquery joined to the items, not in a subquery per
+    item: ~20 ms instead of ~300 ms at 50,000 items on PostgreSQL.
+    """
+    when = db_time(now)
+    own_live = f"mine.state = '{LEASED}' AND mine.leased_until > %s"
+    rows = _run(
+        f"SELECT COUNT(*) FROM {ITEM} i "
+        f"LEFT JOIN (SELECT c.item_id, COUNT(*) AS n FROM {ASSIGNMENT} c "
+        f"JOIN {ITEM} ci ON ci.id = c.item_id WHERE ci.study_id = %s "
+        f"AND {holds_a_place_sql('c')} GROUP BY c.item_id) p ON p.item_id = i.id "
+        f"LEFT JOIN {ASSIGNMENT} mine ON mine.item_id = i.id AND mine.rater_id = %s "
+        f"WHERE i.study_id = %s AND NOT i.held AND NOT i.excluded "
+        f"AND (mine.id IS NULL OR mine.state = '{LEASED}') "
+        f"AND (i.is_gold OR ({own_live}) OR COALESCE(p.n, 0) < {item_capacity_sql(item='i')})",
+        [study_id, when, rater_id, study_id, when, overlap],
+    )
+    return int(rows[0][0])

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
@@ -17,12 +18,15 @@ from django.db.models import Count, F, Max, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from annotations import queue_sql
 from annotations.blinding import display_text
 from annotations.errors import NotFoundError
+from annotations.queue_rules import item_capacity_expr
 
 if TYPE_CHECKING:
     from annotations.services import LeasedPair
 from annotations.models import (
+    NEUTRAL_RATER_TITLE,
     STUDY_TRANSITIONS,
     Assignment,
     AssignmentState,
@@ -34,14 +38,6 @@ from annotations.models import (
     StudyStatus,
     System,
 )
-
-
-def live_or_judged_q(*, now: datetime, prefix: str = "") -> Q:
-    """Assignments that hold one of an item's k places: judged, or leased and not expired."""
-    return Q(**{f"{prefix}state": AssignmentState.JUDGED}) | Q(
-        **{f"{prefix}state": AssignmentState.LEASED, f"{prefix}leased_until__gt": now}
-    )
-
 
 # --- studies --------------------------------------------------------------------------------
 
@@ -62,48 +58,71 @@ def study_get(*, slug: str) -> Study:
 
 @dataclass(frozen=True)
 class RaterStudyRow:
-    slug: str
-    name: str
+    """A study as its rater sees it: the rater title and opaque id (never the internal name or
+    slug), and their own progress."""
+
+    public_id: UUID
+    title: str
     instructions: str
     status: str
     judged_by_me: int
-    total_items: int
+    left_for_me: int
+
+    @property
+    def can_judge(self) -> int:
+        """What the rater can judge in the study: their judgments plus what is left."""
+        return self.judged_by_me + self.left_for_me
+
+    @property
+    def open_for_rating(self) -> bool:
+        return self.status == StudyStatus.OPEN
+
+    @property
+    def has_work(self) -> bool:
+        return self.open_for_rating and self.left_for_me > 0
+
+
+def _rater_study_row(row: queue_sql.RaterStudy, *, rater: AbstractBaseUser) -> RaterStudyRow:
+    left = queue_sql.items_left_for_rater(
+        study_id=row.study_id, overlap=row.overlap, rater_id=rater.pk, now=timezone.now()
+    )
+    return RaterStudyRow(
+        public_id=UUID(str(row.public_id)),
+        title=row.rater_title or NEUTRAL_RATER_TITLE,
+        instructions=row.instructions,
+        status=row.status,
+        judged_by_me=int(row.judged),
+        left_for_me=left,
+    )
 
 
 def rater_study_list(*, rater: AbstractBaseUser) -> list[RaterStudyRow]:
-    """The studies a rater is assigned to, with how many items they judged of the total.
+    """The studies a rater is assigned to, with how many items they judged and how many are
+    still open to them (1 + one statement per study).
 
     Deliberately nothing about other raters' votes: a rater never sees them."""
-    memberships = (
-        StudyRater.objects.filter(rater=rater)
-        .select_related("study")
-        .annotate(
-            judged=Count(
-                "study__items__judgments",
-                filter=Q(study__items__judgments__rater=rater),
-                distinct=True,
-            ),
-            total=Count("study__items", distinct=True),
-        )
-        .order_by("study__name")
-    )
-    return [
-        RaterStudyRow(
-            slug=m.study.slug,
-            name=m.study.name,
-            instructions=m.study.instructions,
-            status=m.study.status,
-            judged_by_me=m.judged,
-            total_items=m.total,
-        )
-        for m in memberships
-    ]
+    rows = queue_sql.rater_studies_read(rater_id=rater.pk)
+    return [_rater_study_row(row, rater=rater) for row in rows]
 
 
-def rater_study_get(*, slug: str, rater: AbstractBaseUser) -> Study:
-    study = Study.objects.filter(slug=slug, memberships__rater=rater).first()
+def rater_progress_get(*, public_id: UUID, rater: AbstractBaseUser) -> RaterStudyRow:
+    """One study of the rater with their progress: the rating page's counter ("12 of 200 for
+    you"). Raises NotFoundError when the rater is not in the study."""
+    rows = queue_sql.rater_studies_read(rater_id=rater.pk, public_id=public_id)
+    if not rows:
+        raise NotFoundError("no such study assigned to you")
+    return _rater_study_row(rows[0], rater=rater)
+
+
+def rater_study_get(
+    *, rater: AbstractBaseUser, public_id: UUID | None = None, slug: str | None = None
+) -> Study:
+    """A study of the rater by its public id (or, for old links, its slug). Raises
+    NotFoundError when the rater is not in it."""
+    lookup = {"public_id": public_id} if public_id is not None else {"slug": slug}
+    study = Study.objects.filter(memberships__rater=rater, **lookup).first()
     if study is None:
-        raise NotFoundError(f"no study {slug!r} assigned to you")
+        raise NotFoundError("no such study assigned to you")
     return study
 
 
@@ -145,7 +164,7 @@ def study_progress(*, study: Study) -> StudyProgress:
     regular = items.filter(is_gold=False, excluded=False)
     judged_counts = regular.annotate(
         n=Count("judgments", distinct=True),
-    ).filter(n__gte=study.overlap + F("extra_votes"))
+    ).filter(n__gte=item_capacity_expr(overlap=study.overlap))
     totals = regular.aggregate(n=Count("pk"), extra=Coalesce(Sum("extra_votes"), Value(0)))
     votes_wanted = totals["n"] * study.overlap + totals["extra"]
     per_rater = (
@@ -471,7 +490,8 @@ class BlindPair:
     """
 
     assignment_id: int
-    study: str
+    study: UUID  # the study's opaque public id, never its slug
+    title: str
     instructions: str
     prompt: str
     slot_1: str
@@ -492,7 +512,8 @@ def blind_pair_from_lease(pair: LeasedPair) -> BlindPair:
     base_left = pair.left_system == System.BASE
     return BlindPair(
         assignment_id=pair.assignment_id,
-        study=pair.study_slug,
+        study=pair.study_public_id,
+        title=pair.study_title or NEUTRAL_RATER_TITLE,
         instructions=pair.instructions,
         prompt=pair.prompt,
         slot_1=base_text if base_left else tuned_text,

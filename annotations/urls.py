@@ -7,7 +7,9 @@ from annotations import views
 urlpatterns = [
     path("", views.home, name="home"),
     path("rate/", views.rater_home, name="rater-home"),
-    path("rate/<slug:slug>/", views.rate, name="rate"),
+    # Raters' URLs carry the study's opaque id; the slug form only redirects to it (old links).
+    path("rate/<uuid:study>/", views.rate, name="rate"),
+    path("rate/<slug:slug>/", views.rate_by_slug, name="rate-by-slug"),
     path("studies/", views.study_list, name="study-list"),
     path("studies/new/", views.study_create, name="study-create"),
     path("studies/<slug:slug>/", views.study_detail, name="study-detail"),

@@ -1,8 +1,12 @@
 """Server-rendered pages: the rater's study list and rating page, the researcher's study pages.
 
-The rating page itself only carries the study slug; pairs arrive through the blinded API."""
+The rating page itself only carries the study's opaque id and rater title (never its slug,
+name or models); pairs arrive through the blinded API. Rater pages are never cached, so
+Back/Forward cannot show a pair or a count the server no longer holds."""
 
 from __future__ import annotations
+
+from uuid import UUID
 
 from django.conf import settings
 from django.contrib import messages
@@ -10,6 +14,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from annotations import roles, selectors, services
@@ -18,6 +23,7 @@ from annotations.forms import DisplayPrefixesForm, ImportForm, RatersForm, Statu
 from annotations.importers import parse_alpaca_pair, parse_jsonl
 from annotations.models import StudyStatus
 from annotations.permissions import rater_required, researcher_required
+from annotations.queue_rules import KEY_GUARD_MS, WITHDRAW_SECONDS
 
 
 @login_required
@@ -29,23 +35,42 @@ def home(request: HttpRequest) -> HttpResponse:
     raise PermissionDenied("your account has no role yet; ask an admin")
 
 
+@never_cache
 @rater_required
 def rater_home(request: HttpRequest) -> HttpResponse:
     rows = selectors.rater_study_list(rater=request.user)
     return render(request, "annotations/rater_home.html", {"studies": rows})
 
 
+@never_cache
 @rater_required
-def rate(request: HttpRequest, slug: str) -> HttpResponse:
+def rate(request: HttpRequest, study: UUID) -> HttpResponse:
     try:
-        study = selectors.rater_study_get(slug=slug, rater=request.user)
+        row = selectors.rater_study_get(public_id=study, rater=request.user)
     except DomainError as exc:
         raise PermissionDenied(exc.message) from exc
     return render(
         request,
         "annotations/rate.html",
-        {"study": study, "heartbeat_seconds": max(30, study.lease_minutes * 60 // 3)},
+        {
+            "study": row,
+            "title": row.title_for_raters,
+            "heartbeat_seconds": max(30, row.lease_minutes * 60 // 3),
+            "undo_seconds": WITHDRAW_SECONDS,
+            "guard_ms": KEY_GUARD_MS,
+        },
     )
+
+
+@never_cache
+@rater_required
+def rate_by_slug(request: HttpRequest, slug: str) -> HttpResponse:
+    """Old rating links named the study by slug: send the rater to its opaque URL."""
+    try:
+        study = selectors.rater_study_get(slug=slug, rater=request.user)
+    except DomainError as exc:
+        raise PermissionDenied(exc.message) from exc
+    return redirect("rate", study=study.public_id)
 
 
 @researcher_required

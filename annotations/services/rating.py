@@ -11,8 +11,9 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -23,22 +24,36 @@ from django.utils import timezone
 from annotations import queue_sql
 from annotations.blinding import strip_prefixes_from
 from annotations.errors import (
+    AlreadyJudgedError,
+    AssignmentSkippedError,
     ConflictError,
     DomainValidationError,
+    IdempotencyKeyReusedError,
+    LeaseLostError,
     NotFoundError,
+    StudyNotOpenError,
+    WithdrawRefusedError,
 )
 from annotations.models import (
     Assignment,
     AssignmentState,
     Choice,
     Item,
+    Judgment,
     Preference,
     Study,
     StudyStatus,
     System,
 )
-from annotations.selectors import live_or_judged_q
-from annotations.services.studies import ORDER_MODULUS, evidence_changed_notify
+from annotations.queue_rules import (
+    WITHDRAW_SECONDS,
+    flagged_fast,
+    has_room,
+    holds_a_place_q,
+    item_capacity,
+    min_reading_ms,
+)
+from annotations.services.studies import ORDER_MODULUS, audit_record, evidence_changed_notify
 
 # --- the rating queue -----------------------------------------------------------------------
 # The next-pair and judgment paths run on every rater request; their statements live in
@@ -56,8 +71,10 @@ __all__ = [
     "assignment_renew",
     "assignment_skip",
     "draw_left_system",
-    "item_has_room_for",
+    "choice_label",
+    "expired_lease_can_count",
     "judgment_submit",
+    "judgment_withdraw",
     "lease_from_pool",
     "lease_retake_own",
     "overlap_extend_if_split",
@@ -103,7 +120,8 @@ class LeasedPair:
     item_id: int
     left_system: str
     leased_until: Any
-    study_slug: str
+    study_public_id: UUID
+    study_title: str
     instructions: str
     prompt: str
     base_text: str
@@ -115,7 +133,8 @@ class LeasedPair:
 @dataclass(frozen=True)
 class _RaterStudy:
     id: int
-    slug: str
+    public_id: UUID
+    title: str
     overlap: int
     lease: timedelta
     instructions: str
@@ -128,56 +147,64 @@ class _RaterStudy:
 
 @transaction.atomic
 def pair_next(
-    *, slug: str, rater: AbstractBaseUser, exclude_ids: Iterable[int] = ()
+    *,
+    rater: AbstractBaseUser,
+    slug: str | None = None,
+    public_id: UUID | None = None,
+    exclude_ids: Iterable[int] = (),
 ) -> LeasedPair | None:
-    """Leases the rater's next pair in the study `slug`; None when nothing is left for them.
+    """Leases the rater's next pair in the study (by `slug`, or by `public_id` as the rating
+    page names it); None when nothing is left for them.
 
     A live lease the rater already holds (and did not list in `exclude_ids`) is returned first,
     with its lease renewed, so a retried or reloaded request never strands a lease. Raises
-    NotFoundError when the rater is not in the study, ConflictError when the study is not open
-    or the rater already holds the most leases allowed.
+    NotFoundError when the rater is not in the study, StudyNotOpenError when it is not open,
+    ConflictError when the rater already holds the most leases allowed.
     """
+    if (slug is None) == (public_id is None):
+        raise DomainValidationError("name the study by slug or by public id")
     now = timezone.now()
     excluded = sorted({int(i) for i in exclude_ids})
     row = queue_sql.rater_study_read(
         slug=slug,
+        public_id=public_id,
         rater_id=rater.pk,
         now=now,
         exclude_ids=excluded,
         memo_since=now - timedelta(seconds=QUEUE_MEMO_SECONDS),
     )
     if row is None:
-        raise NotFoundError(f"no study {slug!r} assigned to you")
-    study_id, status, overlap, gold_rate, lease_minutes, instructions = row[:6]
-    multiplier, offset, held, resume_id, membership_id, memo, prefixes = row[6:]
-    if status != StudyStatus.OPEN:
-        raise ConflictError(f"study {slug!r} is {status}, not open")
+        raise NotFoundError("no such study assigned to you")
+    if row.status != StudyStatus.OPEN:
+        raise StudyNotOpenError("this study is closed for rating")
     study = _RaterStudy(
-        id=study_id,
-        slug=slug,
-        overlap=overlap,
-        lease=timedelta(minutes=lease_minutes or settings.LEASE_MINUTES),
-        instructions=instructions,
-        order_multiplier=multiplier,
-        order_offset=offset,
-        membership_id=membership_id,
-        memo=tuple(int(i) for i in memo.split(",") if i),
-        strip_prefixes=strip_prefixes_from(prefixes),
+        id=row.study_id,
+        public_id=UUID(str(row.public_id)),
+        title=row.rater_title,
+        overlap=row.overlap,
+        lease=timedelta(minutes=row.lease_minutes or settings.LEASE_MINUTES),
+        instructions=row.instructions,
+        order_multiplier=row.order_multiplier,
+        order_offset=row.order_offset,
+        membership_id=row.membership_id,
+        memo=tuple(int(i) for i in row.memo.split(",") if i),
+        strip_prefixes=strip_prefixes_from(row.display_strip_prefixes),
     )
-    if resume_id is not None:
+    if row.resume_id is not None:
         leased_until = now + study.lease
-        queue_sql.lease_extend(assignment_id=resume_id, leased_until=leased_until, now=now)
-        item_id, left_system, prompt, base_text, tuned_text = queue_sql.leased_pair_read(
-            assignment_id=resume_id
-        )
+        queue_sql.lease_extend(assignment_id=row.resume_id, leased_until=leased_until, now=now)
+        texts = queue_sql.leased_pair_read(assignment_id=row.resume_id)
         return LeasedPair(
-            resume_id, item_id, left_system, leased_until, slug, instructions, prompt,
-            base_text, tuned_text, study.strip_prefixes,
+            row.resume_id, texts.item_id, texts.left_system, leased_until, study.public_id,
+            study.title, study.instructions, texts.prompt, texts.base_text, texts.tuned_text,
+            study.strip_prefixes,
         )  # fmt: skip
-    if held >= settings.MAX_LEASES_PER_RATER:
-        raise ConflictError(f"you already hold {held} pairs in this study; judge or skip one first")
-    pools = [True, False] if wants_gold(gold_rate) else [False, True]
-    if gold_rate <= 0:
+    if row.leases_held >= settings.MAX_LEASES_PER_RATER:
+        raise ConflictError(
+            f"you already hold {row.leases_held} pairs in this study; judge or skip one first"
+        )
+    pools = [True, False] if wants_gold(row.gold_rate) else [False, True]
+    if row.gold_rate <= 0:
         pools = [False]
     for gold in pools:
         pair = lease_from_pool(study=study, rater=rater, gold=gold)
@@ -221,8 +248,10 @@ def lease_from_pool(
                     break
         if picked is None:
             return None
-        item_id, extra_votes, prompt, base_text, tuned_text = picked
-        capacity = None if gold else study.overlap + extra_votes
+        item_id = picked.item_id
+        capacity = item_capacity(
+            overlap=study.overlap, extra_votes=picked.extra_votes, is_gold=gold
+        )
         left_system = draw_left_system()
         leased_until = timezone.now() + study.lease
         # This transaction holds the item's lock now; the insert counts the votes again in a
@@ -246,8 +275,9 @@ def lease_from_pool(
                 continue
             assignment_id, left_system, leased_until = retaken
         return LeasedPair(
-            assignment_id, item_id, left_system, leased_until, study.slug, study.instructions,
-            prompt, base_text, tuned_text, study.strip_prefixes,
+            assignment_id, item_id, left_system, leased_until, study.public_id, study.title,
+            study.instructions, picked.prompt, picked.base_text, picked.tuned_text,
+            study.strip_prefixes,
         )  # fmt: skip
     return None
 
@@ -270,10 +300,10 @@ def lease_retake_own(
     when the item still has room; None when it has none (or no such lease exists)."""
     now = timezone.now()
     held = Assignment.objects.filter(item_id=item_id).aggregate(
-        votes=Count("pk", filter=live_or_judged_q(now=now)),
+        votes=Count("pk", filter=holds_a_place_q(now=now)),
         mine=Max("pk", filter=Q(rater=rater, state=AssignmentState.LEASED)),
     )
-    if held["mine"] is None or (capacity is not None and held["votes"] >= capacity):
+    if held["mine"] is None or not has_room(places_held=held["votes"], capacity=capacity):
         return None
     existing = Assignment.objects.get(pk=held["mine"])
     existing.leased_until = now + lease
@@ -285,7 +315,7 @@ def assignment_next(
     *, study: Study, rater: AbstractBaseUser, exclude_ids: Iterable[int] = ()
 ) -> Assignment | None:
     """`pair_next` for callers that want the Assignment row (CLI, tests, server pages)."""
-    pair = pair_next(slug=study.slug, rater=rater, exclude_ids=exclude_ids)
+    pair = pair_next(rater=rater, slug=study.slug, exclude_ids=exclude_ids)
     if pair is None:
         return None
     return Assignment.objects.select_related("item__study").get(pk=pair.assignment_id)
@@ -313,8 +343,18 @@ def assignment_renew(*, assignment_id: int, rater: AbstractBaseUser) -> Assignme
     if assignment.state != AssignmentState.LEASED:
         raise ConflictError(f"assignment is {assignment.state}")
     study = assignment.item.study
-    if assignment.leased_until <= timezone.now() and not item_has_room_for(assignment):
-        raise ConflictError("the lease expired and the item has been completed by others")
+    now = timezone.now()
+    if assignment.leased_until <= now and not expired_lease_can_count(
+        assignment_id=assignment.pk,
+        item_id=assignment.item_id,
+        capacity=item_capacity(
+            overlap=study.overlap,
+            extra_votes=assignment.item.extra_votes,
+            is_gold=assignment.item.is_gold,
+        ),
+        now=now,
+    ):
+        raise LeaseLostError(LEASE_LOST_MESSAGE)
     assignment.leased_until = timezone.now() + timedelta(
         minutes=study.lease_minutes or settings.LEASE_MINUTES
     )
@@ -337,15 +377,21 @@ def assignment_skip(*, assignment_id: int, rater: AbstractBaseUser) -> Assignmen
     return assignment
 
 
-def item_has_room_for(assignment: Assignment) -> bool:
-    """Whether an expired lease can still turn into a vote without exceeding the item's k."""
-    item = assignment.item
-    if item.is_gold:
+LEASE_LOST_MESSAGE = (
+    "your time on this pair ran out and other raters completed it meanwhile; "
+    "it was not saved and does not count"
+)
+
+
+def expired_lease_can_count(
+    *, assignment_id: int, item_id: int, capacity: int | None, now: datetime
+) -> bool:
+    """Whether an expired lease can still turn into a vote without pushing its item past its
+    capacity (the places others hold now, this assignment aside). Run under the item's lock."""
+    if capacity is None:
         return True
-    others = queue_sql.places_held_by_others(
-        item_id=item.pk, assignment_id=assignment.pk, now=timezone.now()
-    )
-    return others < item.study.overlap + item.extra_votes
+    others = queue_sql.places_held_by_others(item_id=item_id, assignment_id=assignment_id, now=now)
+    return has_room(places_held=others, capacity=capacity)
 
 
 CHOICE_ALIASES = {
@@ -368,6 +414,14 @@ def preferred_for(choice: str, left_system: str) -> str:
     }[choice]
 
 
+def choice_label(choice: str) -> str:
+    """A stored choice as the rater API names it ("1", "2", "tie", "both_bad")."""
+    return {Choice.LEFT: "1", Choice.RIGHT: "2"}.get(choice, choice)
+
+
+IDEMPOTENCY_KEY_MAX = 100
+
+
 @transaction.atomic
 def judgment_submit(
     *,
@@ -376,15 +430,22 @@ def judgment_submit(
     choice: str,
     rationale: str = "",
     time_ms: int | None = None,
-):
+    idempotency_key: str | None = None,
+) -> Judgment:
     """Records the rater's verdict on a leased pair, resolving slots to systems server-side.
 
-    Raises DomainValidationError for an unknown choice, NotFoundError for someone else's
-    assignment, ConflictError when it was already judged or skipped (a retry never counts twice)
-    or when an expired lease's item has meanwhile been completed by others.
-    """
-    from annotations.models import Judgment
+    `idempotency_key` (the client's `Idempotency-Key`, unique per rater): a retry with the key
+    of a stored judgment and the same choice returns that judgment unchanged (its
+    `replayed` attribute is True), so a lost response never becomes a conflict or a second
+    vote. Judgments faster than the study's minimum reading time are stored flagged, never
+    refused.
 
+    Raises DomainValidationError for an unknown choice or a bad key, NotFoundError for someone
+    else's assignment, IdempotencyKeyReusedError when the key's judgment holds another
+    choice, AlreadyJudgedError when the pair holds the rater's judgment already (the first
+    counts), AssignmentSkippedError, StudyNotOpenError, and LeaseLostError when an expired
+    lease's item has meanwhile been completed by others.
+    """
     normalised = CHOICE_ALIASES.get(str(choice).strip().lower())
     if normalised is None:
         raise DomainValidationError(
@@ -393,6 +454,11 @@ def judgment_submit(
     if time_ms is not None and (time_ms < 0 or time_ms > 86_400_000):
         raise DomainValidationError(
             "time_ms must be between 0 and 86400000", errors={"time_ms": ["out of range"]}
+        )
+    if idempotency_key is not None and not (0 < len(idempotency_key) <= IDEMPOTENCY_KEY_MAX):
+        raise DomainValidationError(
+            f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} characters",
+            errors={"idempotency_key": ["invalid"]},
         )
     now = timezone.now()
     # One statement finds the rater's own assignment and locks the item row, then the
@@ -403,30 +469,32 @@ def judgment_submit(
     if row is None:
         # Same answer for "not yours" and "does not exist": ids reveal nothing.
         raise NotFoundError("no such assignment")
-    state, left_system, lease_live, item_id, is_gold, extra_votes = row[:6]
-    study_id, slug, status, overlap, max_overlap, min_time_ms = row[6:]
-    if state == AssignmentState.JUDGED:
-        raise ConflictError("this pair is already judged; the first judgment counts")
-    if state == AssignmentState.SKIPPED:
-        raise ConflictError("this pair was skipped")
-    if status != StudyStatus.OPEN:
-        raise ConflictError(f"study {slug!r} is {status}, not open")
-    if not lease_live and not is_gold:
-        others = queue_sql.places_held_by_others(
-            item_id=item_id, assignment_id=assignment_id, now=now
+    if row.state == AssignmentState.JUDGED:
+        # Before the study's state: a retry of a stored judgment is answered even after the
+        # study closed, since it was saved while it was open.
+        return _judgment_replay(
+            assignment_id=assignment_id, choice=normalised, idempotency_key=idempotency_key
         )
-        if others >= overlap + extra_votes:
-            raise ConflictError("the lease expired and the item has been completed by others")
-    flagged_fast = bool(time_ms is not None and min_time_ms and time_ms < min_time_ms)
+    if row.state == AssignmentState.SKIPPED:
+        raise AssignmentSkippedError("you skipped this pair; it was not saved")
+    if row.status != StudyStatus.OPEN:
+        raise StudyNotOpenError("the study was closed for rating; this pair was not saved")
+    capacity = item_capacity(overlap=row.overlap, extra_votes=row.extra_votes, is_gold=row.is_gold)
+    if not row.lease_live and not expired_lease_can_count(
+        assignment_id=assignment_id, item_id=row.item_id, capacity=capacity, now=now
+    ):
+        raise LeaseLostError(LEASE_LOST_MESSAGE)
+    threshold = min_reading_ms(min_time_ms=row.min_time_ms, text_chars=row.text_chars)
     values = {
         "assignment_id": assignment_id,
-        "item_id": item_id,
+        "item_id": row.item_id,
         "choice": normalised,
-        "preferred": preferred_for(normalised, left_system),
-        "left_system": left_system,
+        "preferred": preferred_for(normalised, row.left_system),
+        "left_system": row.left_system,
         "rationale": rationale.strip()[:10_000],
         "time_ms": time_ms,
-        "flagged_fast": flagged_fast,
+        "flagged_fast": flagged_fast(time_ms=time_ms, threshold_ms=threshold),
+        "idempotency_key": idempotency_key,
     }
     try:
         # No savepoint: on a clash the whole submission is rolled back anyway (ConflictError
@@ -435,17 +503,96 @@ def judgment_submit(
             judgment_id = queue_sql.judgment_insert(rater_id=rater.pk, now=now, **values)
     except IntegrityError as exc:
         raise ConflictError(
-            "this rater already judged this item; the first judgment counts"
+            "this judgment clashes with one you saved before (the same item, or an "
+            "Idempotency-Key used for another pair); the first one counts"
         ) from exc
-    if not is_gold:
-        overlap_extend_if_split(
-            item_id=item_id, wanted=overlap + extra_votes, max_overlap=max_overlap
-        )
-    evidence_changed_notify(study_id)
+    if capacity is not None:
+        overlap_extend_if_split(item_id=row.item_id, wanted=capacity, max_overlap=row.max_overlap)
+    evidence_changed_notify(row.study_id)
     judgment = Judgment(pk=judgment_id, rater=rater, created_at=now, **values)
     judgment._state.adding = False  # noqa: SLF001 - the row exists: a save() must UPDATE it
     judgment._state.db = DEFAULT_DB_ALIAS  # noqa: SLF001
+    judgment.replayed = False
     return judgment
+
+
+def _judgment_replay(*, assignment_id: int, choice: str, idempotency_key: str | None) -> Judgment:
+    """The answer to a submission on a pair the rater already judged: the stored judgment when
+    the key and choice match (a retry), else the conflict that says why nothing changed."""
+    stored = Judgment.objects.get(assignment_id=assignment_id)
+    if idempotency_key is not None and stored.idempotency_key == idempotency_key:
+        if stored.choice != choice:
+            raise IdempotencyKeyReusedError(
+                f"this pair was already saved as {choice_label(stored.choice)!r}; the changed "
+                "choice was not saved (press u within a minute of saving to undo and choose "
+                "again)",
+                errors={"saved_choice": choice_label(stored.choice)},
+            )
+        stored.replayed = True
+        return stored
+    raise AlreadyJudgedError(
+        f"you already judged this pair ({choice_label(stored.choice)!r}); the first judgment "
+        "counts",
+        errors={"saved_choice": choice_label(stored.choice)},
+    )
+
+
+@transaction.atomic
+def judgment_withdraw(*, assignment_id: int, rater: AbstractBaseUser) -> Assignment:
+    """Takes back the rater's judgment of a pair within WITHDRAW_SECONDS of saving it (undo a
+    misclick) and gives the pair back to them as a live lease, so it keeps its place.
+
+    The judgment row is removed, so no reader (statistics, exports, progress, the queue's
+    counts) needs a filter for it; its full content is kept in the audit log (entity
+    "judgment", action "withdrawn"). Raises NotFoundError for someone else's assignment,
+    WithdrawRefusedError when there is no judgment to take back, it is too old, or the study
+    is no longer open.
+    """
+    assignment = assignment_for_rater(assignment_id=assignment_id, rater=rater)
+    Item.objects.select_for_update().filter(pk=assignment.item_id).first()
+    assignment = (
+        Assignment.objects.select_for_update().select_related("item__study").get(pk=assignment.pk)
+    )
+    study = assignment.item.study
+    judgment = Judgment.objects.filter(assignment_id=assignment.pk).first()
+    if judgment is None or assignment.state != AssignmentState.JUDGED:
+        raise WithdrawRefusedError("this pair holds no judgment of yours to undo")
+    if study.status != StudyStatus.OPEN:
+        raise WithdrawRefusedError("the study was closed for rating; judgments stay as saved")
+    now = timezone.now()
+    if now - judgment.created_at > timedelta(seconds=WITHDRAW_SECONDS):
+        raise WithdrawRefusedError(
+            f"a judgment can be undone only within {WITHDRAW_SECONDS} s of saving it"
+        )
+    audit_record(
+        entity="judgment",
+        entity_id=judgment.pk,
+        action="withdrawn",
+        actor=rater,
+        study=study,
+        before=judgment.preferred,
+        details={
+            "assignment_id": assignment.pk,
+            "item_id": judgment.item_id,
+            "item_external_id": assignment.item.external_id,
+            "rater_id": judgment.rater_id,
+            "choice": judgment.choice,
+            "preferred": judgment.preferred,
+            "left_system": judgment.left_system,
+            "rationale": judgment.rationale,
+            "time_ms": judgment.time_ms,
+            "flagged_fast": judgment.flagged_fast,
+            "idempotency_key": judgment.idempotency_key,
+            "created_at": judgment.created_at.isoformat(),
+            "withdrawn_at": now.isoformat(),
+        },
+    )
+    judgment.delete()
+    assignment.state = AssignmentState.LEASED
+    assignment.leased_until = now + timedelta(minutes=study.lease_minutes or settings.LEASE_MINUTES)
+    assignment.save(update_fields=["state", "leased_until", "updated_at"])
+    evidence_changed_notify(study.pk)
+    return assignment
 
 
 def votes_split(counts: dict[str, int]) -> bool:

@@ -213,6 +213,7 @@ def user_create(
 
 STUDY_EDITABLE_FIELDS = (
     "name",
+    "rater_title",
     "task_type",
     "overlap",
     "max_overlap",

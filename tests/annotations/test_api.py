@@ -185,9 +185,11 @@ def test_rater_responses_leak_no_system_model_or_output_id() -> None:
     html_client = APIClient()
     html_client.force_login(rater)
     bodies.append(html_client.get("/rate/").content.decode())
-    bodies.append(html_client.get(f"/rate/{study.slug}/").content.decode())
+    page = html_client.get(f"/rate/{study.public_id}/")
+    assert page.status_code == 200
+    bodies.append(page.content.decode())
     while True:
-        response = client.get(f"/api/v1/queue/next/?study={study.slug}")
+        response = client.get(f"/api/v1/queue/next/?study={study.public_id}&render=html")
         if response.status_code == 204:
             break
         bodies.append(response.content.decode())
@@ -201,7 +203,9 @@ def test_rater_responses_leak_no_system_model_or_output_id() -> None:
         assert not collect_keys(submit.json()) & FORBIDDEN_KEYS
     for body in bodies:
         lowered = body.lower()
-        for secret in [BASE_MODEL, TUNED_MODEL, *output_ids]:
+        # Nor the study's internal name or slug (a run's slug is its run id, which names the
+        # model): raters see the rater title and an opaque id.
+        for secret in [BASE_MODEL, TUNED_MODEL, *output_ids, study.slug, study.name]:
             assert secret.lower() not in lowered
         for label in ['"base"', '"tuned"', "'base'", "'tuned'", "left_system"]:
             assert label not in lowered
@@ -229,10 +233,10 @@ def test_rater_page_is_a_shell_that_carries_no_pair() -> None:
     study = make_study(items=1, overlap=1, raters=[rater])
     client = APIClient()
     client.force_login(rater)
-    page = client.get(f"/rate/{study.slug}/").content.decode()
+    page = client.get(f"/rate/{study.public_id}/").content.decode()
     # The page is a shell: pairs arrive only through the blinded API, never in the HTML.
     assert "Answer 0" not in page and "answer 0" not in page
-    assert 'data-slot="1"' in page and 'data-slot="2"' in page
+    assert 'id="slot-1"' in page and 'id="slot-2"' in page
 
 
 # --- researcher endpoints ---------------------------------------------------------------------

@@ -79,8 +79,10 @@ def test_raters_see_both_sides_normalised_the_same_way(researcher_api) -> None:
         assert set(body) == {
             "assignment",
             "study",
+            "title",
             "instructions",
             "prompt",
+            "prompt_html",
             "responses",
             "leased_until",
         }

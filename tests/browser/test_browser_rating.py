@@ -45,6 +45,7 @@ CHROMIUM_ARGS = [
 ]
 PASSWORD = "pw-browser-123456"
 TIMEOUT_MS = 10_000
+READ_S = 0.35  # longer than the page's 300 ms guard after a pair first paints
 
 # Counts fetches in flight and keeps the bodies of API responses, so the test can wait for a
 # quiet page and check what the server sent to the browser (not only what it rendered).
@@ -161,7 +162,7 @@ def login(page, live_server, username: str) -> None:
 
 def open_rating_page(page, live_server, study) -> None:
     with page.expect_response(re.compile(r"/static/js/rate\.js$")) as script:
-        page.goto(f"{live_server.url}/rate/{study.slug}/")
+        page.goto(f"{live_server.url}/rate/{study.public_id}/")
     assert script.value.status == 200, "rate.js was not served by the live server"
     wait_for_pair(page)
 
@@ -198,7 +199,8 @@ def test_rater_judges_three_pairs_with_the_keyboard(page, live_server, rater_stu
         prompt = page.text_content("#prompt")
         prompts.append(prompt)
         assert_blinded(page)
-        time.sleep(0.05)  # a rater reads for a moment: time_ms must be measurably > 0
+        # A rater reads for a moment: keys within 300 ms of the pair's first paint are ignored.
+        time.sleep(READ_S)
         page.keyboard.press(key)
         page.wait_for_function(
             """(previous) => !document.getElementById('done').hidden
@@ -210,7 +212,7 @@ def test_rater_judges_three_pairs_with_the_keyboard(page, live_server, rater_stu
     page.wait_for_selector("#done", state="visible")
     assert page.is_hidden("#pair")
     assert page.is_hidden("#error")
-    assert page.text_content("#done-count") == "3 judged in this session"
+    assert page.text_content("#progress") == "3 of 3 for you"
     assert len(set(prompts)) == 3, prompts
     assert_blinded(page)
     api_bodies = "\n".join(page.evaluate("window.__apiBodies"))
@@ -221,7 +223,7 @@ def test_rater_judges_three_pairs_with_the_keyboard(page, live_server, rater_stu
     assert [j.choice for j in judgments] == ["left", "right", "tie"]
     assert all(j.item.study_id == study.pk for j in judgments)
     assert len({j.item_id for j in judgments}) == 3
-    assert all(j.time_ms is not None and j.time_ms > 0 for j in judgments)
+    assert all(j.time_ms is not None and j.time_ms >= 300 for j in judgments)
 
 
 def test_question_mark_opens_the_help_dialog(page, live_server, rater_study):
@@ -253,11 +255,13 @@ TRICKY_PROMPT = (
     "if a < b:\n"
     "    print('<ok>')\n"
     "```\n"
-    "After the block."
+    "After the block.\n\n"
+    "| col | val |\n|-----|-----|\n| x | 1 |\n\n"
+    "- **bold** item\n"
 )
 
 
-def test_markup_stays_text_and_code_fences_lose_nothing(page, live_server, transactional_db):
+def test_markdown_renders_safely_and_alike_on_both_sides(page, live_server, transactional_db):
     rater = make_user("rater", username="browser-rater", password=PASSWORD)
     # make_study's records are plain, so this builds the study through the same services with
     # one tricky item of its own.
@@ -270,7 +274,8 @@ def test_markup_stays_text_and_code_fences_lose_nothing(page, live_server, trans
         base_model=BASE_MODEL,
         tuned_model=TUNED_MODEL,
     )
-    record = {"id": "tricky", "prompt": TRICKY_PROMPT, "base": "b ```x``` y", "tuned": "~~~\nz\n"}
+    same = "| a | b |\n|---|---|\n| 1 | 2 |\n\n*same* text"
+    record = {"id": "tricky", "prompt": TRICKY_PROMPT, "base": same, "tuned": same}
     parsed = parse_jsonl(jsonl_bytes([record]), file="tricky.jsonl")
     services.items_import(study=study, parsed=parsed, source="tricky.jsonl")
     services.raters_assign(study=study, usernames=[rater.username])
@@ -279,17 +284,20 @@ def test_markup_stays_text_and_code_fences_lose_nothing(page, live_server, trans
     open_rating_page(page, live_server, study)
 
     assert page.evaluate("window.__pwned") is None
-    assert page.locator("#pair script, #pair b").count() == 0
+    assert page.locator("#pair script, #pair b, #pair img, #pair a").count() == 0
     prompt = page.inner_text("#prompt")
     for piece in [
-        "Wrap it in ```json``` fences; the answer is 42.",
+        "the answer is 42.",
         "<script>window.__pwned = 1</script> & <b>not bold</b>",
         "After the block.",
     ]:
         assert piece in prompt
-    code = page.locator("#prompt pre.code code")
+    code = page.locator("#prompt pre code")
     assert code.count() == 1
-    assert code.inner_text() == "if a < b:\n    print('<ok>')"
-    responses = sorted([page.inner_text("#slot-1"), page.inner_text("#slot-2")])
-    assert responses == ["b ```x``` y", "z"]
+    assert code.inner_text() == "if a < b:\n    print('<ok>')\n"
+    assert page.locator("#prompt table td").count() == 2
+    assert page.inner_text("#prompt strong") == "bold"
+    # Both sides through the same renderer: identical text gives identical markup.
+    assert page.inner_html("#slot-1") == page.inner_html("#slot-2")
+    assert page.locator("#slot-1 table").count() == 1
     assert page.js_errors == []

@@ -19,7 +19,12 @@ class Command(BaseCommand):
         parser.add_argument("--base-model", default="")
         parser.add_argument("--tuned-model", default="")
         parser.add_argument("--gold-rate", type=float, default=0.0)
-        parser.add_argument("--min-time-ms", type=int, default=0)
+        parser.add_argument(
+            "--min-time-ms",
+            type=int,
+            default=None,
+            help="flag judgments faster than this; default from the pair length; 0: never",
+        )
         parser.add_argument("--queue-order", choices=QueueOrder.values, default=QueueOrder.RANDOM)
         parser.add_argument("--status", choices=StudyStatus.values, default=StudyStatus.DRAFT)
         parser.add_argument(
