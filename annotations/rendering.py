@@ -90,4 +90,5 @@ def markdown_html(text: str) -> str:
     """`text` as safe HTML: Markdown rendered, raw HTML shown as text, allow-listed tags only."""
     sanitizer = _AllowList()
     sanitizer.feed(_MARKDOWN.render(text))
-    return sanitizer.result()
+    # The renderer ends blocks with a newline; trimmed, so no slot's markup has edges of its own.
+    return sanitizer.result().strip()

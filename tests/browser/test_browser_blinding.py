@@ -78,6 +78,7 @@ def test_both_slots_render_the_same_shape(page, live_server, transactional_db): 
         for shape in shapes:
             original = raw[(prompt.strip(), sides[shape["slot"]])]
             assert shape["text"] == display_text(original, strip_prefixes=["Sure!"])
+        page.wait_for_timeout(350)  # key presses in the first 300 ms of a pair are ignored
         page.keyboard.press("3")
         page.wait_for_function(
             """(previous) => !document.getElementById('done').hidden
