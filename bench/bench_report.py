@@ -73,7 +73,7 @@ SECTIONS = (
     "judge_section",
     "human_pairwise_agreement",
     "metric_sections",
-    "length_controlled_section",
+    "length_adjusted_section",
     "agreement_section",
     "disagreement_section",
     "decision_section",
@@ -644,7 +644,9 @@ def child_report(args) -> dict:
         "judgments": report["judgments"],
         "win_rate": report["win_rate"]["tuned"],
         "ci95": report["win_rate"]["ci95"],
-        "lc_win_rate": (report["length_controlled_win_rate"] or {}).get("value"),
+        "lc_win_rate": ((report["length_adjusted_win_rate"] or {}).get("humans") or {}).get(
+            "value"
+        ),
         "alpha": report["agreement"]["krippendorff_alpha"],
         "alpha_ci95": report["agreement"]["krippendorff_alpha_ci95"],
         "judge_agreement": (report["judge_human"] or {}).get("agreement"),

@@ -238,6 +238,9 @@ RELEASE_POLICY_DEFAULTS = {
     "min_judge_human_agreement": float(os.environ.get("RELEASE_MIN_JUDGE_AGREEMENT", "0.6")),
     "require_three_metric_kinds": env_bool("RELEASE_REQUIRE_THREE_METRIC_KINDS", True),
     "required_approvals": env_int("RELEASE_REQUIRED_APPROVALS", 1),
+    # Which win-rate interval the gate reads: "item" (items like these, this panel) or "panel"
+    # (items and raters like these).
+    "win_rate_interval": os.environ.get("RELEASE_WIN_RATE_INTERVAL", "item"),
 }
 # Evidence checks after a vote are batched per study over this many seconds.
 EVIDENCE_CHECK_DEBOUNCE_SECONDS = env_int("EVIDENCE_CHECK_DEBOUNCE_SECONDS", 30)

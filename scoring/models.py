@@ -270,6 +270,11 @@ class ReleasePolicy(models.Model):
     min_judge_human_agreement = models.FloatField(null=True, blank=True)
     require_three_metric_kinds = models.BooleanField()
     required_approvals = models.PositiveSmallIntegerField()
+    win_rate_interval = models.CharField(
+        max_length=10,
+        choices=[("item", "items like these, this panel"), ("panel", "new raters too")],
+        default="item",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

@@ -408,67 +408,80 @@ def _verdict(report: Mapping[str, Any]) -> str:
 
 def _win_rate(report: Mapping[str, Any]) -> str:
     wr = _dict(report.get("win_rate"))
-    lc = _dict(report.get("length_controlled_win_rate"))
-    if not wr and not lc:
+    la = _dict(report.get("length_adjusted_win_rate"))
+    humans, judge = _dict(la.get("humans")), _dict(la.get("judge"))
+    if not wr and not la:
         return _section("win-rate", "Win rate", f"<p>{_na()}</p>")
     tuned = _float(wr.get("tuned"))
     parts = []
     if tuned is None:
         parts.append(f"<p>Tuned win rate: {_na()}</p>")
     else:
-        ci_text = f", 95% CI {_fmt_ci(wr['ci95'])}" if _ci(wr.get("ci95")) else ""
+        ci_text = f", 95% CI {_fmt_ci(wr['ci95'])} over items" if _ci(wr.get("ci95")) else ""
         parts.append(
             f"<p>Tuned win rate (ties count ½): <strong>{tuned:.3f}</strong>{ci_text}"
-            f" over {_fmt(wr.get('n'))} votes; p = {_fmt_p(wr.get('p_value'))}"
-            " (two-sided sign test against 0.5).</p>"
+            f" from {_fmt(wr.get('n'))} votes on {_fmt(wr.get('n_items'))} items; "
+            f"p = {_fmt_p(wr.get('p_value'))} (item-level sign-flip test against 0.5).</p>"
         )
-    per_item = _dict(wr.get("per_item_majority"))
+    counts = [wr.get(key) for key in ("tuned_wins", "base_wins", "ties")]
     pairs = [
         ("Win rate, ties count ½", _fmt(wr.get("tuned"))),
-        ("95% CI", _fmt_ci(wr.get("ci95"))),
-        ("95% CI (Wilson)", _fmt_ci(wr.get("ci95_wilson"))),
-        ("95% CI (bootstrap)", _fmt_ci(wr.get("ci95_bootstrap"))),
+        ("95% CI, item level (primary)", _fmt_ci(wr.get("ci95"))),
+        ("95% CI, items and raters (panel)", _fmt_ci(wr.get("panel_ci95"))),
         ("Win rate, ties excluded", _fmt(wr.get("tuned_no_ties"))),
+        ("95% CI, ties excluded", _fmt_ci(wr.get("ci95_no_ties"))),
+        ("Tuned wins / base wins / ties", " / ".join(_fmt(c) for c in counts)),
+        (
+            "p-value (mid-p / exact)",
+            f"{_fmt_p(wr.get('p_value'))} / {_fmt_p(wr.get('p_value_exact'))}",
+        ),
+        ("Design effect", _fmt(wr.get("design_effect"))),
+        ("Effective independent votes", _fmt(wr.get("effective_n"))),
+        (
+            "Votes / items / raters",
+            f"{_fmt(wr.get('n'))} / {_fmt(wr.get('n_items'))} / {_fmt(wr.get('n_raters'))}",
+        ),
+        ("Largest share of votes by one rater", _fmt(wr.get("top_rater_share"))),
+        ("Length-adjusted win rate, human votes", _fmt(humans.get("value"))),
+        ("Length-adjusted 95% CI (item-clustered)", _fmt_ci(humans.get("ci95"))),
+        ("Length-adjusted win rate, judge probabilities", _fmt(judge.get("value"))),
     ]
-    # Optional details: only shown when the report carries them.
-    if wr.get("ci95_no_ties") is not None:
-        pairs.append(("95% CI, ties excluded", _fmt_ci(wr["ci95_no_ties"])))
-    counts = [wr.get(key) for key in ("tuned_wins", "base_wins", "ties")]
-    if any(count is not None for count in counts):
-        pairs.append(("Tuned wins / base wins / ties", " / ".join(_fmt(c) for c in counts)))
-    if per_item:
-        pairs.append(("Per-item majority win rate", _fmt(per_item.get("tuned"))))
-        pairs.append(("Per-item majority 95% CI", _fmt_ci(per_item.get("ci95"))))
-    pairs += [
-        ("p-value (sign test)", _fmt_p(wr.get("p_value"))),
-        ("Votes (n)", _fmt(wr.get("n"))),
-        ("Length-controlled win rate", _fmt(lc.get("value"))),
-        ("Length-controlled 95% CI", _fmt_ci(lc.get("ci95"))),
-    ]
-    if lc.get("ci95_delta_method") is not None:
-        pairs.append(("Length-controlled 95% CI (delta method)", _fmt_ci(lc["ci95_delta_method"])))
-    unit = lc.get("length_unit")
-    slope_label = (
-        f"Length slope (unit: {unit})" if isinstance(unit, str) and unit else "Length slope"
-    )
-    slope = _float(lc.get("slope"))
-    pairs.append((slope_label, _na() if slope is None else f"{slope:.4g}"))
+    for gate_method, gate in sorted(_dict(wr.get("gate")).items()):
+        gate = _dict(gate)
+        pairs.append((f"Gate ({_esc(gate_method)} interval)", _fmt(gate.get("status"))))
     parts.append(_kv_table(pairs))
+    generalises = _dict(wr.get("generalises_to"))
+    notes = [str(n) for n in _list(wr.get("warnings")) if isinstance(n, str)]
+    if wr.get("interval_units"):
+        parts.append(f'<p class="muted">{_esc(wr.get("interval_units"))}</p>')
+    if generalises:
+        parts.append(
+            "<ul>"
+            + "".join(
+                f"<li><strong>{_esc(k)}</strong>: {_esc(v)}</li>"
+                for k, v in sorted(generalises.items())
+            )
+            + "</ul>"
+        )
+    if notes:
+        parts.append(
+            '<ul class="warnings">' + "".join(f"<li>{_esc(n)}</li>" for n in notes) + "</ul>"
+        )
+    if la:
+        parts.append(
+            f'<p class="muted">{_esc(la.get("name") or "")}: {_esc(la.get("not") or "")}.</p>'
+        )
     rows: list[tuple[str, float, tuple[float, float] | None, str]] = []
     if tuned is not None:
-        wilson, boot = _ci(wr.get("ci95_wilson")), _ci(wr.get("ci95_bootstrap"))
-        if wilson:
-            rows.append(("Win rate, Wilson CI", tuned, wilson, _COLOURS["tuned"]))
-        if boot:
-            rows.append(("Win rate, bootstrap CI", tuned, boot, _COLOURS["tuned"]))
-        if not wilson and not boot:
-            rows.append(("Win rate", tuned, _ci(wr.get("ci95")), _COLOURS["tuned"]))
+        rows.append(("Win rate, item-level CI", tuned, _ci(wr.get("ci95")), _COLOURS["tuned"]))
+        if _ci(wr.get("panel_ci95")):
+            rows.append(("Win rate, panel CI", tuned, _ci(wr.get("panel_ci95")), _COLOURS["tuned"]))
     no_ties = _float(wr.get("tuned_no_ties"))
     if no_ties is not None:
-        rows.append(("Ties excluded", no_ties, None, _COLOURS["neutral"]))
-    lc_value = _float(lc.get("value"))
-    if lc_value is not None:
-        rows.append(("Length-controlled", lc_value, _ci(lc.get("ci95")), _COLOURS["tie"]))
+        rows.append(("Ties excluded", no_ties, _ci(wr.get("ci95_no_ties")), _COLOURS["neutral"]))
+    adjusted = _float(humans.get("value"))
+    if adjusted is not None:
+        rows.append(("Length-adjusted", adjusted, _ci(humans.get("ci95")), _COLOURS["tie"]))
     if rows:
         parts.append(_win_rate_plot(rows))
     return _section("win-rate", "Win rate", "".join(parts))

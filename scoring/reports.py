@@ -28,7 +28,9 @@ from annotations.models import Adjudication, Item, Judgment, Output, Study, Syst
 from scoring import selectors
 from scoring.models import JudgeVerdict
 
-REPORT_SCHEMA_VERSION = 1
+# 2: item-clustered win-rate inference, length-adjusted (renamed), pairwise judge agreement,
+# sequential decision from recorded looks, one verdict.
+REPORT_SCHEMA_VERSION = 2
 CODES = {"base": 0, "tuned": 1, "tie": 2, "both_bad": 3}
 NAMES = {v: k for k, v in CODES.items()}
 ALPHA_TENTATIVE = 0.667
@@ -265,62 +267,83 @@ def agreement_section(
     return section
 
 
-def win_rate_section(votes: VoteRows, rng: np.random.Generator, n_resamples: int) -> dict[str, Any]:
-    from scoring.stats.winrate import win_rate
+GATE_METHODS = ("item", "panel")
+INTERVAL_UNITS = (
+    "The win rate counts every vote (ties and both-bad as half), but the item is the unit of "
+    "inference: votes on one item are correlated, so the intervals and the p-value come from "
+    "per-item totals. `ci95` (item level, the primary one) generalises to new items like these "
+    "judged by this panel of raters; `panel_ci95` (two-way, items and raters) generalises to "
+    "new items judged by new raters drawn like these."
+)
+
+
+def win_rate_section(votes: VoteRows) -> dict[str, Any]:
+    """Win rate with item-clustered inference (`scoring.stats.winrate_inference`): analytic and
+    deterministic, so every build of the same evidence gives the same numbers and gates."""
+    from scoring.stats.winrate_inference import gate_from_inference, win_rate_inference
 
     if not votes.codes:
         return {
             "tuned": None,
             "tuned_no_ties": None,
             "ci95": None,
-            "ci95_wilson": None,
-            "ci95_bootstrap": None,
+            "panel_ci95": None,
             "p_value": None,
             "n": 0,
+            "n_items": 0,
+            "unit": "item",
+            "gate": {m: {"status": "undecided", "evidence": "no votes yet"} for m in GATE_METHODS},
+            "warnings": ["No votes yet."],
+            "interval_units": INTERVAL_UNITS,
         }
-    half = win_rate(
-        votes.codes, item_ids=votes.item_ids, ties="half", n_resamples=n_resamples, rng=rng
+    _, item_index = first_seen_item_index(votes.item_ids)
+    _, rater_index = first_seen_index(votes.raters)
+    result = win_rate_inference(
+        item_index=item_index, rater_index=rater_index, codes=np.asarray(votes.codes)
     )
-    no_ties = win_rate(
-        votes.codes, item_ids=votes.item_ids, ties="exclude", n_resamples=n_resamples, rng=rng
-    )
-    per_item = win_rate(
-        votes.codes,
-        item_ids=votes.item_ids,
-        unit="item",
-        ties="half",
-        n_resamples=n_resamples,
-        rng=rng,
-    )
+    gates = {}
+    for method in GATE_METHODS:
+        gate = gate_from_inference(result, method=method)
+        gates[method] = {
+            "status": gate.status,
+            "bound": finite(gate.bound),
+            "upper": finite(gate.upper),
+            "method": gate.method,
+            "evidence": gate.evidence,
+        }
     return {
-        "tuned": finite(half.win_rate),
-        "tuned_no_ties": finite(no_ties.win_rate),
-        # The bootstrap resamples items (votes on one item are not independent).
-        "ci95": interval(half.bootstrap_low, half.bootstrap_high),
-        "ci95_wilson": interval(half.wilson_low, half.wilson_high),
-        "ci95_bootstrap": interval(half.bootstrap_low, half.bootstrap_high),
-        "ci95_no_ties": interval(no_ties.bootstrap_low, no_ties.bootstrap_high),
-        "p_value": finite(half.sign_test_p_value),
-        "n": half.n,
-        "tuned_wins": half.tuned_wins,
-        "base_wins": half.base_wins,
-        "ties": half.n_ties,
-        "per_item_majority": {
-            "tuned": finite(per_item.win_rate),
-            "ci95": interval(per_item.bootstrap_low, per_item.bootstrap_high),
-            "n_items": per_item.n,
+        "tuned": finite(result.win_rate),
+        "tuned_no_ties": finite(result.win_rate_no_ties),
+        "n": result.n_votes,
+        "n_items": result.n_items,
+        "tuned_wins": result.tuned_wins,
+        "base_wins": result.base_wins,
+        "ties": result.ties,
+        "ci95": interval(*result.ci),
+        "ci_method": result.ci_method,
+        "ci95_no_ties": interval(*result.ci_no_ties),
+        "p_value": finite(result.p_value),
+        "p_value_exact": finite(result.p_value_exact),
+        "p_method": result.p_method,
+        "se": finite(result.se),
+        "design_effect": finite(result.design_effect),
+        "effective_n": finite(result.effective_n),
+        "panel_ci95": interval(*result.panel_ci) if result.panel_ci else None,
+        "panel_method": result.panel_method,
+        "n_raters": result.n_raters,
+        "top_rater_share": finite(result.top_rater_share),
+        "warnings": list(result.warnings),
+        "generalises_to": {
+            "ci95": result.generalises_to_items,
+            "panel_ci95": result.generalises_to_panel,
         },
-        "unit": "vote",
+        "unit": "item",
+        "interval_units": INTERVAL_UNITS,
+        "gate": gates,
     }
 
 
-def length_controlled_section(
-    study: Study, votes: VoteRows, rng: np.random.Generator, n_resamples: int
-) -> dict[str, Any] | None:
-    from scoring.stats.winrate import length_controlled_win_rate
-
-    if len(votes.codes) < 10:
-        return None
+def output_lengths(study: Study) -> dict[str, dict[int, int]]:
     lengths: dict[str, dict[int, int]] = {System.BASE: {}, System.TUNED: {}}
     for item_id, system, n in (
         Output.objects.filter(item__study=study)
@@ -328,23 +351,63 @@ def length_controlled_section(
         .values_list("item_id", "system", "n")
     ):
         lengths.setdefault(system, {})[item_id] = n
-    n_votes = len(votes.item_ids)
-    tuned, base = (
-        np.fromiter(map(lengths[system].__getitem__, votes.item_ids), np.float64, n_votes)
-        for system in (System.TUNED, System.BASE)
-    )
-    result = length_controlled_win_rate(
-        votes.codes, tuned, base, item_ids=votes.item_ids, n_resamples=n_resamples, rng=rng
-    )
+    return lengths
+
+
+def length_adjusted_entry(result) -> dict[str, Any]:
     return {
-        "value": finite(result.lc_win_rate),
-        "ci95": interval(result.bootstrap_low, result.bootstrap_high),
-        "ci95_delta_method": interval(result.delta_low, result.delta_high),
+        "value": finite(result.adjusted_win_rate),
+        "ci95": interval(*result.ci),
+        "ci_method": result.ci_method,
         "slope": finite(result.slope),
         "raw": finite(result.win_rate),
-        "length_unit": "characters",
+        "n": result.n,
+        "n_items": result.n_items,
+        "outcome": result.outcome,
         "transform": result.transform,
     }
+
+
+def length_adjusted_section(
+    study: Study, votes: VoteRows, probabilities: dict[int, float]
+) -> dict[str, Any] | None:
+    """The win rate at zero length difference from a logistic fit of this one pair of systems
+    on tanh(length difference), for the human votes and, when there is one, for the judge's
+    probabilities. Named for what it is: AlpacaEval 2's length-controlled win rate is a GLM
+    fitted across many models with per-instruction difficulty; this is not that."""
+    from scoring.stats.winrate import length_adjusted_win_rate
+
+    if len(votes.codes) < 10 and len(probabilities) < 10:
+        return None
+    lengths = output_lengths(study)
+    section: dict[str, Any] = {
+        "name": "length-adjusted win rate (single-pair logistic fit on tanh(length difference))",
+        "not": "not AlpacaEval 2's length-controlled win rate (a GLM across many models)",
+        "length_unit": "characters",
+        "humans": None,
+        "judge": None,
+    }
+    if len(votes.codes) >= 10:
+        n_votes = len(votes.item_ids)
+        tuned, base = (
+            np.fromiter(map(lengths[system].__getitem__, votes.item_ids), np.float64, n_votes)
+            for system in (System.TUNED, System.BASE)
+        )
+        result = length_adjusted_win_rate(votes.codes, tuned, base, item_ids=votes.item_ids)
+        section["humans"] = length_adjusted_entry(result)
+    judged = [i for i in probabilities if i in lengths[System.TUNED] and i in lengths[System.BASE]]
+    if len(judged) >= 10:
+        # The judge's probability that tuned is better is a weighted preference, as AlpacaEval
+        # weights its annotator's preferences.
+        result = length_adjusted_win_rate(
+            None,
+            [lengths[System.TUNED][i] for i in judged],
+            [lengths[System.BASE][i] for i in judged],
+            probabilities=[probabilities[i] for i in judged],
+            item_ids=judged,
+        )
+        section["judge"] = length_adjusted_entry(result)
+    return section
 
 
 def human_majorities(votes: VoteRows, adjudicated: dict[int, str]) -> dict[int, int | None]:
@@ -565,29 +628,78 @@ def decision_section(study: Study) -> dict[str, Any]:
     return sequential_section(study)
 
 
-def verdict_section(report: dict[str, Any]) -> dict[str, str]:
-    win = report["win_rate"]
-    ci = win.get("ci95")
-    alpha = report["agreement"].get("krippendorff_alpha")
+def win_decision(win: dict[str, Any], decision: dict[str, Any], method: str = "item") -> dict:
+    """The one verdict on the win rate, read by the report's summary and by the release gate.
+
+    The fixed-sample gate (`method`'s interval, deterministic, plus the exact test) names a
+    candidate direction; when the study has a sequential design, the direction stands only
+    once the sequential test, which pays for every look at the data, has crossed the same
+    way. Returns `{"status", "direction", "reason"}` with status `tuned_preferred`,
+    `base_preferred`, `not_decided` or `no_votes`."""
     if not win.get("n"):
-        return {"summary": "No human votes yet.", "level": "neutral"}
-    parts = [f"Tuned wins {win['tuned']:.1%} of human votes (ties as half)"]
-    if ci:
-        parts.append(f"95% CI [{ci[0]:.1%}, {ci[1]:.1%}]")
-    level = "neutral"
-    if ci and ci[0] > 0.5:
-        parts.append("the tuned model is preferred")
-        level = "good"
-    elif ci and ci[1] < 0.5:
-        parts.append("the base model is preferred")
-        level = "bad"
+        return {"status": "no_votes", "direction": None, "reason": "no human votes yet"}
+    gate = (win.get("gate") or {}).get(method) or {}
+    candidate = {"pass": "tuned", "fail": "base"}.get(gate.get("status"))
+    if not decision.get("planned"):
+        reason = (
+            f"{gate.get('evidence', 'no interval')}; no sequential design (the study was not "
+            "opened through the platform), so the fixed-sample interval decides"
+        )
+        direction = candidate
+    elif decision.get("decided"):
+        direction = decision.get("direction") if decision.get("direction") == candidate else None
+        reason = (
+            f"the sequential test crossed for {decision.get('direction')} at look "
+            f"{decision.get('look')} ({decision.get('n_items')} items) and {gate.get('evidence')}"
+            if direction
+            else f"the sequential test crossed for {decision.get('direction')} but "
+            f"{gate.get('evidence')}: not decided"
+        )
     else:
-        parts.append("no significant preference yet")
+        direction = None
+        if decision.get("finished"):
+            reason = "the sequential test finished at its planned maximum without crossing"
+        elif candidate:
+            reason = (
+                f"{gate.get('evidence')}, but the sequential test, which accounts for looking "
+                "at the data repeatedly, has not crossed its boundary"
+                + (
+                    f" (next look at {decision.get('next_look_items')} completed items)"
+                    if decision.get("next_look_items")
+                    else ""
+                )
+            )
+        else:
+            reason = gate.get("evidence") or "the interval contains 1/2"
+    status = f"{direction}_preferred" if direction else "not_decided"
+    return {"status": status, "direction": direction, "reason": reason}
+
+
+def verdict_section(report: dict[str, Any]) -> dict[str, Any]:
+    """The summary sentence and its level, from `win_decision`: the sentence, the level, the
+    sequential decision and the release gate's win-rate criterion say the same thing."""
+    win = report["win_rate"]
+    decided = win_decision(win, report.get("decision") or {})
+    alpha = report["agreement"].get("krippendorff_alpha")
+    if decided["status"] == "no_votes":
+        return {"summary": "No human votes yet.", "level": "neutral", **decided}
+    ci = win.get("ci95")
+    head = {
+        "tuned_preferred": "The tuned model is preferred",
+        "base_preferred": "The base model is preferred",
+        "not_decided": "Not decided yet",
+    }[decided["status"]]
+    parts = [
+        f"{head}: tuned wins {win['tuned']:.1%} of {win['n']} human votes on "
+        f"{win['n_items']} items (ties as half)"
+        + (f", 95% CI [{ci[0]:.1%}, {ci[1]:.1%}] over items" if ci else ""),
+        decided["reason"],
+    ]
     if alpha is not None:
-        parts.append(f"Krippendorff's alpha {alpha:.3f} ({report['agreement'].get('alpha_band')})")
-        if alpha < ALPHA_TENTATIVE and level == "good":
-            level = "neutral"
-    return {"summary": "; ".join(parts) + ".", "level": level}
+        band = report["agreement"].get("alpha_band")
+        parts.append(f"Krippendorff's alpha {alpha:.3f} ({band})")
+    level = {"tuned_preferred": "good", "base_preferred": "bad"}.get(decided["status"], "neutral")
+    return {"summary": "; ".join(parts) + ".", "level": level, **decided}
 
 
 def build_report(*, study: Study, options: ReportOptions | None = None) -> dict[str, Any]:
@@ -612,7 +724,7 @@ def build_report(*, study: Study, options: ReportOptions | None = None) -> dict[
         for item_id, p, by, why in adjudication_rows
     }
     majority = human_majorities(votes, adjudicated)
-    win = win_rate_section(votes, rng, options.n_resamples)
+    win = win_rate_section(votes)
     judge_human, judge_summary, probabilities = judge_section(
         study, majority, votes, rng, options.n_resamples
     )
@@ -659,9 +771,7 @@ def build_report(*, study: Study, options: ReportOptions | None = None) -> dict[
         "judgments": len(votes.codes),
         "votes": {name: counts.get(name, 0) for name in ("base", "tuned", "tie", "both_bad")},
         "win_rate": win,
-        "length_controlled_win_rate": length_controlled_section(
-            study, votes, rng, options.n_resamples
-        ),
+        "length_adjusted_win_rate": length_adjusted_section(study, votes, probabilities),
         "agreement": agreement_section(votes, rng, options.n_resamples),
         "judge_human": judge_human,
         "judge": judge_summary,

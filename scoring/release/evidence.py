@@ -20,7 +20,7 @@ from scoring.models import (
     StudyScore,
     TrainingRun,
 )
-from scoring.reports import ReportOptions, build_report, canonical_json
+from scoring.reports import ReportOptions, build_report, canonical_json, win_decision
 
 __all__ = [
     "criterion",
@@ -148,7 +148,10 @@ def evaluate_criteria(
 ) -> list[dict]:
     votes = report.get("judgments", 0)
     alpha = report.get("agreement", {}).get("krippendorff_alpha")
-    ci = report.get("win_rate", {}).get("ci95")
+    # The same verdict as the report's summary, on the interval the policy chooses.
+    win_verdict = win_decision(
+        report.get("win_rate") or {}, report.get("decision") or {}, policy.win_rate_interval
+    )
     judge_human = report.get("judge_human") or {}
     kinds = release["metric_kinds"]
     overfit = release["overfitting"]
@@ -168,8 +171,9 @@ def evaluate_criteria(
         ),
         criterion(
             "win_rate_ci_above_half",
-            bool(ci) and ci[0] > 0.5,
-            f"tuned win rate 95% CI [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "no win-rate CI yet",
+            win_verdict["status"] == "tuned_preferred",
+            f"{win_verdict['status'].replace('_', ' ')} ({policy.win_rate_interval}-level "
+            f"interval): {win_verdict['reason']}",
             required=policy.require_win_ci_above_half,
         ),
         criterion(

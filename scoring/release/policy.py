@@ -50,6 +50,10 @@ def policy_update(*, study: Study, actor: AbstractBaseUser, **fields: Any) -> Re
     unknown = set(fields) - set(POLICY_FIELDS)
     if unknown:
         raise DomainValidationError(f"unknown policy field(s): {', '.join(sorted(unknown))}")
+    if "win_rate_interval" in fields and fields["win_rate_interval"] not in ("item", "panel"):
+        raise DomainValidationError(
+            "win_rate_interval must be item or panel", errors={"win_rate_interval": ["invalid"]}
+        )
     if "required_approvals" in fields and fields["required_approvals"] not in (1, 2, 3):
         raise DomainValidationError(
             "required_approvals must be 1, 2 or 3", errors={"required_approvals": ["1-3"]}

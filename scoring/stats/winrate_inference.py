@@ -488,18 +488,42 @@ def win_rate_gate(
         codes=codes,
         confidence=confidence,
     )
+    return gate_from_inference(result, method=method, threshold=threshold)
+
+
+def gate_from_inference(
+    result: WinRateInference, *, method: GateMethod = "item", threshold: float = 0.5
+) -> WinRateGate:
+    """The gate's verdict from an inference already computed (see :func:`win_rate_gate`).
+
+    A verdict also needs the exact sign-flip test to reject 1/2 (``p_value_exact`` below
+    ``1 - confidence``): the interval's guard uses the mid-p, which is calibrated on average
+    but can pass a study whose exact p is above alpha (5 tuned wins and 15 ties: mid-p 0.031,
+    exact 0.0625). A release gate must never pass on such a study, so it is "undecided".
+    """
+    if method not in ("item", "panel"):
+        raise ValueError(f"method must be 'item' or 'panel', got {method!r}")
+    confidence = result.confidence
     ci = result.panel_ci if method == "panel" and result.panel_ci else result.ci
+    if method == "panel" and result.panel_ci is None:
+        raise ValueError("method='panel' needs an inference computed with per-vote raters")
     described = f"{method}: {result.panel_method if method == 'panel' else result.ci_method}"
     low, high = ci
     if result.n_votes == 0 or math.isnan(low):
         return WinRateGate("undecided", low, high, threshold, confidence, described, "no votes yet")
     status: GateStatus = "pass" if low > threshold else "fail" if high < threshold else "undecided"
+    exact_guard = status != "undecided" and result.p_value_exact >= 1.0 - confidence
+    if exact_guard:
+        status = "undecided"
     level = f"{confidence:.0%}"
     evidence = (
         f"tuned win rate {result.win_rate:.3f}, {level} {method}-level CI {_fmt(ci)} "
         f"over {result.n_items} items ({result.n_votes} votes); "
         + (
-            f"lower bound above {threshold}"
+            f"the interval excludes {threshold} but the exact sign-flip test does not "
+            f"(p = {result.p_value_exact:.3g}): too few informative items to decide"
+            if exact_guard
+            else f"lower bound above {threshold}"
             if status == "pass"
             else f"upper bound below {threshold}"
             if status == "fail"

@@ -37,7 +37,7 @@ def test_report_endpoint_has_the_documented_keys(judged_study, researcher_api) -
         "items",
         "judgments",
         "win_rate",
-        "length_controlled_win_rate",
+        "length_adjusted_win_rate",
         "agreement",
         "judge_human",
         "raters",

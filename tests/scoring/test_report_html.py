@@ -41,12 +41,23 @@ def full_report() -> dict[str, Any]:
             "tuned": 0.6123,
             "tuned_no_ties": 0.6667,
             "ci95": [0.5611, 0.6612],
-            "ci95_wilson": [0.5611, 0.6612],
-            "ci95_bootstrap": [0.5588, 0.6650],
+            "panel_ci95": [0.5588, 0.6650],
             "p_value": 0.00001,
+            "p_value_exact": 0.00002,
             "n": 360,
+            "n_items": 120,
+            "n_raters": 6,
+            "design_effect": 1.8,
+            "warnings": [XSS],
+            "generalises_to": {"ci95": "items like these, this panel", "panel_ci95": XSS},
+            "gate": {"item": {"status": "pass"}, "panel": {"status": "pass"}},
         },
-        "length_controlled_win_rate": {"value": 0.5834, "ci95": [0.52, 0.64], "slope": 0.0012},
+        "length_adjusted_win_rate": {
+            "name": "length-adjusted win rate",
+            "not": "not AlpacaEval 2's",
+            "humans": {"value": 0.5834, "ci95": [0.52, 0.64], "slope": 0.0012},
+            "judge": None,
+        },
         "agreement": {
             "krippendorff_alpha": 0.7123,
             "krippendorff_alpha_ci95": [0.65, 0.77],
@@ -161,14 +172,18 @@ def full_report() -> dict[str, Any]:
             },
         ],
         "decision": {
+            "planned": True,
             "decided": True,
             "direction": "tuned",
-            "method": "obrien_fleming",
-            "win_rate": 0.6123,
-            "additional_votes": 0,
+            "decision": "tuned",
+            "looks": 3,
             "look": 3,
-            "threshold": 2.3,
-            "statistic": 4.1,
+            "n_items": 90,
+            "z": 4.1,
+            "boundary": 2.3,
+            "alpha_spent": 0.012,
+            "alpha": 0.05,
+            "design": {"max_items": 120, "look_every_items": 30, "spending": "obrien_fleming"},
         },
         "identity_flags": {"total": 4, "pending": 1, "excluded": 2},
         "verdict": {"summary": "Tuned is preferred (61.2% win rate).", "level": "good"},
@@ -296,7 +311,7 @@ def test_partial_or_malformed_reports_render(report: dict[str, Any]) -> None:
 
 def test_no_judgments_yet() -> None:
     report = full_report()
-    for key in ("win_rate", "length_controlled_win_rate", "judge_human", "judge", "decision"):
+    for key in ("win_rate", "length_adjusted_win_rate", "judge_human", "judge", "decision"):
         report[key] = None
     report.update(votes={}, raters=[], metrics={}, disagreements=[], agreement={})
     html = render_report_html(report)

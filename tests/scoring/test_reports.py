@@ -238,3 +238,55 @@ def test_report_survives_raters_with_few_common_items() -> None:
     assert report["judgments"] == 6
     assert report["agreement"]["cohen_kappa_mean"] is None
     assert report["disagreements_total"] == len(report["disagreements"])
+
+
+def cast(study, rater, item, preferred: str) -> None:
+    vote(study, rater, item, preferred)
+
+
+def test_one_vote_gives_no_degenerate_interval_and_no_verdict() -> None:
+    rater = make_user(username="solo")
+    study = make_study(items=1, overlap=1, raters=[rater])
+    cast(study, rater, study.items.get(), "tuned")
+    report = build_report(study=study, options=ReportOptions(n_resamples=0))
+    lo, hi = report["win_rate"]["ci95"]
+    assert report["win_rate"]["tuned"] == 1.0 and lo < 0.6 and hi == pytest.approx(1.0)
+    assert report["verdict"]["status"] == "not_decided" and report["verdict"]["level"] == "neutral"
+    assert report["win_rate"]["gate"]["item"]["status"] == "undecided"
+
+
+def test_four_wins_and_sixteen_ties_are_not_significant() -> None:
+    rater = make_user(username="ties")
+    study = make_study(items=20, overlap=1, raters=[rater])
+    for index, item in enumerate(study.items.order_by("id")):
+        cast(study, rater, item, "tuned" if index < 4 else "tie")
+    report = build_report(study=study, options=ReportOptions(n_resamples=0))
+    assert report["win_rate"]["p_value_exact"] == pytest.approx(0.125)
+    assert report["win_rate"]["ci95"][0] <= 0.5
+    assert report["verdict"]["status"] == "not_decided"
+
+
+def test_summary_level_and_gate_tell_one_story() -> None:
+    raters = [make_user(username=f"v{i}") for i in range(3)]
+    study = make_study(items=30, overlap=3, raters=raters)
+    for item in study.items.order_by("id"):
+        for rater in raters:
+            cast(study, rater, item, "tuned")
+    report = build_report(study=study, options=ReportOptions(n_resamples=0))
+    verdict, gate = report["verdict"], report["win_rate"]["gate"]["item"]
+    # No sequential design (the factory opens the study directly): the interval decides.
+    assert gate["status"] == "pass" and verdict["status"] == "tuned_preferred"
+    assert verdict["level"] == "good" and verdict["summary"].startswith("The tuned model is")
+    # The item, not the vote, is the unit: 90 unanimous votes on 30 items weigh as 30 items.
+    assert report["win_rate"]["n_items"] == 30 and report["win_rate"]["design_effect"] >= 2.5
+
+
+def test_a_rater_carrying_most_votes_is_warned_about() -> None:
+    heavy, light = make_user(username="heavy"), make_user(username="light")
+    study = make_study(items=12, overlap=1, raters=[heavy, light])
+    items = list(study.items.order_by("id"))
+    for index, item in enumerate(items):
+        cast(study, heavy if index < 11 else light, item, "tuned" if index % 3 else "base")
+    report = build_report(study=study, options=ReportOptions(n_resamples=0))
+    assert report["win_rate"]["top_rater_share"] > 0.9
+    assert any("rater" in w for w in report["win_rate"]["warnings"])

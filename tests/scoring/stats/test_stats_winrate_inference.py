@@ -264,3 +264,17 @@ def test_a_panel_interval_narrower_than_the_item_interval_is_flagged() -> None:
     wide = win_rate_inference(item_index=items, rater_index=raters, codes=biased)
     assert wide.panel_ci[1] - wide.panel_ci[0] > wide.ci[1] - wide.ci[0]
     assert not any("narrower" in w for w in wide.warnings)
+
+
+def test_the_gate_needs_the_exact_test_too() -> None:
+    from scoring.stats.winrate_inference import win_rate_gate
+
+    # One vote per item: 5 tuned wins and 15 ties. The mid-p (0.031) would let the interval
+    # clear 1/2, but the exact sign test's p is 0.0625: the gate must not pass on it.
+    counts = [[0, 1, 0, 0]] * 5 + [[0, 0, 1, 0]] * 15
+    gate = win_rate_gate(counts)
+    assert gate.status == "undecided" and "exact sign-flip test" in gate.evidence
+    # With 8 wins the exact p (0.0078) rejects: pass.
+    assert win_rate_gate([[0, 1, 0, 0]] * 8 + [[0, 0, 1, 0]] * 12).status == "pass"
+    # 4 wins and 16 ties: not significant at all.
+    assert win_rate_gate([[0, 1, 0, 0]] * 4 + [[0, 0, 1, 0]] * 16).status == "undecided"
