@@ -21,12 +21,19 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotations import roles, selectors, services
+from annotations import permissions, roles, selectors, services
 from annotations.errors import DomainValidationError
 from annotations.exporting import FORMATS, stream_rows
 from annotations.importers import parse_alpaca_pair, parse_jsonl
 from annotations.models import QueueOrder, StudyStatus, TaskType
-from annotations.permissions import IsRater, IsResearcher
+from annotations.permissions import (
+    IsRater,
+    IsResearcher,
+    IsResearcherOrReleaseOwnerReading,
+    study_for_change,
+    study_for_delete,
+    study_for_view,
+)
 
 
 class ResearcherAPIView(APIView):
@@ -80,7 +87,9 @@ class StudyListCreateApi(ResearcherAPIView):
 
     @extend_schema(responses=StudyOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
-        return Response(StudyOutputSerializer(selectors.study_list(), many=True).data)
+        studies = permissions.studies_visible_to(request.user, selectors.study_list())
+        studies = studies.filter(archived_at__isnull=True)
+        return Response(StudyOutputSerializer(studies, many=True).data)
 
     @extend_schema(request=StudyListCreateInputSerializer, responses={201: StudyOutputSerializer})
     def post(self, request: Request) -> Response:
@@ -90,7 +99,9 @@ class StudyListCreateApi(ResearcherAPIView):
         return Response(StudyOutputSerializer(study).data, status=status.HTTP_201_CREATED)
 
 
-class StudyDetailApi(ResearcherAPIView):
+class StudyDetailApi(APIView):
+    permission_classes = [IsAuthenticated, IsResearcherOrReleaseOwnerReading]
+
     class StudyDetailUpdateSerializer(StudyFieldsSerializer):
         def __init__(self, *args, **kwargs) -> None:
             super().__init__(*args, **kwargs)
@@ -99,19 +110,100 @@ class StudyDetailApi(ResearcherAPIView):
 
     @extend_schema(responses=StudyOutputSerializer)
     def get(self, request: Request, slug: str) -> Response:
-        return Response(StudyOutputSerializer(selectors.study_get(slug=slug)).data)
+        return Response(StudyOutputSerializer(study_for_view(user=request.user, slug=slug)).data)
 
     @extend_schema(request=StudyDetailUpdateSerializer, responses=StudyOutputSerializer)
     def patch(self, request: Request, slug: str) -> Response:
-        study = selectors.study_get(slug=slug)
+        study = study_for_change(user=request.user, slug=slug)
         serializer = self.StudyDetailUpdateSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         study = services.study_update(study=study, actor=request.user, **serializer.validated_data)
         return Response(StudyOutputSerializer(study).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(
+        responses={
+            204: None,
+            409: OpenApiResponse(description="holds evidence (judgments, a run, sign-offs)"),
+        }
+    )
     def delete(self, request: Request, slug: str) -> Response:
-        services.study_delete(study=selectors.study_get(slug=slug))
+        study = study_for_delete(user=request.user, slug=slug)
+        services.study_delete(study=study, actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class StudyArchiveApi(ResearcherAPIView):
+    class StudyArchiveInputSerializer(serializers.Serializer):
+        reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+    @extend_schema(request=StudyArchiveInputSerializer, responses=StudyOutputSerializer)
+    def post(self, request: Request, slug: str) -> Response:
+        serializer = self.StudyArchiveInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        study = services.study_archive(
+            study=study_for_delete(user=request.user, slug=slug),
+            actor=request.user,
+            reason=serializer.validated_data["reason"],
+        )
+        return Response(StudyOutputSerializer(study).data)
+
+
+class StudyReopenApi(APIView):
+    # The service checks the release-owner role (403) and the state (409).
+    permission_classes = [IsAuthenticated]
+
+    class StudyReopenInputSerializer(serializers.Serializer):
+        reason = serializers.CharField(max_length=10_000)
+
+    @extend_schema(
+        request=StudyReopenInputSerializer,
+        responses={200: inline_serializer("Reopened", {"state": serializers.CharField()})},
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        serializer = self.StudyReopenInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        study = services.study_reopen(
+            study=study_for_view(user=request.user, slug=slug),
+            actor=request.user,
+            reason=serializer.validated_data["reason"],
+        )
+        return Response({"study": study.slug, "state": study.status})
+
+
+class StudyCollaboratorsApi(ResearcherAPIView):
+    class CollaboratorInputSerializer(serializers.Serializer):
+        username = serializers.CharField()
+
+    @extend_schema(
+        responses=inline_serializer(
+            "Collaborators",
+            {"owner": serializers.CharField(), "collaborators": serializers.ListField()},
+        )
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        study = study_for_view(user=request.user, slug=slug)
+        names = study.collaborations.order_by("user__username").values_list(
+            "user__username", flat=True
+        )
+        owner = study.created_by.get_username() if study.created_by else None
+        return Response({"owner": owner, "collaborators": list(names)})
+
+    @extend_schema(request=CollaboratorInputSerializer, responses={201: None})
+    def post(self, request: Request, slug: str) -> Response:
+        study = study_for_delete(user=request.user, slug=slug)
+        serializer = self.CollaboratorInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.collaborator_add(
+            study=study, username=serializer.validated_data["username"], actor=request.user
+        )
+        return self.get(request, slug)
+
+
+class StudyCollaboratorDeleteApi(ResearcherAPIView):
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, slug: str, username: str) -> Response:
+        study = study_for_delete(user=request.user, slug=slug)
+        services.collaborator_remove(study=study, username=username, actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -133,7 +225,7 @@ class StudyImportApi(ResearcherAPIView):
         },
     )
     def post(self, request: Request, slug: str) -> Response:
-        study = selectors.study_get(slug=slug)
+        study = study_for_change(user=request.user, slug=slug)
         serializer = self.StudyImportInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         upload = serializer.validated_data["file"]
@@ -167,7 +259,7 @@ class StudyRatersApi(ResearcherAPIView):
 
     @extend_schema(responses=inline_serializer("RaterList", {"raters": serializers.ListField()}))
     def get(self, request: Request, slug: str) -> Response:
-        progress = selectors.study_progress(study=selectors.study_get(slug=slug))
+        progress = selectors.study_progress(study=study_for_view(user=request.user, slug=slug))
         return Response({"raters": [r.rater for r in progress.raters]})
 
     @extend_schema(
@@ -175,7 +267,7 @@ class StudyRatersApi(ResearcherAPIView):
         responses=inline_serializer("RaterList2", {"raters": serializers.ListField()}),
     )
     def post(self, request: Request, slug: str) -> Response:
-        study = selectors.study_get(slug=slug)
+        study = study_for_change(user=request.user, slug=slug)
         serializer = self.StudyRatersInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         memberships = services.raters_assign(
@@ -204,7 +296,7 @@ class StudyProgressApi(ResearcherAPIView):
 
     @extend_schema(responses=StudyProgressOutputSerializer)
     def get(self, request: Request, slug: str) -> Response:
-        progress = selectors.study_progress(study=selectors.study_get(slug=slug))
+        progress = selectors.study_progress(study=study_for_view(user=request.user, slug=slug))
         return Response(self.StudyProgressOutputSerializer(progress).data)
 
 
@@ -229,7 +321,7 @@ class StudyJudgmentsExportApi(ResearcherAPIView):
         responses={200: OpenApiResponse(description="CSV or JSONL, one row per judgment")},
     )
     def get(self, request: Request, slug: str) -> StreamingHttpResponse:
-        study = selectors.study_get(slug=slug)
+        study = study_for_view(user=request.user, slug=slug)
         return export_response(
             selectors.judgment_export_rows(study=study),
             selectors.JUDGMENT_EXPORT_FIELDS,
@@ -397,7 +489,7 @@ class AdjudicationApi(ResearcherAPIView):
         },
     )
     def post(self, request: Request, slug: str, external_id: str) -> Response:
-        study = selectors.study_get(slug=slug)
+        study = study_for_change(user=request.user, slug=slug)
         serializer = self.AdjudicationInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         adjudication = services.adjudication_record(

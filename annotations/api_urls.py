@@ -7,6 +7,18 @@ from annotations import api
 urlpatterns = [
     path("studies/", api.StudyListCreateApi.as_view(), name="api-studies"),
     path("studies/<slug:slug>/", api.StudyDetailApi.as_view(), name="api-study"),
+    path("studies/<slug:slug>/archive/", api.StudyArchiveApi.as_view(), name="api-study-archive"),
+    path("studies/<slug:slug>/reopen/", api.StudyReopenApi.as_view(), name="api-study-reopen"),
+    path(
+        "studies/<slug:slug>/collaborators/",
+        api.StudyCollaboratorsApi.as_view(),
+        name="api-study-collaborators",
+    ),
+    path(
+        "studies/<slug:slug>/collaborators/<str:username>/",
+        api.StudyCollaboratorDeleteApi.as_view(),
+        name="api-study-collaborator",
+    ),
     path("studies/<slug:slug>/import/", api.StudyImportApi.as_view(), name="api-study-import"),
     path("studies/<slug:slug>/raters/", api.StudyRatersApi.as_view(), name="api-study-raters"),
     path(
