@@ -150,7 +150,7 @@ class StudyArchiveApi(ResearcherAPIView):
 
 class StudyReopenApi(APIView):
     # The service checks the release-owner role (403) and the state (409).
-    permission_classes = [IsAuthenticated]
+    permission_classes = [IsAuthenticated, permissions.IsResearcherOrReleaseOwner]
 
     class StudyReopenInputSerializer(serializers.Serializer):
         reason = serializers.CharField(max_length=10_000)

@@ -388,7 +388,7 @@ class RunDecisionApi(ReleaseAPIView):
 
 class RunSignOffApi(APIView):
     # The service checks the release-owner role and answers 403 itself.
-    permission_classes = [IsAuthenticated]
+    permission_classes = [IsAuthenticated, IsResearcherOrReleaseOwner]
 
     class SignOffInputSerializer(serializers.Serializer):
         decision = serializers.ChoiceField(choices=["approve", "reject"])
