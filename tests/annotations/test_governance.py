@@ -352,3 +352,36 @@ def test_a_user_without_a_role_gets_a_page_with_navigation() -> None:
     response = logged_in(nobody).get("/")
     assert response.status_code == 403
     assert "Log out" in response.content.decode()
+
+
+def test_create_study_command_sets_an_owner_and_seed_demo_gives_the_researcher_the_study() -> None:
+    from django.core.management.base import CommandError
+
+    owner = make_user("researcher")
+    call_command(
+        "create_study",
+        "owned",
+        "--name",
+        "N",
+        "--task",
+        "generation",
+        "--owner",
+        owner.username,
+        stdout=io.StringIO(),
+    )
+    assert Study.objects.get(slug="owned").created_by == owner
+    with pytest.raises(CommandError):
+        call_command(
+            "create_study",
+            "x",
+            "--name",
+            "N",
+            "--task",
+            "generation",
+            "--owner",
+            "nobody",
+            stdout=io.StringIO(),
+        )
+    call_command("seed_demo", stdout=io.StringIO())
+    demo = Study.objects.get(slug="demo-support-assistant")
+    assert demo.created_by is not None and demo.created_by.groups.filter(name="researcher")

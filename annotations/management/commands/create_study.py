@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
 
-from annotations import services
+from annotations import roles, services
 from annotations.management.commands._common import call
 from annotations.models import QueueOrder, StudyStatus, TaskType
 
@@ -22,8 +23,17 @@ class Command(BaseCommand):
         parser.add_argument("--min-time-ms", type=int, default=0)
         parser.add_argument("--queue-order", choices=QueueOrder.values, default=QueueOrder.RANDOM)
         parser.add_argument("--status", choices=StudyStatus.values, default=StudyStatus.DRAFT)
+        parser.add_argument(
+            "--owner",
+            help="the researcher who owns the study (without one, only admins may change it)",
+        )
 
     def handle(self, *args, **options) -> None:
+        owner = None
+        if options["owner"]:
+            owner = get_user_model().objects.filter(username=options["owner"]).first()
+            if owner is None or not roles.is_researcher(owner):
+                raise CommandError(f"no researcher {options['owner']!r}")
         study = call(
             self.stderr,
             services.study_create,
@@ -38,5 +48,6 @@ class Command(BaseCommand):
             min_time_ms=options["min_time_ms"],
             queue_order=options["queue_order"],
             status=options["status"],
+            created_by=owner,
         )
         self.stdout.write(self.style.SUCCESS(f"created study {study.slug} ({study.status})"))
