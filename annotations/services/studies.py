@@ -126,10 +126,11 @@ def study_transition(
 
     A sign-off decision stays in force: a person (`actor` given) takes a signed-off or rejected
     study out of that state only through `study_reopen`; without an actor it is the system
-    itself, after the evidence changed (`scoring.release.signoffs_mark_stale`). An archived
-    study does not move. Raises ConflictError."""
+    itself, after the evidence changed (`scoring.release.signoffs_mark_stale`). Nobody moves an
+    archived study (the system still may: a late score can make its sign-off stale). Raises
+    ConflictError."""
     locked = Study.objects.select_for_update().get(pk=study.pk)
-    if locked.archived_at is not None:
+    if locked.archived_at is not None and actor is not None:
         raise ConflictError(f"study {locked.slug!r} is archived and read-only")
     status_transition_check(current=locked.status, target=target, allow_sign_off=allow_sign_off)
     if locked.status == target:

@@ -385,3 +385,18 @@ def test_create_study_command_sets_an_owner_and_seed_demo_gives_the_researcher_t
     call_command("seed_demo", stdout=io.StringIO())
     demo = Study.objects.get(slug="demo-support-assistant")
     assert demo.created_by is not None and demo.created_by.groups.filter(name="researcher")
+
+
+def test_archived_study_is_read_only_for_people_but_the_system_may_still_mark_it_stale(
+    researcher,
+) -> None:
+    release_owner = make_user("release_owner")
+    study = rejected_study(researcher, release_owner)
+    services.study_archive(study=study, actor=researcher)
+    from annotations.errors import ConflictError
+
+    with pytest.raises(ConflictError, match="archived"):
+        services.study_reopen(study=study, actor=release_owner, reason="x")
+    # evidence changed after archiving (e.g. a late score): the rejection goes stale as usual
+    study = services.study_transition(study=study, target="reconciling", reason="evidence")
+    assert study.status == "reconciling"
