@@ -7,10 +7,11 @@ from __future__ import annotations
 import io
 
 import pytest
+from django.contrib import admin
 from django.core.management import call_command
 from django.db import connection, transaction
 from django.db.utils import DatabaseError
-from django.test import Client
+from django.test import Client, RequestFactory
 
 from annotations import services
 from annotations.models import AuditEvent, Judgment, Study, StudyStatus
@@ -77,6 +78,9 @@ def test_admin_cannot_set_a_study_signed_off(who, django_user_model) -> None:
     else:
         user = make_user("admin")
     study = make_study(items=2, overlap=1, status="ready")
+    request = RequestFactory().get("/")
+    request.user = user
+    assert "status" in admin.site._registry[Study].get_readonly_fields(request, study)
     client = logged_in(user)
     response = client.post(
         f"/admin/annotations/study/{study.pk}/change/",
