@@ -210,13 +210,30 @@ User = get_user_model()
 
 class RoleAwareUserAdmin(UserAdmin):
     """The admin role manages users and their roles (groups) but cannot make anyone a
-    superuser or hand out single permissions: that stays with a superuser."""
+    superuser or hand out single permissions: that stays with a superuser. A role change is
+    audited."""
 
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
         if not request.user.is_superuser:
             fields += ["is_superuser", "user_permissions"]
         return fields
+
+    def save_related(self, request, form, formsets, change) -> None:
+        user = form.instance
+        before = sorted(user.groups.values_list("name", flat=True)) if change else []
+        super().save_related(request, form, formsets, change)
+        after = sorted(user.groups.values_list("name", flat=True))
+        if before != after or not change:
+            services.audit_record(
+                entity="user",
+                entity_id=user.get_username(),
+                action="roles" if change else "created",
+                actor=request.user,
+                before=",".join(before)[:40],
+                after=",".join(after)[:40],
+                details={"before": before, "after": after},
+            )
 
 
 if admin.site.is_registered(User):

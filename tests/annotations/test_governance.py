@@ -347,6 +347,26 @@ def test_admin_role_manages_users_in_the_django_admin() -> None:
     page = client.get(f"/admin/auth/user/{rater.pk}/change/").content.decode()
     assert 'name="groups"' in page  # roles are edited here
     assert 'name="is_superuser"' not in page  # but nobody is made a superuser
+    from django.contrib.auth.models import Group
+
+    researcher_group = Group.objects.get(name="researcher")
+    response = client.post(
+        f"/admin/auth/user/{rater.pk}/change/",
+        {
+            "username": rater.username,
+            "is_active": "on",
+            "is_superuser": "on",  # read-only for the admin role: ignored
+            "groups": [researcher_group.pk],
+            "date_joined_0": "2026-01-01",
+            "date_joined_1": "00:00:00",
+        },
+    )
+    assert response.status_code == 302, response.content[:3000]
+    rater.refresh_from_db()
+    assert not rater.is_superuser
+    assert list(rater.groups.values_list("name", flat=True)) == ["researcher"]
+    event = AuditEvent.objects.get(entity="user", entity_id=rater.username, action="roles")
+    assert event.actor == boss and event.details == {"before": ["rater"], "after": ["researcher"]}
 
 
 def test_a_user_without_a_role_gets_a_page_with_navigation() -> None:
