@@ -24,7 +24,9 @@ def grant(apps, schema_editor) -> None:
     # rows exist now.
     for app_config in apps.get_app_configs():
         app_config.models_module = True
-        create_permissions(app_config, verbosity=0)
+        create_permissions(
+            app_config, verbosity=0, using=schema_editor.connection.alias, apps=apps
+        )
         app_config.models_module = None
     group_model = apps.get_model("auth", "Group")
     permission_model = apps.get_model("auth", "Permission")
