@@ -274,17 +274,6 @@ class ReleaseAPIView(APIView):
     permission_classes = [IsAuthenticated, IsResearcherOrReleaseOwner]
 
 
-def run_for_view(run_id: str, user):
-    """A run follows its study's access rule. Raises NotFoundError."""
-    from annotations.errors import NotFoundError
-    from scoring.release import run_get
-
-    run = run_get(run_id=run_id)
-    if not can_view_study(user, run.study):
-        raise NotFoundError(f"no run {run_id!r}")
-    return run
-
-
 def run_body(run, *, created: bool | None = None) -> dict:
     slug = run.study.slug
     body = {
@@ -372,7 +361,7 @@ class RunDetailApi(ReleaseAPIView):
         }
     )
     def get(self, request: Request, run_id: str) -> Response:
-        return Response(run_body(run_for_view(run_id, request.user)))
+        return Response(run_body(selectors.run_for_view(run_id=run_id, user=request.user)))
 
 
 class RunDecisionApi(ReleaseAPIView):
@@ -382,7 +371,7 @@ class RunDecisionApi(ReleaseAPIView):
     def get(self, request: Request, run_id: str) -> Response:
         from scoring.release import decision_get
 
-        run = run_for_view(run_id, request.user)
+        run = selectors.run_for_view(run_id=run_id, user=request.user)
         return Response(decision_get(study=run.study, actor=request.user))
 
 
@@ -402,7 +391,7 @@ class RunSignOffApi(APIView):
 
         serializer = self.SignOffInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        run = run_for_view(run_id, request.user)
+        run = selectors.run_for_view(run_id=run_id, user=request.user)
         signoff = signoff_record(study=run.study, actor=request.user, **serializer.validated_data)
         run.study.refresh_from_db()
         return Response(

@@ -78,20 +78,6 @@ def study_report(request: HttpRequest, slug: str) -> HttpResponse:
     return HttpResponse(render_report_html(report))
 
 
-def run_for_page(request: HttpRequest, run_id: str):
-    """The run, if the user may read its study (a run follows its study's rule); else 404."""
-    from annotations.permissions import can_view_study
-    from scoring.release import run_get
-
-    try:
-        run = run_get(run_id=run_id)
-    except DomainError as exc:
-        raise Http404(exc.message) from exc
-    if not can_view_study(request.user, run.study):
-        raise Http404(f"no run {run_id!r}")
-    return run
-
-
 @release_access_required
 def run_list(request: HttpRequest) -> HttpResponse:
     """The release owner's home: runs awaiting sign-off first, then the others."""
@@ -116,7 +102,7 @@ def run_reopen(request: HttpRequest, run_id: str) -> HttpResponse:
     """A release owner takes a signed-off or rejected run back to reconciling, with a reason."""
     from annotations.services import study_reopen
 
-    run = run_for_page(request, run_id)
+    run = page_errors(lambda: selectors.run_for_view(run_id=run_id, user=request.user))
     try:
         study_reopen(study=run.study, actor=request.user, reason=request.POST.get("reason", ""))
     except DomainError as exc:
@@ -130,10 +116,11 @@ def run_reopen(request: HttpRequest, run_id: str) -> HttpResponse:
 def run_signoff(request: HttpRequest, run_id: str) -> HttpResponse:
     """The sign-off page: every criterion with its evidence, the verdict, past sign-offs, and
     the approve / reject form for release owners."""
-    from annotations import permissions, selectors
+    from annotations import permissions
+    from annotations.selectors import audit_trail
     from scoring.release import decision_get, signoff_record
 
-    run = run_for_page(request, run_id)
+    run = page_errors(lambda: selectors.run_for_view(run_id=run_id, user=request.user))
     if request.method == "POST":
         try:
             signoff_record(
@@ -152,7 +139,7 @@ def run_signoff(request: HttpRequest, run_id: str) -> HttpResponse:
         "decision": decision_get(study=run.study, actor=request.user),
         "can_sign": permissions.can_sign_off(request.user, run.study),
         "can_reopen": permissions.can_reopen_study(request.user, run.study),
-        "audit_events": selectors.audit_trail(study=run.study),
+        "audit_events": audit_trail(study=run.study),
     }
     return render(request, "scoring/run_signoff.html", context)
 
