@@ -23,12 +23,19 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotations import roles, selectors, services
+from annotations import permissions, roles, selectors, services
 from annotations.errors import DomainValidationError
 from annotations.exporting import FORMATS, stream_rows
 from annotations.importers import UNMATCHED_CHOICES, parse_alpaca_pair, parse_jsonl
 from annotations.models import QueueOrder, StudyStatus, TaskType
-from annotations.permissions import IsRater, IsResearcher
+from annotations.permissions import (
+    IsRater,
+    IsResearcher,
+    IsResearcherOrReleaseOwnerReading,
+    study_for_change,
+    study_for_delete,
+    study_for_view,
+)
 from annotations.rendering import markdown_html
 
 
@@ -112,7 +119,9 @@ class StudyListCreateApi(ResearcherAPIView):
 
     @extend_schema(responses=StudyOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
-        return Response(StudyOutputSerializer(selectors.study_list(), many=True).data)
+        studies = permissions.studies_visible_to(request.user, selectors.study_list())
+        studies = studies.filter(archived_at__isnull=True)
+        return Response(StudyOutputSerializer(studies, many=True).data)
 
     @extend_schema(request=StudyListCreateInputSerializer, responses={201: StudyOutputSerializer})
     def post(self, request: Request) -> Response:
@@ -122,7 +131,9 @@ class StudyListCreateApi(ResearcherAPIView):
         return Response(StudyOutputSerializer(study).data, status=status.HTTP_201_CREATED)
 
 
-class StudyDetailApi(ResearcherAPIView):
+class StudyDetailApi(APIView):
+    permission_classes = [IsAuthenticated, IsResearcherOrReleaseOwnerReading]
+
     class StudyDetailUpdateSerializer(StudyFieldsSerializer):
         def __init__(self, *args, **kwargs) -> None:
             super().__init__(*args, **kwargs)
@@ -140,7 +151,7 @@ class StudyDetailApi(ResearcherAPIView):
 
     @extend_schema(responses=StudyOutputSerializer)
     def get(self, request: Request, slug: str) -> Response:
-        return Response(StudyOutputSerializer(selectors.study_get(slug=slug)).data)
+        return Response(StudyOutputSerializer(study_for_view(user=request.user, slug=slug)).data)
 
     @extend_schema(
         request=StudyDetailUpdateSerializer,
@@ -152,7 +163,7 @@ class StudyDetailApi(ResearcherAPIView):
         },
     )
     def patch(self, request: Request, slug: str) -> Response:
-        study = selectors.study_get(slug=slug)
+        study = study_for_change(user=request.user, slug=slug)
         serializer = self.StudyDetailUpdateSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         fields = dict(serializer.validated_data)
@@ -165,9 +176,15 @@ class StudyDetailApi(ResearcherAPIView):
         )
         return Response(StudyOutputSerializer(study).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(
+        responses={
+            204: None,
+            409: OpenApiResponse(description="holds evidence (judgments, a run, sign-offs)"),
+        }
+    )
     def delete(self, request: Request, slug: str) -> Response:
-        services.study_delete(study=selectors.study_get(slug=slug))
+        study = study_for_delete(user=request.user, slug=slug)
+        services.study_delete(study=study, actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -201,7 +218,7 @@ class StudyImportApi(ResearcherAPIView):
         },
     )
     def post(self, request: Request, slug: str) -> Response:
-        study = selectors.study_get(slug=slug)
+        study = study_for_change(user=request.user, slug=slug)
         serializer = self.StudyImportInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         upload = serializer.validated_data["file"]
@@ -319,7 +336,7 @@ class StudyRatersApi(ResearcherAPIView):
 
     @extend_schema(responses=inline_serializer("RaterList", {"raters": serializers.ListField()}))
     def get(self, request: Request, slug: str) -> Response:
-        progress = selectors.study_progress(study=selectors.study_get(slug=slug))
+        progress = selectors.study_progress(study=study_for_view(user=request.user, slug=slug))
         return Response({"raters": [r.rater for r in progress.raters]})
 
     @extend_schema(
@@ -327,7 +344,7 @@ class StudyRatersApi(ResearcherAPIView):
         responses=inline_serializer("RaterList2", {"raters": serializers.ListField()}),
     )
     def post(self, request: Request, slug: str) -> Response:
-        study = selectors.study_get(slug=slug)
+        study = study_for_change(user=request.user, slug=slug)
         serializer = self.StudyRatersInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         memberships = services.raters_assign(
@@ -375,7 +392,7 @@ class StudyProgressApi(ResearcherAPIView):
 
     @extend_schema(responses=StudyProgressResponseSerializer)
     def get(self, request: Request, slug: str) -> Response:
-        study = selectors.study_get(slug=slug)
+        study = study_for_view(user=request.user, slug=slug)
         progress = selectors.study_progress(study=study)
         blockers = selectors.study_blockers(study=study)
         return Response(
@@ -405,7 +422,7 @@ class StudyJudgmentsExportApi(ResearcherAPIView):
         responses={200: OpenApiResponse(description="CSV or JSONL, one row per judgment")},
     )
     def get(self, request: Request, slug: str) -> StreamingHttpResponse:
-        study = selectors.study_get(slug=slug)
+        study = study_for_view(user=request.user, slug=slug)
         return export_response(
             selectors.judgment_export_rows(study=study),
             selectors.JUDGMENT_EXPORT_FIELDS,
@@ -654,7 +671,7 @@ class AdjudicationApi(ResearcherAPIView):
         },
     )
     def post(self, request: Request, slug: str, external_id: str) -> Response:
-        study = selectors.study_get(slug=slug)
+        study = study_for_change(user=request.user, slug=slug)
         serializer = self.AdjudicationInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         adjudication = services.adjudication_record(

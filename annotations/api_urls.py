@@ -2,11 +2,29 @@ from __future__ import annotations
 
 from django.urls import path
 
-from annotations import api
+from annotations import api, api_access
 
 urlpatterns = [
     path("studies/", api.StudyListCreateApi.as_view(), name="api-studies"),
     path("studies/<slug:slug>/", api.StudyDetailApi.as_view(), name="api-study"),
+    path(
+        "studies/<slug:slug>/archive/",
+        api_access.StudyArchiveApi.as_view(),
+        name="api-study-archive",
+    ),
+    path(
+        "studies/<slug:slug>/reopen/", api_access.StudyReopenApi.as_view(), name="api-study-reopen"
+    ),
+    path(
+        "studies/<slug:slug>/collaborators/",
+        api_access.StudyCollaboratorsApi.as_view(),
+        name="api-study-collaborators",
+    ),
+    path(
+        "studies/<slug:slug>/collaborators/<str:username>/",
+        api_access.StudyCollaboratorDeleteApi.as_view(),
+        name="api-study-collaborator",
+    ),
     path("studies/<slug:slug>/import/", api.StudyImportApi.as_view(), name="api-study-import"),
     path("studies/<slug:slug>/raters/", api.StudyRatersApi.as_view(), name="api-study-raters"),
     path(

@@ -150,6 +150,18 @@ class Study(models.Model):
     # Counts changes of the study's evidence (judgments, adjudications, scores, ...): a report
     # built at an older version is stale. Bumped after commit, outside the rater's transaction.
     evidence_version = models.BigIntegerField(default=0, editable=False)
+    # Researchers who may change the study besides its owner (`created_by`); the rules are in
+    # `annotations.permissions`.
+    collaborators = models.ManyToManyField(
+        conf.AUTH_USER_MODEL,
+        through="StudyCollaborator",
+        through_fields=("study", "user"),
+        related_name="collaborating_studies",
+        blank=True,
+    )
+    # A study with evidence (judgments, a run, sign-offs) is archived, never deleted: it keeps
+    # its state and records and becomes read-only.
+    archived_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -172,6 +184,27 @@ class Study(models.Model):
     @property
     def title_for_raters(self) -> str:
         return self.rater_title or NEUTRAL_RATER_TITLE
+
+
+class StudyCollaborator(models.Model):
+    """A researcher who may change a study they do not own."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="collaborations")
+    user = models.ForeignKey(
+        conf.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="collaborations"
+    )
+    added_by = models.ForeignKey(
+        conf.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["study", "user"], name="study_collaborator_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.study_id}:{self.user_id}"
 
 
 class Item(models.Model):
@@ -336,18 +369,32 @@ class Adjudication(models.Model):
 
 
 class AuditEvent(models.Model):
-    """Who changed what, when: every state change of a study, run and sign-off. Append-only."""
+    """Who changed what, when: every state change of a study, run and sign-off. Append-only:
+    on PostgreSQL triggers refuse UPDATE, DELETE and TRUNCATE of this table.
+
+    Deleting a study (allowed only while it holds no evidence) leaves its events as they are:
+    `study` keeps the old id (no database constraint, nothing cascades or is set to NULL) and
+    `study_slug` keeps the name the trail is found by. The slug of a deleted study is never
+    given to a new one (`study_create`), so a trail never mixes two studies."""
 
     entity = models.CharField(max_length=20)  # "study", "run", "signoff", "policy"
     entity_id = models.CharField(max_length=200)
     study = models.ForeignKey(
-        Study, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events"
+        Study,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="audit_events",
     )
+    study_slug = models.CharField(max_length=80, blank=True, db_index=True)
     action = models.CharField(max_length=40)
     before = models.CharField(max_length=40, blank=True)
     after = models.CharField(max_length=40, blank=True)
+    # PROTECT: the trail may not lose its actors (the table refuses UPDATE, so SET_NULL could
+    # not work anyway); deactivate a user instead of deleting them.
     actor = models.ForeignKey(
-        conf.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        conf.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     details = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

@@ -44,3 +44,17 @@ def is_release_owner(user: AbstractBaseUser | AnonymousUser) -> bool:
 
 def is_rater(user: AbstractBaseUser | AnonymousUser) -> bool:
     return RATER in group_names(user)
+
+
+# What the admin role may do in the Django admin (it is staff, never a superuser): manage users
+# and their roles, read every record, and use the admin actions that call services (closing
+# or archiving a study, editing a study's fields or a release policy). Evidence (judgments,
+# sign-offs, the audit log) stays read-only there whatever the permissions say.
+ADMIN_VIEW_APPS = ("auth", "annotations", "scoring")
+ADMIN_PERMISSIONS = (
+    ("auth", "add_user"),
+    ("auth", "change_user"),
+    ("auth", "delete_user"),
+    ("annotations", "change_study"),
+    ("scoring", "change_releasepolicy"),
+)

@@ -30,6 +30,7 @@ from annotations.models import (
     STUDY_TRANSITIONS,
     Assignment,
     AssignmentState,
+    AuditEvent,
     Item,
     Judgment,
     Output,
@@ -560,3 +561,10 @@ def judgment_export_rows(*, study: Study, chunk_size: int = 2_000) -> Iterator[d
         row = dict(zip(JUDGMENT_EXPORT_FIELDS, values, strict=True))
         row["created_at"] = row["created_at"].isoformat()
         yield row
+
+
+def audit_trail(*, study: Study, limit: int = 500) -> list[AuditEvent]:
+    """A study's latest `limit` audit events, oldest first (found by the slug each event
+    keeps, so the trail of a deleted study is found too)."""
+    events = AuditEvent.objects.filter(study_slug=study.slug).select_related("actor")
+    return list(reversed(events.order_by("-id")[:limit]))

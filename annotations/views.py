@@ -17,12 +17,18 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from annotations import roles, selectors, services
+from annotations import permissions, roles, selectors, services
 from annotations.errors import DomainError
 from annotations.forms import DisplayPrefixesForm, ImportForm, RatersForm, StatusForm, StudyForm
 from annotations.importers import parse_alpaca_pair, parse_jsonl
 from annotations.models import StudyStatus
-from annotations.permissions import rater_required, researcher_required
+from annotations.permissions import (
+    page_errors,
+    rater_required,
+    researcher_required,
+    study_for_change,
+    study_for_view,
+)
 from annotations.queue_rules import KEY_GUARD_MS, WITHDRAW_SECONDS
 
 
@@ -30,6 +36,8 @@ from annotations.queue_rules import KEY_GUARD_MS, WITHDRAW_SECONDS
 def home(request: HttpRequest) -> HttpResponse:
     if roles.is_researcher(request.user):
         return redirect("study-list")
+    if roles.is_release_owner(request.user):
+        return redirect("run-list")
     if roles.is_rater(request.user):
         return redirect("rater-home")
     raise PermissionDenied("your account has no role yet; ask an admin")
@@ -75,7 +83,9 @@ def rate_by_slug(request: HttpRequest, slug: str) -> HttpResponse:
 
 @researcher_required
 def study_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "annotations/study_list.html", {"studies": selectors.study_list()})
+    studies = permissions.studies_visible_to(request.user, selectors.study_list())
+    studies = studies.filter(archived_at__isnull=True)
+    return render(request, "annotations/study_list.html", {"studies": studies})
 
 
 @researcher_required
@@ -95,12 +105,10 @@ def study_create(request: HttpRequest) -> HttpResponse:
 
 @researcher_required
 def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    try:
-        study = selectors.study_get(slug=slug)
-    except DomainError as exc:
-        raise PermissionDenied(exc.message) from exc
+    study = page_errors(lambda: study_for_view(user=request.user, slug=slug))
     context = {
         "study": study,
+        "can_edit": permissions.can_edit_study(request.user, study),
         "progress": selectors.study_progress(study=study),
         "blockers": selectors.study_blockers(study=study),
         "import_form": ImportForm(),
@@ -125,7 +133,7 @@ def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
 @researcher_required
 @require_POST
 def study_import(request: HttpRequest, slug: str) -> HttpResponse:
-    study = selectors.study_get(slug=slug)
+    study = page_errors(lambda: study_for_change(user=request.user, slug=slug))
     form = ImportForm(request.POST, request.FILES)
     if not form.is_valid():
         messages.error(request, f"Import failed: {form.errors.as_text()}")
@@ -183,7 +191,7 @@ def study_import(request: HttpRequest, slug: str) -> HttpResponse:
 @researcher_required
 @require_POST
 def study_raters(request: HttpRequest, slug: str) -> HttpResponse:
-    study = selectors.study_get(slug=slug)
+    study = page_errors(lambda: study_for_change(user=request.user, slug=slug))
     form = RatersForm(request.POST)
     if form.is_valid():
         try:
@@ -200,7 +208,7 @@ def study_raters(request: HttpRequest, slug: str) -> HttpResponse:
 @researcher_required
 @require_POST
 def study_status(request: HttpRequest, slug: str) -> HttpResponse:
-    study = selectors.study_get(slug=slug)
+    study = page_errors(lambda: study_for_change(user=request.user, slug=slug))
     form = StatusForm(request.POST)
     if form.is_valid():
         try:

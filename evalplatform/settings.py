@@ -217,6 +217,10 @@ LEASE_MINUTES = env_int("LEASE_MINUTES", 10)
 # A rater may hold this many live leases per study: the current pair plus the prefetched one.
 MAX_LEASES_PER_RATER = env_int("MAX_LEASES_PER_RATER", 2)
 
+# --- Study access (rules in annotations.permissions)
+# Researchers who neither own a study nor collaborate on it may read it (never change it).
+STUDIES_READABLE_BY_ALL_RESEARCHERS = env_bool("STUDIES_READABLE_BY_ALL_RESEARCHERS", True)
+
 # --- Import limits
 IMPORT_MAX_LINE_BYTES = env_int("IMPORT_MAX_LINE_BYTES", 1_000_000)
 IMPORT_MAX_ERRORS = env_int("IMPORT_MAX_ERRORS", 50)

@@ -1,7 +1,13 @@
+"""Scoring records in the Django admin: read-only (they are evidence or derived from it), except
+a release policy, whose edits go through `scoring.release.policy_update` (admins only,
+audited). Runs follow their study: nothing about a run is changed here."""
+
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 
+from annotations.admin import ReadOnlyAdmin
+from annotations.errors import DomainError
 from scoring.models import (
     IdentityFlag,
     JudgeVerdict,
@@ -19,52 +25,38 @@ from scoring.models import (
 
 
 @admin.register(ScoringJob)
-class ScoringJobAdmin(admin.ModelAdmin):
+class ScoringJobAdmin(ReadOnlyAdmin):
     list_display = ("id", "study", "status", "created_at", "finished_at")
     list_filter = ("status",)
 
 
 @admin.register(ScoringChunk)
-class ScoringChunkAdmin(admin.ModelAdmin):
+class ScoringChunkAdmin(ReadOnlyAdmin):
     list_display = ("id", "job", "kind", "index", "state", "attempts")
     list_filter = ("kind", "state")
 
 
 @admin.register(OutputScore)
-class OutputScoreAdmin(admin.ModelAdmin):
+class OutputScoreAdmin(ReadOnlyAdmin):
     list_display = ("item", "system", "metric", "version", "value")
     list_filter = ("metric",)
-    raw_id_fields = ("output", "item")
 
 
 @admin.register(StudyScore)
-class StudyScoreAdmin(admin.ModelAdmin):
+class StudyScoreAdmin(ReadOnlyAdmin):
     list_display = ("study", "system", "metric", "version", "n_items")
 
 
 @admin.register(JudgeVerdict)
-class JudgeVerdictAdmin(admin.ModelAdmin):
+class JudgeVerdictAdmin(ReadOnlyAdmin):
     list_display = ("item", "judge_id", "verdict", "p_tuned", "position_bias")
-    raw_id_fields = ("item",)
 
 
 @admin.register(IdentityFlag)
-class IdentityFlagAdmin(admin.ModelAdmin):
+class IdentityFlagAdmin(ReadOnlyAdmin):
+    """Decided on the study's scores page (`identity_flag_decide`), not here."""
+
     list_display = ("item", "output", "decision", "decided_by", "decided_at")
-    raw_id_fields = ("item", "output")
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Evidence records: visible to admins, never changed or deleted through the admin."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(SignOff)
@@ -79,14 +71,30 @@ class SignOffInvalidationAdmin(ReadOnlyAdmin):
 
 
 @admin.register(TrainingRun)
-class TrainingRunAdmin(admin.ModelAdmin):
+class TrainingRunAdmin(ReadOnlyAdmin):
     list_display = ("run_id", "study", "base_model", "tuned_model", "created_at")
-    readonly_fields = ("payload_sha256", "training_log", "last_notified_decision")
 
 
 @admin.register(ReleasePolicy)
 class ReleasePolicyAdmin(admin.ModelAdmin):
     list_display = ("study", "min_human_votes", "min_krippendorff_alpha", "required_approvals")
+    readonly_fields = ("study",)
+
+    def has_add_permission(self, request) -> bool:
+        return False  # every study gets its policy from the defaults (`policy_get`)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def save_model(self, request, obj, form, change) -> None:
+        """Through `policy_update`: the admin-role check and the audit event."""
+        from scoring.release import POLICY_FIELDS, policy_update
+
+        fields = {k: form.cleaned_data[k] for k in form.changed_data if k in POLICY_FIELDS}
+        try:
+            policy_update(study=obj.study, actor=request.user, **fields)
+        except DomainError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
 
 
 @admin.register(WebhookDelivery)
@@ -95,5 +103,5 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
 
 
 @admin.register(ReportExport)
-class ReportExportAdmin(admin.ModelAdmin):
+class ReportExportAdmin(ReadOnlyAdmin):
     list_display = ("id", "study", "kind", "status", "rows", "created_at")

@@ -19,10 +19,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotations import selectors as annotation_selectors
 from annotations.api import ResearcherAPIView, export_response
 from annotations.errors import DomainValidationError
-from annotations.permissions import IsResearcherOrReleaseOwner
+from annotations.permissions import (
+    IsResearcherOrReleaseOwner,
+    IsResearcherOrReleaseOwnerReading,
+    can_read_audit_log,
+    can_view_study,
+    studies_visible_to,
+    study_for_change,
+    study_for_view,
+)
 from scoring import selectors, services
 
 JobProgressSerializer = inline_serializer(
@@ -48,7 +55,7 @@ class PrescoreStartApi(ResearcherAPIView):
 
     @extend_schema(request=PrescoreInputSerializer, responses={202: JobProgressSerializer})
     def post(self, request: Request, slug: str) -> Response:
-        study = annotation_selectors.study_get(slug=slug)
+        study = study_for_change(user=request.user, slug=slug)
         serializer = self.PrescoreInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         job = services.scoring_job_start(
@@ -66,6 +73,7 @@ class ScoringJobApi(ResearcherAPIView):
     @extend_schema(responses=JobProgressSerializer)
     def get(self, request: Request, job_id: int) -> Response:
         job = selectors.job_get(job_id=job_id)
+        study_for_view(user=request.user, slug=job.study.slug)
         return Response(dataclasses.asdict(selectors.job_progress(job=job)))
 
 
@@ -79,7 +87,7 @@ class StudyScoresApi(ResearcherAPIView):
         responses={200: OpenApiResponse(description="aggregates with bootstrap 95% CIs")},
     )
     def get(self, request: Request, slug: str) -> Response:
-        study = annotation_selectors.study_get(slug=slug)
+        study = study_for_view(user=request.user, slug=slug)
         body = dataclasses.asdict(selectors.study_scores(study=study))
         if request.query_params.get("items") in ("1", "true", "yes"):
             try:
@@ -97,7 +105,7 @@ class StudyScoresExportApi(ResearcherAPIView):
         responses={200: OpenApiResponse(description="one row per item, system and metric")},
     )
     def get(self, request: Request, slug: str) -> StreamingHttpResponse:
-        study = annotation_selectors.study_get(slug=slug)
+        study = study_for_view(user=request.user, slug=slug)
         return export_response(
             selectors.score_export_rows(study=study),
             selectors.SCORE_EXPORT_FIELDS,
@@ -109,7 +117,7 @@ class StudyScoresExportApi(ResearcherAPIView):
 class IdentityFlagListApi(ResearcherAPIView):
     @extend_schema(responses={200: OpenApiResponse(description="flagged outputs")})
     def get(self, request: Request, slug: str) -> Response:
-        study = annotation_selectors.study_get(slug=slug)
+        study = study_for_view(user=request.user, slug=slug)
         return Response(
             [
                 {
@@ -135,6 +143,11 @@ class IdentityFlagDecideApi(ResearcherAPIView):
         request=DecisionInputSerializer, responses={200: OpenApiResponse(description="decided")}
     )
     def post(self, request: Request, flag_id: int) -> Response:
+        from scoring.models import IdentityFlag
+
+        flagged = IdentityFlag.objects.select_related("item__study").filter(pk=flag_id).first()
+        if flagged is not None:
+            study_for_change(user=request.user, slug=flagged.item.study.slug)
         serializer = self.DecisionInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         flag = services.identity_flag_decide(
@@ -150,7 +163,9 @@ def report_options_from(request: Request):
     return ReportOptions(exclude_flagged_raters=flag in ("1", "true", "yes"))
 
 
-class StudyReportApi(ResearcherAPIView):
+class StudyReportApi(APIView):
+    permission_classes = [IsAuthenticated, IsResearcherOrReleaseOwnerReading]
+
     @extend_schema(
         parameters=[
             OpenApiParameter("exclude_flagged_raters", bool),
@@ -165,7 +180,7 @@ class StudyReportApi(ResearcherAPIView):
     def get(self, request: Request, slug: str) -> Response:
         from scoring.report_builds import report_cached
 
-        study = annotation_selectors.study_get(slug=slug)
+        study = study_for_view(user=request.user, slug=slug)
         fresh = request.query_params.get("fresh", "") in ("1", "true", "yes")
         cached = report_cached(study=study, options=report_options_from(request), fresh=fresh)
         # The stored JSON text goes out as it is: parsing and re-encoding a big report would
@@ -284,7 +299,7 @@ class DisagreementListApi(ResearcherAPIView):
             review_filters_from,
         )
 
-        study = annotation_selectors.study_get(slug=slug)
+        study = study_for_view(user=request.user, slug=slug)
         filters = review_filters_from(request.query_params)
         page = positive_int(request.query_params, "page", 1)
         per_page = positive_int(request.query_params, "per_page", PER_PAGE)
@@ -322,7 +337,7 @@ class ExportStartApi(ResearcherAPIView):
     def post(self, request: Request, slug: str) -> Response:
         from scoring.exports import export_start
 
-        study = annotation_selectors.study_get(slug=slug)
+        study = study_for_view(user=request.user, slug=slug)
         serializer = self.ExportStartInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
@@ -332,12 +347,12 @@ class ExportStartApi(ResearcherAPIView):
         return Response(export_body(export), status=status.HTTP_202_ACCEPTED)
 
 
-def export_get(export_id: int):
+def export_get(export_id: int, user):
     from annotations.errors import NotFoundError
     from scoring.models import ReportExport
 
     export = ReportExport.objects.select_related("study").filter(pk=export_id).first()
-    if export is None:
+    if export is None or not can_view_study(user, export.study):
         raise NotFoundError(f"no export {export_id}")
     return export
 
@@ -345,7 +360,7 @@ def export_get(export_id: int):
 class ExportStatusApi(ResearcherAPIView):
     @extend_schema(responses=ExportStatusSerializer)
     def get(self, request: Request, export_id: int) -> Response:
-        return Response(export_body(export_get(export_id)))
+        return Response(export_body(export_get(export_id, request.user)))
 
 
 class ExportDownloadApi(ResearcherAPIView):
@@ -357,7 +372,7 @@ class ExportDownloadApi(ResearcherAPIView):
 
         from annotations.errors import ConflictError
 
-        export = export_get(export_id)
+        export = export_get(export_id, request.user)
         if export.status != "done":
             raise ConflictError(f"export {export_id} is {export.status}")
         path = Path(export.file_path)
@@ -466,9 +481,7 @@ class RunDetailApi(ReleaseAPIView):
         }
     )
     def get(self, request: Request, run_id: str) -> Response:
-        from scoring.release import run_get
-
-        return Response(run_body(run_get(run_id=run_id)))
+        return Response(run_body(selectors.run_for_view(run_id=run_id, user=request.user)))
 
 
 class RunDecisionApi(ReleaseAPIView):
@@ -476,15 +489,15 @@ class RunDecisionApi(ReleaseAPIView):
         responses={200: OpenApiResponse(description="criteria with evidence, verdict, sign-offs")}
     )
     def get(self, request: Request, run_id: str) -> Response:
-        from scoring.release import decision_get, run_get
+        from scoring.release import decision_get
 
-        run = run_get(run_id=run_id)
+        run = selectors.run_for_view(run_id=run_id, user=request.user)
         return Response(decision_get(study=run.study))
 
 
 class RunSignOffApi(APIView):
     # The service checks the release-owner role and answers 403 itself.
-    permission_classes = [IsAuthenticated]
+    permission_classes = [IsAuthenticated, IsResearcherOrReleaseOwner]
 
     class SignOffInputSerializer(serializers.Serializer):
         decision = serializers.ChoiceField(choices=["approve", "reject"])
@@ -494,11 +507,11 @@ class RunSignOffApi(APIView):
         request=SignOffInputSerializer, responses={201: OpenApiResponse(description="signed")}
     )
     def post(self, request: Request, run_id: str) -> Response:
-        from scoring.release import run_get, signoff_record
+        from scoring.release import signoff_record
 
         serializer = self.SignOffInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        run = run_get(run_id=run_id)
+        run = selectors.run_for_view(run_id=run_id, user=request.user)
         signoff = signoff_record(study=run.study, actor=request.user, **serializer.validated_data)
         run.study.refresh_from_db()
         return Response(
@@ -520,7 +533,13 @@ class SignOffRecordApi(ReleaseAPIView):
     def get(self, request: Request, signoff_id: int):
         from django.http import HttpResponse
 
+        from annotations.errors import NotFoundError
+        from scoring.models import SignOff
         from scoring.signoff_record import render_signoff_record
+
+        signoff = SignOff.objects.select_related("study").filter(pk=signoff_id).first()
+        if signoff is None or not can_view_study(request.user, signoff.study):
+            raise NotFoundError(f"no sign-off {signoff_id}")
 
         return HttpResponse(
             render_signoff_record(signoff_id=signoff_id), content_type="text/html; charset=utf-8"
@@ -545,7 +564,9 @@ class StudyPolicyApi(ReleaseAPIView):
     def get(self, request: Request, slug: str) -> Response:
         from scoring.release import policy_as_dict, policy_get
 
-        return Response(policy_as_dict(policy_get(study=annotation_selectors.study_get(slug=slug))))
+        return Response(
+            policy_as_dict(policy_get(study=study_for_view(user=request.user, slug=slug)))
+        )
 
     @extend_schema(
         request=PolicyInputSerializer,
@@ -556,7 +577,7 @@ class StudyPolicyApi(ReleaseAPIView):
 
         serializer = self.PolicyInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        study = annotation_selectors.study_get(slug=slug)
+        study = study_for_view(user=request.user, slug=slug)
         policy = policy_update(study=study, actor=request.user, **serializer.validated_data)
         return Response(policy_as_dict(policy))
 
@@ -576,7 +597,7 @@ class StudyTransitionApi(ResearcherAPIView):
         serializer = self.TransitionInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         study = study_transition(
-            study=annotation_selectors.study_get(slug=slug),
+            study=study_for_change(user=request.user, slug=slug),
             target=serializer.validated_data["to"],
             actor=request.user,
             reason=serializer.validated_data["reason"],
@@ -610,18 +631,25 @@ class AuditLogApi(ReleaseAPIView):
     def get(self, request: Request):
         import json as json_module
 
-        from annotations.models import AuditEvent
+        from annotations.models import AuditEvent, Study
 
-        events = AuditEvent.objects.select_related("study", "actor").order_by("id")
+        events = AuditEvent.objects.select_related("actor").order_by("id")
+        # By the slug the event keeps: the trail of a deleted study is still found.
         if request.query_params.get("study"):
-            events = events.filter(study__slug=request.query_params["study"])
+            slug = request.query_params["study"]
+            if not can_read_audit_log(request.user):
+                study_for_view(user=request.user, slug=slug)
+            events = events.filter(study_slug=slug)
+        elif not can_read_audit_log(request.user):
+            visible = studies_visible_to(request.user, Study.objects.all()).values("slug")
+            events = events.filter(study_slug__in=visible)
         rows = (
             {
                 "id": e.pk,
                 "created_at": e.created_at.isoformat(),
                 "entity": e.entity,
                 "entity_id": e.entity_id,
-                "study": e.study.slug if e.study else None,
+                "study": e.study_slug or None,
                 "action": e.action,
                 "before": e.before,
                 "after": e.after,

@@ -24,6 +24,7 @@ from scoring.models import (
     ScoringChunk,
     ScoringJob,
     StudyScore,
+    TrainingRun,
 )
 
 REPORT_SEED = 20_261_125  # fixed so the same data always gives the same bootstrap CI
@@ -357,3 +358,15 @@ def score_export_rows(*, study: Study) -> Iterator[dict[str, Any]]:
             "version": "1",
             "value": p_tuned,
         }
+
+
+def run_for_view(*, run_id: str, user) -> TrainingRun:
+    """The run, if `user` may read its study: a run follows its study's access rule
+    (`annotations.permissions.can_view_study`). Raises NotFoundError."""
+    from annotations.permissions import can_view_study
+    from scoring.models import TrainingRun
+
+    run = TrainingRun.objects.select_related("study", "holdout_study").filter(run_id=run_id).first()
+    if run is None or not can_view_study(user, run.study):
+        raise NotFoundError(f"no run {run_id!r}")
+    return run

@@ -7,7 +7,9 @@ from scoring import views
 urlpatterns = [
     path("studies/<slug:slug>/scores/", views.study_scores, name="study-scores"),
     path("studies/<slug:slug>/report/", views.study_report, name="study-report"),
+    path("runs/", views.run_list, name="run-list"),
     path("runs/<str:run_id>/signoff/", views.run_signoff, name="run-signoff"),
+    path("runs/<str:run_id>/reopen/", views.run_reopen, name="run-reopen"),
     path(
         "studies/<slug:slug>/disagreements/", views.study_disagreements, name="study-disagreements"
     ),

@@ -5,24 +5,25 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from annotations import selectors as annotation_selectors
 from annotations.errors import DomainError
-from annotations.permissions import researcher_required
+from annotations.permissions import (
+    page_errors,
+    release_access_required,
+    researcher_required,
+    study_for_change,
+    study_for_view,
+)
 from scoring import selectors, services
 
 
 @researcher_required
 def study_scores(request: HttpRequest, slug: str) -> HttpResponse:
-    try:
-        study = annotation_selectors.study_get(slug=slug)
-    except DomainError as exc:
-        raise PermissionDenied(exc.message) from exc
+    study = page_errors(lambda: study_for_view(user=request.user, slug=slug))
     jobs = [selectors.job_progress(job=job) for job in selectors.study_jobs(study=study)]
     context = {
         "study": study,
@@ -36,7 +37,7 @@ def study_scores(request: HttpRequest, slug: str) -> HttpResponse:
 @researcher_required
 @require_POST
 def prescore_start(request: HttpRequest, slug: str) -> HttpResponse:
-    study = annotation_selectors.study_get(slug=slug)
+    study = page_errors(lambda: study_for_change(user=request.user, slug=slug))
     try:
         job = services.scoring_job_start(study=study, created_by=request.user)
     except DomainError as exc:
@@ -49,6 +50,11 @@ def prescore_start(request: HttpRequest, slug: str) -> HttpResponse:
 @researcher_required
 @require_POST
 def identity_decide(request: HttpRequest, slug: str, flag_id: int) -> HttpResponse:
+    from scoring.models import IdentityFlag
+
+    study = page_errors(lambda: study_for_change(user=request.user, slug=slug))
+    if not IdentityFlag.objects.filter(pk=flag_id, item__study=study).exists():
+        raise Http404(f"no identity flag {flag_id} in study {slug!r}")
     try:
         services.identity_flag_decide(
             flag_id=flag_id,
@@ -61,48 +67,63 @@ def identity_decide(request: HttpRequest, slug: str, flag_id: int) -> HttpRespon
     return redirect("study-scores", slug=slug)
 
 
-@researcher_required
+@release_access_required
 def study_report(request: HttpRequest, slug: str) -> HttpResponse:
     """The HTML report, built from the same dict as the API and the exports."""
     from scoring.release import study_report
     from scoring.report_html import render_report_html
     from scoring.reports import ReportOptions
 
-    study = annotation_selectors.study_get(slug=slug)
+    study = page_errors(lambda: study_for_view(user=request.user, slug=slug))
     exclude = request.GET.get("exclude_flagged_raters") in ("1", "true", "yes")
     options = ReportOptions(exclude_flagged_raters=exclude)
     report = study_report(study=study, options=options)
     return HttpResponse(render_report_html(report))
 
 
-def release_access_required(view):
-    from functools import wraps
+@release_access_required
+def run_list(request: HttpRequest) -> HttpResponse:
+    """The release owner's home: runs awaiting sign-off first, then the others."""
+    from annotations import permissions
+    from annotations.models import Study, StudyStatus
+    from scoring.models import TrainingRun
 
-    from django.contrib.auth.decorators import login_required
+    visible = permissions.studies_visible_to(request.user, Study.objects.all())
+    runs = list(
+        TrainingRun.objects.filter(study__in=visible)
+        .select_related("study")
+        .order_by("-created_at")[:200]
+    )
+    awaiting = [r for r in runs if r.study.status == StudyStatus.READY]
+    others = [r for r in runs if r.study.status != StudyStatus.READY]
+    return render(request, "scoring/run_list.html", {"awaiting": awaiting, "others": others})
 
-    from annotations import roles
 
-    @wraps(view)
-    @login_required
-    def wrapper(request, *args, **kwargs):
-        if not (roles.is_researcher(request.user) or roles.is_release_owner(request.user)):
-            raise PermissionDenied("researcher or release owner role required")
-        return view(request, *args, **kwargs)
+@release_access_required
+@require_POST
+def run_reopen(request: HttpRequest, run_id: str) -> HttpResponse:
+    """A release owner takes a signed-off or rejected run back to reconciling, with a reason."""
+    from annotations.services import study_reopen
 
-    return wrapper
+    run = page_errors(lambda: selectors.run_for_view(run_id=run_id, user=request.user))
+    try:
+        study_reopen(study=run.study, actor=request.user, reason=request.POST.get("reason", ""))
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "The study is back in reconciling.")
+    return redirect("run-signoff", run_id=run_id)
 
 
 @release_access_required
 def run_signoff(request: HttpRequest, run_id: str) -> HttpResponse:
     """The sign-off page: every criterion with its evidence, the verdict, past sign-offs, and
     the approve / reject form for release owners."""
-    from annotations import roles
-    from scoring.release import decision_get, run_get, signoff_record
+    from annotations import permissions
+    from annotations.selectors import audit_trail
+    from scoring.release import decision_get, signoff_record
 
-    try:
-        run = run_get(run_id=run_id)
-    except DomainError as exc:
-        raise PermissionDenied(exc.message) from exc
+    run = page_errors(lambda: selectors.run_for_view(run_id=run_id, user=request.user))
     if request.method == "POST":
         try:
             signoff_record(
@@ -119,7 +140,9 @@ def run_signoff(request: HttpRequest, run_id: str) -> HttpResponse:
     context = {
         "run": run,
         "decision": decision_get(study=run.study),
-        "can_sign": roles.is_release_owner(request.user),
+        "can_sign": permissions.can_sign_off(request.user, run.study),
+        "can_reopen": permissions.can_reopen_study(request.user, run.study),
+        "audit_events": audit_trail(study=run.study),
     }
     return render(request, "scoring/run_signoff.html", context)
 
@@ -140,10 +163,7 @@ def study_disagreements(request: HttpRequest, slug: str) -> HttpResponse:
         review_filters_from,
     )
 
-    try:
-        study = annotation_selectors.study_get(slug=slug)
-    except DomainError as exc:
-        raise Http404(exc.message) from exc
+    study = page_errors(lambda: study_for_view(user=request.user, slug=slug))
     params = request.POST if request.method == "POST" else request.GET
     try:
         filters = review_filters_from(params)
@@ -151,6 +171,7 @@ def study_disagreements(request: HttpRequest, slug: str) -> HttpResponse:
         messages.error(request, exc.message)
         filters = ReviewFilters()
     if request.method == "POST":
+        page_errors(lambda: study_for_change(user=request.user, slug=slug))
         item_id = request.POST.get("item_id", "")
         try:
             adjudication_record(

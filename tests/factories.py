@@ -58,11 +58,15 @@ def make_study(
     status: str = StudyStatus.OPEN,
     gold: int = 0,
     slug: str | None = None,
+    owner=None,
     **fields: Any,
 ) -> Study:
+    """A study with `items` pairs; `owner` (a researcher) may change it (see
+    annotations.permissions)."""
     # Adaptive overlap off unless a test asks for it, so "exactly k votes" stays exact.
     fields.setdefault("max_overlap", overlap)
     study = services.study_create(
+        created_by=owner,
         slug=slug or f"study-{next(_counter)}",
         name="Test study",
         task_type="generation",

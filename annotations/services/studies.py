@@ -10,11 +10,13 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, ProtectedError, Q, RestrictedError
+from django.utils import timezone
 
 from annotations import roles
 from annotations.errors import (
     ConflictError,
+    DomainPermissionError,
     DomainValidationError,
     NotFoundError,
 )
@@ -25,8 +27,10 @@ from annotations.models import (
     AssignmentState,
     AuditEvent,
     Item,
+    Judgment,
     Preference,
     Study,
+    StudyCollaborator,
     StudyRater,
     StudyStatus,
 )
@@ -37,14 +41,18 @@ __all__ = [
     "STUDY_EDITABLE_FIELDS",
     "adjudication_record",
     "audit_record",
+    "collaborator_add",
+    "collaborator_remove",
     "evidence_changed_notify",
     "evidence_version_bump",
     "rater_remove",
     "raters_assign",
     "roles_ensure",
     "status_transition_check",
+    "study_archive",
     "study_create",
     "study_delete",
+    "study_reopen",
     "study_transition",
     "study_update",
     "user_create",
@@ -86,6 +94,7 @@ def audit_record(
         entity_id=str(entity_id),
         action=action,
         study=study,
+        study_slug=study.slug if study is not None else "",
         before=before,
         after=after,
         actor=actor if actor is not None and actor.is_authenticated else None,
@@ -113,8 +122,14 @@ def study_transition(
     reason: str = "",
     allow_sign_off: bool = False,
     acknowledge_blinding_risk: bool = False,
+    reopen: bool = False,
 ) -> Study:
     """Moves a study to `target` along an allowed transition and records it in the audit log.
+
+    A sign-off decision stays in force: a person (`actor` given) takes a signed-off or rejected
+    study out of that state only through `study_reopen`; without an actor it is the system
+    itself, after the evidence changed (`scoring.release.signoffs_mark_stale`). Nobody moves an
+    archived study (the system still may: a late score can make its sign-off stale).
 
     Every move into open first runs the blinding audit: when what raters will see tells base
     from tuned on surface features alone (AUC above the threshold, length aside), the move
@@ -125,9 +140,16 @@ def study_transition(
     from annotations.services.blinding import blinding_open_check
 
     locked = Study.objects.select_for_update().get(pk=study.pk)
+    if locked.archived_at is not None and actor is not None:
+        raise ConflictError(f"study {locked.slug!r} is archived and read-only")
     status_transition_check(current=locked.status, target=target, allow_sign_off=allow_sign_off)
     if locked.status == target:
         return locked
+    if locked.status in SIGN_OFF_STATES and actor is not None and not reopen:
+        raise ConflictError(
+            f"study {locked.slug!r} is {locked.status}: the decision stands until the evidence "
+            "changes or a release owner reopens it (with a reason)"
+        )
     if target == StudyStatus.OPEN:
         blinding_open_check(
             study=locked,
@@ -154,6 +176,48 @@ def study_transition(
     return locked
 
 
+@transaction.atomic
+def study_reopen(*, study: Study, actor: AbstractBaseUser, reason: str) -> Study:
+    """A release owner (or admin) takes a signed-off or rejected study back to reconciling, on
+    unchanged evidence, saying why; audited. The earlier sign-offs stay on record.
+
+    Raises DomainPermissionError, DomainValidationError (no reason), ConflictError (the study
+    is not signed off or rejected)."""
+    from annotations.permissions import can_reopen_study
+
+    if not can_reopen_study(actor, study):
+        raise DomainPermissionError("only a release owner or an admin may reopen a study")
+    if not reason.strip():
+        raise DomainValidationError(
+            "say why the study is reopened", errors={"reason": ["required"]}
+        )
+    locked = Study.objects.select_for_update().get(pk=study.pk)
+    if locked.status not in SIGN_OFF_STATES:
+        raise ConflictError(
+            f"study {locked.slug!r} is {locked.status}; only a signed-off or rejected study "
+            "can be reopened"
+        )
+    before = locked.status
+    locked = study_transition(
+        study=locked,
+        target=StudyStatus.RECONCILING,
+        actor=actor,
+        reason=reason.strip(),
+        reopen=True,
+    )
+    audit_record(
+        entity="study",
+        entity_id=locked.slug,
+        action="reopened",
+        actor=actor,
+        study=locked,
+        before=before,
+        after=locked.status,
+        details={"reason": reason.strip()},
+    )
+    return locked
+
+
 def evidence_version_bump(study_id: int) -> None:
     """Counts one change of a study's evidence: whatever was built from an older version (a
     cached report) is stale. One autocommit statement, so no rater transaction waits on the
@@ -176,9 +240,17 @@ def evidence_changed_notify(study_id: int) -> None:
 
 
 def roles_ensure() -> None:
-    """Creates the role groups (idempotent)."""
+    """Creates the role groups and gives the admin group its Django-admin permissions
+    (idempotent)."""
+    from django.contrib.auth.models import Permission
+
     for name in roles.ROLES:
         Group.objects.get_or_create(name=name)
+    admin_group = Group.objects.get(name=roles.ADMIN)
+    wanted = Q(content_type__app_label__in=roles.ADMIN_VIEW_APPS, codename__startswith="view_")
+    for app_label, codename in roles.ADMIN_PERMISSIONS:
+        wanted |= Q(content_type__app_label=app_label, codename=codename)
+    admin_group.permissions.add(*Permission.objects.filter(wanted))
 
 
 @transaction.atomic
@@ -249,6 +321,12 @@ def study_create(
         raise ConflictError(
             f"a study with slug {slug!r} already exists", errors={"slug": ["exists"]}
         )
+    if AuditEvent.objects.filter(study_slug=slug).exists():
+        # The audit trail of a deleted study is found by its slug: never give it to another.
+        raise ConflictError(
+            f"slug {slug!r} belonged to a deleted study whose audit trail keeps it",
+            errors={"slug": ["used before"]},
+        )
     study = Study(
         slug=slug, name=name, task_type=task_type, overlap=overlap, created_by=created_by, **fields
     )
@@ -290,8 +368,11 @@ def study_update(
     if unknown:
         raise DomainValidationError(f"unknown study field(s): {', '.join(sorted(unknown))}")
     study = Study.objects.select_for_update().get(pk=study.pk)
+    if study.archived_at is not None:
+        raise ConflictError(f"study {study.slug!r} is archived and read-only")
     target = fields.pop("status", None)
     prefixes_before = list(study.display_strip_prefixes or [])
+    changed = sorted(key for key, value in fields.items() if getattr(study, key) != value)
     for key, value in fields.items():
         setattr(study, key, value)
     try:
@@ -305,6 +386,15 @@ def study_update(
         # wants (one UPDATE; it locks item rows only, after the study row).
         Item.objects.filter(study=study, extra_votes__gt=study.max_overlap - study.overlap).update(
             extra_votes=study.max_overlap - study.overlap
+        )
+    if changed:
+        audit_record(
+            entity="study",
+            entity_id=study.slug,
+            action="updated",
+            actor=actor,
+            study=study,
+            details={"fields": changed},
         )
     prefixes_after = list(study.display_strip_prefixes or [])
     if prefixes_after != prefixes_before:
@@ -331,10 +421,112 @@ def study_update(
 
 
 @transaction.atomic
-def study_delete(*, study: Study) -> None:
-    if Study.objects.filter(pk=study.pk, items__judgments__isnull=False).exists():
-        raise ConflictError("a study with judgments cannot be deleted; close it instead")
-    study.delete()
+def study_delete(*, study: Study, actor: AbstractBaseUser | None = None) -> None:
+    """Deletes a study that holds no evidence; its audit trail stays (found by slug), with a
+    last "deleted" event. A study with judgments, a training run or sign-offs is archived
+    instead (`study_archive`). Raises ConflictError."""
+    if Judgment.objects.filter(item__study=study).exists():
+        raise ConflictError(
+            f"study {study.slug!r} has judgments and cannot be deleted; archive it instead"
+        )
+    audit_record(
+        entity="study",
+        entity_id=study.slug,
+        action="deleted",
+        actor=actor,
+        study=study,
+        before=study.status,
+    )
+    try:
+        # Inner savepoint: a refused delete rolls back alone, the error reaches the caller.
+        with transaction.atomic():
+            study.delete()
+    except (ProtectedError, RestrictedError) as exc:
+        # Records that must outlive the study (a training run, sign-offs) protect it; this app
+        # does not know them by name (annotations never imports scoring).
+        blocking = getattr(exc, "protected_objects", None) or getattr(exc, "restricted_objects", ())
+        kinds = sorted({str(obj._meta.verbose_name) for obj in blocking})  # noqa: SLF001
+        raise ConflictError(
+            f"study {study.slug!r} is referenced by {', '.join(kinds)} and cannot be deleted; "
+            "archive it instead",
+            errors={"protected_by": kinds},
+        ) from exc
+
+
+@transaction.atomic
+def study_archive(
+    *, study: Study, actor: AbstractBaseUser | None = None, reason: str = ""
+) -> Study:
+    """Archives a study: it keeps its state, items, votes and sign-offs, leaves the study
+    lists and becomes read-only. An open (collecting) study is closed first, so raters stop
+    being served its pairs. Raises ConflictError when it is archived already."""
+    locked = Study.objects.select_for_update().get(pk=study.pk)
+    if locked.archived_at is not None:
+        raise ConflictError(f"study {locked.slug!r} is archived already")
+    if locked.status == StudyStatus.OPEN:
+        locked = study_transition(
+            study=locked, target=StudyStatus.CLOSED, actor=actor, reason="archived"
+        )
+    locked.archived_at = timezone.now()
+    locked.save(update_fields=["archived_at", "updated_at"])
+    audit_record(
+        entity="study",
+        entity_id=locked.slug,
+        action="archived",
+        actor=actor,
+        study=locked,
+        before=locked.status,
+        after=locked.status,
+        details={"reason": reason} if reason else None,
+    )
+    return locked
+
+
+# --- collaborators --------------------------------------------------------------------------
+
+
+@transaction.atomic
+def collaborator_add(
+    *, study: Study, username: str, actor: AbstractBaseUser | None
+) -> StudyCollaborator:
+    """Lets a researcher change a study they do not own (idempotent); audited. Raises
+    DomainValidationError (unknown user, not a researcher)."""
+    user = User.objects.filter(username=username).first()
+    if user is None:
+        raise DomainValidationError(f"unknown user {username!r}", errors={"username": ["unknown"]})
+    if not roles.is_researcher(user):
+        raise DomainValidationError(
+            f"{username!r} is not a researcher", errors={"username": ["not a researcher"]}
+        )
+    collaboration, created = StudyCollaborator.objects.get_or_create(
+        study=study, user=user, defaults={"added_by": actor}
+    )
+    if created:
+        audit_record(
+            entity="study",
+            entity_id=study.slug,
+            action="collaborator_added",
+            actor=actor,
+            study=study,
+            details={"username": username},
+        )
+    return collaboration
+
+
+@transaction.atomic
+def collaborator_remove(*, study: Study, username: str, actor: AbstractBaseUser | None) -> None:
+    """Raises NotFoundError when `username` does not collaborate on the study."""
+    deleted, _ = StudyCollaborator.objects.filter(study=study, user__username=username).delete()
+    if not deleted:
+        raise NotFoundError(f"{username!r} does not collaborate on {study.slug!r}")
+    audit_record(
+        entity="study",
+        entity_id=study.slug,
+        action="collaborator_removed",
+        actor=actor,
+        study=study,
+        details={"username": username},
+    )
 
 
 # --- raters ---------------------------------------------------------------------------------

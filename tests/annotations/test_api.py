@@ -289,8 +289,8 @@ def test_researcher_creates_study_imports_assigns_and_exports(researcher_api) ->
     assert json.loads(lines[0])["time_ms"] == 1234
 
 
-def test_bad_upload_is_atomic_with_line_errors(researcher_api) -> None:
-    make_study(slug="atomic", items=1)
+def test_bad_upload_is_atomic_with_line_errors(researcher, researcher_api) -> None:
+    make_study(slug="atomic", items=1, owner=researcher)
     before = Item.objects.count()
     records = pair_records(5)
     data = (
@@ -306,8 +306,10 @@ def test_bad_upload_is_atomic_with_line_errors(researcher_api) -> None:
     assert Item.objects.count() == before
 
 
-def test_duplicate_ids_against_existing_items_fail_the_whole_import(researcher_api) -> None:
-    make_study(slug="dups", items=2)
+def test_duplicate_ids_against_existing_items_fail_the_whole_import(
+    researcher, researcher_api
+) -> None:
+    make_study(slug="dups", items=2, owner=researcher)
     upload = SimpleUploadedFile("more.jsonl", jsonl_bytes(pair_records(4)))
     response = researcher_api.post(
         "/api/v1/studies/dups/import/", {"file": upload}, format="multipart"

@@ -17,9 +17,9 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def judged_study():
+def judged_study(researcher):
     raters = [make_user() for _ in range(3)]
-    study = make_study(items=8, overlap=3, raters=raters)
+    study = make_study(items=8, overlap=3, raters=raters, owner=researcher)
     for index, rater in enumerate(raters):
         while (a := services.assignment_next(study=study, rater=rater)) is not None:
             choice = (

@@ -287,8 +287,8 @@ def test_raters_never_see_scores(study) -> None:
     )
 
 
-def test_prescore_api_and_exports(eager_celery, researcher_api) -> None:
-    study = make_study(items=3, overlap=1)
+def test_prescore_api_and_exports(eager_celery, researcher, researcher_api) -> None:
+    study = make_study(items=3, overlap=1, owner=researcher)
     with eager_celery(execute=True):
         response = researcher_api.post(f"/api/v1/studies/{study.slug}/prescore/", {}, format="json")
     assert response.status_code == 202

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
 
-from annotations import services
+from annotations import roles, services
 from annotations.management.commands._common import call
 from annotations.models import QueueOrder, StudyStatus, TaskType
 
@@ -36,8 +37,17 @@ class Command(BaseCommand):
             help="a fixed opener (e.g. 'Sure!') to strip from both outputs before raters see "
             "them; repeat for more",
         )
+        parser.add_argument(
+            "--owner",
+            help="the researcher who owns the study (without one, only admins may change it)",
+        )
 
     def handle(self, *args, **options) -> None:
+        owner = None
+        if options["owner"]:
+            owner = get_user_model().objects.filter(username=options["owner"]).first()
+            if owner is None or not roles.is_researcher(owner):
+                raise CommandError(f"no researcher {options['owner']!r}")
         study = call(
             self.stderr,
             services.study_create,
@@ -53,5 +63,6 @@ class Command(BaseCommand):
             queue_order=options["queue_order"],
             status=options["status"],
             display_strip_prefixes=options["strip_prefixes"],
+            created_by=owner,
         )
         self.stdout.write(self.style.SUCCESS(f"created study {study.slug} ({study.status})"))

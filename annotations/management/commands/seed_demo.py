@@ -17,11 +17,19 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         with domain_errors_as_command_errors(self.stderr), transaction.atomic():
-            for username, role, password in DEMO_USERS:
-                services.user_create(username=username, password=password, role=role, exist_ok=True)
+            users = {
+                username: services.user_create(
+                    username=username, password=password, role=role, exist_ok=True
+                )
+                for username, role, password in DEMO_USERS
+            }
+            # The demo researcher owns the demo study, so they may change it.
+            owner = next((users[u] for u, role, _ in DEMO_USERS if role == "researcher"), None)
             study = Study.objects.filter(slug=DEMO_STUDY["slug"]).first()
             if study is None:
-                study = services.study_create(**DEMO_STUDY, status=StudyStatus.OPEN)
+                study = services.study_create(
+                    **DEMO_STUDY, status=StudyStatus.OPEN, created_by=owner
+                )
                 data = "\n".join(json.dumps(r) for r in demo_records()).encode()
                 parsed = parse_jsonl(data, file="demo")
                 services.items_import(study=study, parsed=parsed, source="demo")
