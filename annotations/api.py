@@ -320,13 +320,13 @@ class StudyBlindingAuditApi(ResearcherAPIView):
         }
     )
     def get(self, request: Request, slug: str) -> Response:
-        study = selectors.study_get(slug=slug)
+        study = study_for_view(user=request.user, slug=slug)
         audit = selectors.study_blinding_audit(study=study)
         return self.respond(study, audit)
 
     @extend_schema(request=None, responses={200: BlindingAuditOutputSerializer})
     def post(self, request: Request, slug: str) -> Response:
-        study = selectors.study_get(slug=slug)
+        study = study_for_change(user=request.user, slug=slug)
         return self.respond(study, services.blinding_audit_run(study=study))
 
 

@@ -229,7 +229,7 @@ def study_status(request: HttpRequest, slug: str) -> HttpResponse:
 @researcher_required
 @require_POST
 def study_display_prefixes(request: HttpRequest, slug: str) -> HttpResponse:
-    study = selectors.study_get(slug=slug)
+    study = page_errors(lambda: study_for_change(user=request.user, slug=slug))
     form = DisplayPrefixesForm(request.POST)
     if form.is_valid():
         try:
@@ -250,6 +250,7 @@ def study_display_prefixes(request: HttpRequest, slug: str) -> HttpResponse:
 @researcher_required
 @require_POST
 def study_blinding_audit(request: HttpRequest, slug: str) -> HttpResponse:
-    services.blinding_audit_run(study=selectors.study_get(slug=slug))
+    study = page_errors(lambda: study_for_change(user=request.user, slug=slug))
+    services.blinding_audit_run(study=study)
     messages.success(request, "Blinding audit updated.")
     return redirect("study-detail", slug=slug)

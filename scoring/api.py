@@ -419,6 +419,15 @@ def run_body(run, *, created: bool | None = None) -> dict:
             for d in run.webhook_deliveries.all()[:20]
         ],
     }
+    planning = getattr(run.study, "planning", None)
+    if planning is not None:
+        body["planning"] = {
+            "summary": planning.summary,
+            "items_needed": planning.data["needed"]["n_items"],
+            "votes_per_item": planning.data["needed"]["votes_per_item"],
+            "rated_items": planning.data["rated_items"],
+            "can_ever_pass": planning.data["can_ever_pass"],
+        }
     if run.study.status == "draft" and run.study.blinding_audit:
         from annotations.services import blinding_risk_message
 

@@ -429,3 +429,20 @@ class ReportBuild(models.Model):
 
     def __str__(self) -> str:
         return f"report of study {self.study_id} ({self.options_key}) at {self.evidence_key}"
+
+
+class StudyPlanning(models.Model):
+    """How many items (and votes per item) the study needs to detect the planned win-rate
+    difference, and what the study as imported can show (`scoring.release.planning`).
+    Recomputed when the study is created, when items are imported and when it opens."""
+
+    study = models.OneToOneField(Study, on_delete=models.CASCADE, related_name="planning")
+    data = models.JSONField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"planning of study {self.study_id}"
+
+    @property
+    def summary(self) -> str:
+        return str(self.data.get("summary", ""))

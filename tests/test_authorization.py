@@ -110,6 +110,10 @@ TABLE: tuple[Row, ...] = (
         data={"usernames": ["{other_rater}"]},
     ),
     Row("api-study-progress", "GET", "403 403 403 200 200 200 403 200", S),
+    # The factory imports the study's items, which runs the audit: whoever may read it reads it.
+    Row("api-study-blinding-audit", "GET", "403 403 403 200 200 200 403 200", S),
+    Row("api-study-blinding-audit", "POST", "403 403 403 200 200 403 403 200", S, data={}),
+    Row("api-study-disagreements", "GET", "403 403 403 200 200 200 403 200", S),
     Row("api-study-judgments", "GET", "403 403 403 200 200 200 403 200", S),
     Row(
         "api-adjudication",
@@ -123,6 +127,11 @@ TABLE: tuple[Row, ...] = (
     Row("api-my-studies", "GET", "403 200 200 403 403 403 403 403"),
     Row("api-queue-next", "GET", "403 200 404 403 403 403 403 403", query="study={slug}"),
     Row("api-judgment", "POST", "403 201 404 403 403 403 403 403", A, data={"choice": "1"}),
+    # Undo: the rater's pair is not judged yet, so there is nothing to withdraw (409).
+    Row("api-judgment", "DELETE", "403 409 404 403 403 403 403 403", A),
+    Row(
+        "api-my-study-progress", "GET", "403 200 404 403 403 403 403 403", {"study": "{public_id}"}
+    ),
     Row("api-skip", "POST", "403 200 404 403 403 403 403 403", A, data={}),
     Row("api-renew", "POST", "403 200 404 403 403 403 403 403", A, data={}),
     # --- scoring API
@@ -191,7 +200,9 @@ TABLE: tuple[Row, ...] = (
     # --- pages (anonymous: 302 to the login page)
     Row("home", "GET", "302 302 302 302 302 302 302 302", fmt="form"),
     Row("rater-home", "GET", "302 200 200 403 403 403 403 403", fmt="form"),
-    Row("rate", "GET", "302 200 403 403 403 403 403 403", S, fmt="form"),
+    Row("rate", "GET", "302 200 403 403 403 403 403 403", {"study": "{public_id}"}, fmt="form"),
+    # The old slug URL only redirects to the opaque one (for its raters).
+    Row("rate-by-slug", "GET", "302 302 403 403 403 403 403 403", S, fmt="form"),
     Row("study-list", "GET", "302 403 403 200 200 200 403 200", fmt="form"),
     Row("study-create", "GET", "302 403 403 200 200 200 403 200", fmt="form"),
     Row("study-create", "POST", "302 403 403 200 200 200 403 200", data={}, fmt="form"),
@@ -206,6 +217,15 @@ TABLE: tuple[Row, ...] = (
         data={"status": "closed"},
         fmt="form",
     ),
+    Row(
+        "study-display-prefixes",
+        "POST",
+        "302 403 403 302 302 403 403 302",
+        S,
+        data={"display_strip_prefixes": "Sure!"},
+        fmt="form",
+    ),
+    Row("study-blinding-audit", "POST", "302 403 403 302 302 403 403 302", S, data={}, fmt="form"),
     Row("study-scores", "GET", "302 403 403 200 200 200 403 200", S, fmt="form"),
     Row("study-prescore", "POST", "302 403 403 302 302 403 403 302", S, data={}, fmt="form"),
     Row(
@@ -334,6 +354,7 @@ def world(db) -> dict[str, Any]:
         "users": users,
         "values": {
             "slug": study.slug,
+            "public_id": str(study.public_id),
             "run_id": run.run_id,
             "assignment_id": str(assignment.pk),
             "external_id": item.external_id,

@@ -128,7 +128,7 @@ def items_import(
                 progress(items)
         # In the same transaction: the stored audit always describes the outputs stored.
         blinding = blinding_audit_run(study=study)
-    evidence_changed_notify(study.pk)
+    evidence_changed_notify(study.pk, kind="items")
     return ImportSummary(
         items=written_items,
         outputs=written_outputs,

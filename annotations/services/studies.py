@@ -34,7 +34,7 @@ from annotations.models import (
     StudyRater,
     StudyStatus,
 )
-from annotations.signals import evidence_changed, study_opened
+from annotations.signals import evidence_changed, study_created, study_opened
 
 __all__ = [
     "ORDER_MODULUS",
@@ -225,13 +225,13 @@ def evidence_version_bump(study_id: int) -> None:
     Study.objects.filter(pk=study_id).update(evidence_version=F("evidence_version") + 1)
 
 
-def evidence_changed_notify(study_id: int) -> None:
+def evidence_changed_notify(study_id: int, *, kind: str = "votes") -> None:
     """After commit, counts the change and tells listeners (scoring) that a study's evidence
-    changed."""
+    changed (`kind`: "votes" for judgments and rulings, "items" when items were imported)."""
 
     def changed() -> None:
         evidence_version_bump(study_id)
-        evidence_changed.send(sender=Study, study_id=study_id)
+        evidence_changed.send(sender=Study, study_id=study_id, kind=kind)
 
     transaction.on_commit(changed)
 
@@ -345,6 +345,8 @@ def study_create(
         study=study,
         after=study.status,
     )
+    study_id = study.pk
+    transaction.on_commit(lambda: study_created.send(sender=Study, study_id=study_id))
     return study
 
 

@@ -188,6 +188,7 @@ def run_submit(*, payload: Any, actor: AbstractBaseUser | None) -> tuple[Trainin
 
 def run_create(*, fields: dict, items: list, holdout: list, log, sha: str, actor) -> TrainingRun:
     from annotations.importers import ParseResult
+    from scoring.release.planning import planning_update
     from scoring.services import scoring_job_start
 
     settings_extra = dict(fields.get("study_settings") or {})
@@ -244,6 +245,7 @@ def run_create(*, fields: dict, items: list, holdout: list, log, sha: str, actor
         created_by=actor,
     )
     policy_get(study=study)
+    planning_update(study=study)  # the run's answer says how many items it needs
     annotation_services.audit_record(
         entity="run",
         entity_id=run.run_id,

@@ -61,31 +61,46 @@ def completed_item_counts(study: Study) -> np.ndarray:
     return np.asarray(counts, dtype=np.int64).reshape(-1, 4)
 
 
-def design_for(study: Study) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The design a study gets when it opens, and the planning behind it. The maximum is the
-    study's rated items; `settings["sequential"]` may set `look_every_items`, `alpha`,
-    `spending` and `min_items`."""
+def design_for(study: Study) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The design a study gets when it opens, and the planning behind it; None while it has
+    no rated items. The maximum is the items the power plan needs (`scoring.release.
+    planning`), capped at the study's rated items; `settings["sequential"]` may set
+    `look_every_items`, `alpha`, `spending` and `min_items`."""
+    from scoring.release.planning import planning_update
     from scoring.stats.sequential import SequentialDesign
 
-    config = (study.settings or {}).get("sequential", {}) or {}
     available = rated_items(study).count()
+    if not available:
+        return None
+    planning = planning_update(study=study).data
+    needed = int(planning["needed"]["n_items"])
+    config = (study.settings or {}).get("sequential", {}) or {}
+    maximum = max(1, min(needed, available))
     design = SequentialDesign(
-        max_items=max(1, available),
+        max_items=maximum,
         look_every_items=int(config.get("look_every_items", DEFAULT_LOOK_EVERY_ITEMS)),
         alpha=float(config.get("alpha", 0.05)),
         spending=config.get("spending", "obrien_fleming"),
-        min_items=int(config.get("min_items", DEFAULT_LOOK_EVERY_ITEMS)),
-        created_from=f"study opened with {available} rated items",
+        min_items=min(maximum, int(config.get("min_items", DEFAULT_LOOK_EVERY_ITEMS))),
+        created_from=(f"power plan: {needed} items needed, {available} rated items in the study"),
     )
-    return design.as_dict(), {"rated_items": available}
+    return design.as_dict(), {
+        "rated_items": available,
+        "items_needed": needed,
+        "summary": planning["summary"],
+    }
 
 
-def sequential_plan_ensure(*, study: Study) -> SequentialPlan:
-    """The study's plan, made now if it has none (idempotent; audited when made)."""
+def sequential_plan_ensure(*, study: Study) -> SequentialPlan | None:
+    """The study's plan, made now if it has none and has rated items (idempotent; audited
+    when made)."""
     plan = SequentialPlan.objects.filter(study=study).first()
     if plan is not None:
         return plan
-    design, planning = design_for(study)
+    made = design_for(study)
+    if made is None:
+        return None
+    design, planning = made
     try:
         with transaction.atomic():
             plan = SequentialPlan.objects.create(study=study, design=design, planning=planning)
@@ -120,6 +135,8 @@ def sequential_looks_record(*, study: Study) -> SequentialLook | None:
     if study.status == StudyStatus.DRAFT:
         return None
     plan = sequential_plan_ensure(study=study)
+    if plan is None:
+        return None
     with transaction.atomic():
         SequentialPlan.objects.select_for_update().filter(pk=plan.pk).first()
         design = SequentialDesign.from_dict(plan.design)

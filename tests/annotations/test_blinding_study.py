@@ -26,7 +26,7 @@ pytestmark = pytest.mark.django_db
 ITEMS = 120
 
 
-def sure_study(slug: str, *, prefixes: list[str] | None = None, raters=()) -> Study:
+def sure_study(slug: str, *, owner, prefixes: list[str] | None = None, raters=()) -> Study:
     """A draft study whose tuned outputs all start with " Sure! " and end with a newline."""
     study = services.study_create(
         slug=slug,
@@ -35,6 +35,7 @@ def sure_study(slug: str, *, prefixes: list[str] | None = None, raters=()) -> St
         overlap=1,
         max_overlap=1,
         display_strip_prefixes=prefixes or [],
+        created_by=owner,
     )
     records = [
         {"id": f"q{i:03d}", "prompt": f"Question {i}?", "base": base, "tuned": tuned}
@@ -53,9 +54,9 @@ def shape(text: str) -> tuple[bool, bool, bool, bool]:
     return (text[:1].isspace(), text[-1:].isspace(), text.startswith("Sure!"), "\r" in text)
 
 
-def test_raters_see_both_sides_normalised_the_same_way(researcher_api) -> None:
+def test_raters_see_both_sides_normalised_the_same_way(researcher, researcher_api) -> None:
     rater = make_user()
-    study = sure_study("sure-fixed", prefixes=["Sure!"], raters=[rater])
+    study = sure_study("sure-fixed", owner=researcher, prefixes=["Sure!"], raters=[rater])
     audit = study.blinding_audit
     assert audit["auc"] >= 0.99 and audit["auc_without_length"] >= 0.99
     raw_tells = [t["feature"] for t in audit["tells"]]
@@ -113,9 +114,11 @@ def test_raters_see_both_sides_normalised_the_same_way(researcher_api) -> None:
     assert "Sure!" not in html and raw[("Question 0?", System.BASE)][:20] not in html
 
 
-def test_without_the_prefix_strip_the_opener_shows_and_the_audit_says_so() -> None:
+def test_without_the_prefix_strip_the_opener_shows_and_the_audit_says_so(
+    researcher,
+) -> None:
     rater = make_user()
-    study = sure_study("sure-raw", raters=[rater])
+    study = sure_study("sure-raw", owner=researcher, raters=[rater])
     assert study.blinding_audit["at_risk"]
     displayed = [t["feature"] for t in study.blinding_audit["tells_displayed"]]
     assert displayed[0] == "first_word:Sure!" and "leading_whitespace" not in displayed
@@ -130,7 +133,7 @@ def test_without_the_prefix_strip_the_opener_shows_and_the_audit_says_so() -> No
 
 
 def test_opening_at_risk_is_refused_then_accepted_with_a_reason(researcher, researcher_api) -> None:
-    study = sure_study("sure-open")
+    study = sure_study("sure-open", owner=researcher)
     refused = researcher_api.patch(f"/api/v1/studies/{study.slug}/", {"status": "open"})
     assert refused.status_code == 409
     detail = refused.json()["detail"]
@@ -164,8 +167,8 @@ def test_opening_at_risk_is_refused_then_accepted_with_a_reason(researcher, rese
     assert status_event.details == {"reason": "pilot, tells known"}
 
 
-def test_listing_the_opener_fixes_it_and_is_audited(researcher_api) -> None:
-    study = sure_study("sure-fix")
+def test_listing_the_opener_fixes_it_and_is_audited(researcher, researcher_api) -> None:
+    study = sure_study("sure-fix", owner=researcher)
     response = researcher_api.patch(
         f"/api/v1/studies/{study.slug}/", {"display_strip_prefixes": ["Sure!"]}, format="json"
     )
@@ -184,7 +187,7 @@ def test_listing_the_opener_fixes_it_and_is_audited(researcher_api) -> None:
 
 
 def test_every_way_to_open_is_guarded(researcher) -> None:
-    study = sure_study("sure-ways")
+    study = sure_study("sure-ways", owner=researcher)
     with pytest.raises(ConflictError, match="first_word:Sure!"):
         services.study_transition(study=study, target="open")
     with pytest.raises(ConflictError):
@@ -201,7 +204,7 @@ def test_every_way_to_open_is_guarded(researcher) -> None:
     )
     assert Study.objects.get(pk=study.pk).status == "open"
     # The transition API (scoring's) too.
-    other = sure_study("sure-ways-2")
+    other = sure_study("sure-ways-2", owner=researcher)
     api = api_client_for(researcher)
     url = f"/api/v1/studies/{other.slug}/transition/"
     assert api.post(url, {"to": "open"}, format="json").status_code == 409
@@ -215,7 +218,7 @@ def test_every_way_to_open_is_guarded(researcher) -> None:
 
 
 def test_study_page_shows_the_audit(researcher) -> None:
-    study = sure_study("sure-page")
+    study = sure_study("sure-page", owner=researcher)
     page = Client()
     page.force_login(researcher)
     html = page.get(f"/studies/{study.slug}/").content.decode()
@@ -232,8 +235,8 @@ def test_study_page_shows_the_audit(researcher) -> None:
 # --- the audit endpoint and command ---------------------------------------------------------
 
 
-def test_blinding_audit_api_for_researchers_only(researcher_api, rater_api) -> None:
-    study = sure_study("sure-api")
+def test_blinding_audit_api_for_researchers_only(researcher, researcher_api, rater_api) -> None:
+    study = sure_study("sure-api", owner=researcher)
     url = f"/api/v1/studies/{study.slug}/blinding-audit/"
     response = researcher_api.get(url)
     assert response.status_code == 200
@@ -266,8 +269,10 @@ def test_blinding_audit_api_before_any_audit_is_404_until_run(researcher_api) ->
     assert researcher_api.get(url).status_code == 200
 
 
-def test_blinding_audit_command_text_and_json() -> None:
-    study = sure_study("sure-cli")
+def test_blinding_audit_command_text_and_json(
+    researcher,
+) -> None:
+    study = sure_study("sure-cli", owner=researcher)
     out = io.StringIO()
     call_command("blinding_audit", study.slug, "--format", "json", stdout=out)
     body = json.loads(out.getvalue())
@@ -288,8 +293,8 @@ def test_create_study_command_takes_prefixes() -> None:
     assert Study.objects.get(slug="cli-p").display_strip_prefixes == ["Sure!", "Certainly!"]
 
 
-def test_import_reports_the_audit(researcher_api) -> None:
-    services.study_create(slug="imp", name="i", task_type="generation")
+def test_import_reports_the_audit(researcher, researcher_api) -> None:
+    services.study_create(slug="imp", name="i", task_type="generation", created_by=researcher)
     records = [
         {"id": f"q{i}", "prompt": f"Q{i}", "base": b, "tuned": t}
         for i, (b, t) in enumerate(sure_pairs(20))

@@ -58,7 +58,7 @@ def admin_form(study: Study, **changes) -> dict:
         "base_model": study.base_model,
         "tuned_model": study.tuned_model,
         "gold_rate": study.gold_rate,
-        "min_time_ms": study.min_time_ms,
+        "min_time_ms": "" if study.min_time_ms is None else study.min_time_ms,
         "lease_minutes": study.lease_minutes,
         "queue_order": study.queue_order,
         "settings": "{}",

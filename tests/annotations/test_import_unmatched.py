@@ -118,8 +118,8 @@ def test_cli_fails_by_default_and_skips_when_asked(tmp_path) -> None:
 
 
 @pytest.mark.django_db
-def test_api_unmatched_error_then_skip(researcher_api) -> None:
-    services.study_create(slug="alp", name="a", task_type="chat")
+def test_api_unmatched_error_then_skip(researcher, researcher_api) -> None:
+    services.study_create(slug="alp", name="a", task_type="chat", created_by=researcher)
     base, tuned = pair_files()
 
     def post(**extra):
@@ -150,7 +150,7 @@ def test_api_unmatched_error_then_skip(researcher_api) -> None:
 def test_page_import_skips_and_lists_what_it_skipped(researcher) -> None:
     from django.test import Client
 
-    services.study_create(slug="alp", name="a", task_type="chat")
+    services.study_create(slug="alp", name="a", task_type="chat", created_by=researcher)
     base, tuned = pair_files()
     page = Client()
     page.force_login(researcher)

@@ -44,7 +44,7 @@ def review_study(transactional_db):
     judge says base on items 0-2 and 22-23. 24 disagreements: two pages of 20 and 4."""
     researcher = make_user("researcher", username="browser-researcher", password=PASSWORD)
     raters = [make_user() for _ in range(3)]
-    study = make_study(items=25, overlap=3, raters=raters)
+    study = make_study(items=25, overlap=3, raters=raters, owner=researcher)
     items = list(study.items.order_by("id"))
     index = {item.pk: k for k, item in enumerate(items)}
     judge_all(study, raters[0], lambda item: "base" if index[item.pk] < 22 else "tuned")

@@ -55,13 +55,13 @@ def verdict(item, choice: str, *, judge_id: str = JUDGE, **raw) -> JudgeVerdict:
 
 
 @pytest.fixture
-def review_study():
+def review_study(researcher):
     """50 items, k = 3. Items 0-39 split 1:2 (base, tuned, tuned); 40-49 are unanimous for
     tuned. The judge says tuned on 0-4, base on 5-9 and 40-44. The third vote comes from r2
     for the first 25 pairs r2 is served and from r3 for the rest, so the rater filter has two
     disjoint sets to tell apart."""
     r0, r1, r2, r3 = raters = [make_user() for _ in range(4)]
-    study = make_study(items=50, overlap=3, raters=raters)
+    study = make_study(items=50, overlap=3, raters=raters, owner=researcher)
     items = list(study.items.order_by("id"))
     index = {item.pk: k for k, item in enumerate(items)}
 

@@ -66,3 +66,7 @@ class Command(BaseCommand):
             created_by=owner,
         )
         self.stdout.write(self.style.SUCCESS(f"created study {study.slug} ({study.status})"))
+        # Planned by scoring when the study was created (`study_created`), read back here.
+        planning = getattr(type(study).objects.get(pk=study.pk), "planning", None)
+        if planning is not None:
+            self.stdout.write(f"planning: {planning.summary}")
