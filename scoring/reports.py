@@ -247,6 +247,14 @@ def agreement_section(
     ):
         section[key] = finite(estimate.estimate)
         section[f"{key}_ci95"] = interval(estimate.ci_low, estimate.ci_high)
+        # Counted, not silently dropped: the interval is over the resamples where it exists.
+        section[f"{key}_undefined_resamples"] = estimate.n_undefined_resamples
+        if estimate.n_undefined_resamples:
+            section.setdefault("notes", []).append(
+                f"{key}: undefined on {estimate.n_undefined_resamples} of "
+                f"{estimate.n_resamples} bootstrap resamples (no variation left); its interval "
+                "is over the others"
+            )
     try:
         pairwise = agreement.cohen_kappa_pairwise(data, min_common_items=5, n_resamples=0)
     except ValueError:

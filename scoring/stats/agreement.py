@@ -74,6 +74,10 @@ class AgreementEstimate:
         n_items: items that carry information for the coefficient (e.g. with >= 2 ratings).
         n_raters: rows of the ratings matrix.
         n_resamples: bootstrap resamples drawn.
+        n_undefined_resamples: resamples on which the coefficient is undefined (e.g. no
+            variation left for alpha's expected disagreement); the interval is taken over the
+            others, i.e. conditional on the coefficient existing, and this count says how often
+            it did not.
     """
 
     statistic: str
@@ -84,6 +88,7 @@ class AgreementEstimate:
     n_items: int
     n_raters: int
     n_resamples: int
+    n_undefined_resamples: int = 0
 
 
 @dataclass(frozen=True)
@@ -185,8 +190,10 @@ def _estimate(
     totals = np.asarray(features.sum(axis=0), dtype=np.float64).reshape(1, -1)
     estimate = float(finalize(totals)[0]) if point is None else float(point)
     low = high = float("nan")
+    undefined = 0
     if rng is not None and n_resamples > 0:
         replicates = bootstrap_statistic(features, finalize, n_resamples, rng)
+        undefined = int(np.count_nonzero(~np.isfinite(replicates)))
         low, high = percentile_interval(replicates, confidence)
     return AgreementEstimate(
         statistic=statistic,
@@ -197,6 +204,7 @@ def _estimate(
         n_items=int(features.shape[0]),
         n_raters=n_raters,
         n_resamples=n_resamples if rng is not None else 0,
+        n_undefined_resamples=undefined,
     )
 
 

@@ -475,3 +475,17 @@ def test_other_bad_inputs() -> None:
 
 def test_undefined_kappa_is_nan() -> None:
     assert np.isnan(cohen_kappa_table([[5, 0], [0, 0]]))
+
+
+def test_resamples_where_alpha_is_undefined_are_counted() -> None:
+    from scoring.stats.agreement import krippendorff_alpha
+
+    # Ten items where both raters say 0 and one where they disagree: a resample without the
+    # disagreeing item has no variation, so alpha is undefined there.
+    data = np.array([[0.0] * 10 + [0.0], [0.0] * 10 + [1.0]])
+    result = krippendorff_alpha(
+        data, level="nominal", n_resamples=400, rng=np.random.default_rng(1)
+    )
+    assert 0 < result.n_undefined_resamples < 400
+    # About (10/11)^11 of resamples miss the one informative item.
+    assert abs(result.n_undefined_resamples / 400 - (10 / 11) ** 11) < 0.08
