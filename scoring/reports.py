@@ -403,7 +403,11 @@ def length_adjusted_section(
         )
         result = length_adjusted_win_rate(votes.codes, tuned, base, item_ids=votes.item_ids)
         section["humans"] = length_adjusted_entry(result)
-    judged = [i for i in probabilities if i in lengths[System.TUNED] and i in lengths[System.BASE]]
+    # In item order: the database returns verdicts in no set order, and the fit's sums must not
+    # depend on it (the report's hash would).
+    judged = sorted(
+        i for i in probabilities if i in lengths[System.TUNED] and i in lengths[System.BASE]
+    )
     if len(judged) >= 10:
         # The judge's probability that tuned is better is a weighted preference, as AlpacaEval
         # weights its annotator's preferences.
