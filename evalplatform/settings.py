@@ -117,8 +117,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Checked on every way a password is set (`annotations.services.password_check`).
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": env_int("PASSWORD_MIN_LENGTH", 8)},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
 LANGUAGE_CODE = "en-us"
@@ -227,6 +234,28 @@ JUDGE_MODEL = os.environ.get("JUDGE_MODEL", "")
 JUDGE_BASE_URL = os.environ.get("JUDGE_BASE_URL", "")
 JUDGE_API_KEY = os.environ.get("JUDGE_API_KEY", "")
 
+
+def env_judge_endpoints() -> dict[str, dict[str, str]]:
+    """`JUDGE_ENDPOINTS=vllm=http://vllm:8000/v1,openai=https://api.openai.com/v1`: the judge
+    endpoints a study may name; each one's key from `JUDGE_ENDPOINT_<NAME>_API_KEY`. The legacy
+    `JUDGE_BASE_URL` / `JUDGE_API_KEY` pair is the endpoint named `default`."""
+    endpoints: dict[str, dict[str, str]] = {}
+    if JUDGE_BASE_URL:
+        endpoints["default"] = {"base_url": JUDGE_BASE_URL, "api_key": JUDGE_API_KEY}
+    for entry in env_list("JUDGE_ENDPOINTS", []):
+        name, sep, url = entry.partition("=")
+        name, url = name.strip(), url.strip()
+        if not sep or not name or not url.startswith(("http://", "https://")):
+            raise ImproperlyConfigured(f"JUDGE_ENDPOINTS entry {entry!r} is not name=http(s)://...")
+        variable = "JUDGE_ENDPOINT_" + "".join(c if c.isalnum() else "_" for c in name).upper()
+        endpoints[name] = {"base_url": url, "api_key": os.environ.get(variable + "_API_KEY", "")}
+    return endpoints
+
+
+JUDGE_ENDPOINTS = env_judge_endpoints()
+# Base URLs a researcher may type into a study's judge settings; they never receive a key.
+JUDGE_ALLOWED_BASE_URLS = env_list("JUDGE_ALLOWED_BASE_URLS", [])
+
 # --- Release policy defaults (each study gets a copy an admin may edit)
 RELEASE_POLICY_DEFAULTS = {
     "min_human_votes": env_int("RELEASE_MIN_HUMAN_VOTES", 100),
@@ -242,6 +271,8 @@ RELEASE_POLICY_DEFAULTS = {
 # Evidence checks after a vote are batched per study over this many seconds.
 EVIDENCE_CHECK_DEBOUNCE_SECONDS = env_int("EVIDENCE_CHECK_DEBOUNCE_SECONDS", 30)
 WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10)
+# Hosts a webhook may reach even though they resolve to a loopback or private address.
+WEBHOOK_ALLOWED_HOSTS = env_list("WEBHOOK_ALLOWED_HOSTS", [])
 
 LOGGING = {
     "version": 1,

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import itertools
 import os
 
 import pytest
+from django.core.cache import caches
 from django.db import connection
 from rest_framework.test import APIClient
 
@@ -33,6 +35,22 @@ def pytest_collection_modifyitems(config, items) -> None:
                 item.add_marker(
                     pytest.mark.skip(reason="needs REDIS_URL and PostgreSQL (runs in CI)")
                 )
+
+
+_cache_namespaces = itertools.count(1)
+
+
+@pytest.fixture(autouse=True)
+def _own_cache_namespace():
+    """Each test sees an empty cache (debounce marks, login throttles) without flushing a
+    shared Redis: the test's keys get their own prefix."""
+    backend = caches["default"]
+    previous = backend.key_prefix
+    backend.key_prefix = f"test-{os.getpid()}-{next(_cache_namespaces)}"
+    try:
+        yield
+    finally:
+        backend.key_prefix = previous
 
 
 @pytest.fixture

@@ -8,8 +8,10 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group
+from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import ProtectedError
 
 from annotations import roles
 from annotations.errors import (
@@ -29,6 +31,7 @@ from annotations.models import (
     StudyRater,
 )
 from annotations.signals import evidence_changed
+from evalplatform.outbound import study_settings_errors
 
 __all__ = [
     "ORDER_MODULUS",
@@ -36,11 +39,13 @@ __all__ = [
     "adjudication_record",
     "audit_record",
     "evidence_changed_notify",
+    "password_check",
     "rater_remove",
     "raters_assign",
     "roles_ensure",
     "status_transition_check",
     "study_create",
+    "study_settings_check",
     "study_delete",
     "study_transition",
     "study_update",
@@ -145,6 +150,17 @@ def roles_ensure() -> None:
         Group.objects.get_or_create(name=name)
 
 
+def password_check(*, password: str, user: AbstractBaseUser | None = None) -> None:
+    """Runs Django's password validators (AUTH_PASSWORD_VALIDATORS) on every way a password is
+    set. Raises DomainValidationError with the validators' messages under `password`."""
+    try:
+        validate_password(password, user=user)
+    except ValidationError as exc:
+        raise DomainValidationError(
+            "password refused: " + " ".join(exc.messages), errors={"password": exc.messages}
+        ) from exc
+
+
 @transaction.atomic
 def user_create(
     *, username: str, password: str, role: str, email: str = "", exist_ok: bool = False
@@ -166,6 +182,7 @@ def user_create(
             user.full_clean(exclude=["password"])
         except ValidationError as exc:
             raise validation_error_from(exc) from exc
+    password_check(password=password, user=user)
     user.set_password(password)
     user.is_staff = role == roles.ADMIN
     user.save()
@@ -192,6 +209,20 @@ STUDY_EDITABLE_FIELDS = (
 )
 
 
+def study_settings_check(study_settings: Any) -> None:
+    """Refuses settings that would send requests where the server may not (a judge address
+    outside the allow-list, a key); see `evalplatform.outbound`. Raises DomainValidationError."""
+    problems = study_settings_errors(study_settings)
+    if problems:
+        errors = {
+            f"settings.{key}" if key else "settings": value for key, value in problems.items()
+        }
+        raise DomainValidationError(
+            "study settings refused: " + "; ".join(m for v in errors.values() for m in v),
+            errors=errors,
+        )
+
+
 @transaction.atomic
 def study_create(
     *,
@@ -206,6 +237,8 @@ def study_create(
     unknown = set(fields) - set(STUDY_EDITABLE_FIELDS)
     if unknown:
         raise DomainValidationError(f"unknown study field(s): {', '.join(sorted(unknown))}")
+    if "settings" in fields:
+        study_settings_check(fields["settings"])
     fields.setdefault("max_overlap", max(overlap, fields.get("max_overlap") or overlap + 2))
     if Study.objects.filter(slug=slug).exists():
         raise ConflictError(
@@ -239,6 +272,8 @@ def study_update(*, study: Study, actor: AbstractBaseUser | None = None, **field
     unknown = set(fields) - set(STUDY_EDITABLE_FIELDS)
     if unknown:
         raise DomainValidationError(f"unknown study field(s): {', '.join(sorted(unknown))}")
+    if "settings" in fields:
+        study_settings_check(fields["settings"])
     study = Study.objects.select_for_update().get(pk=study.pk)
     target = fields.pop("status", None)
     if target is not None and target != study.status:
@@ -257,7 +292,14 @@ def study_update(*, study: Study, actor: AbstractBaseUser | None = None, **field
 def study_delete(*, study: Study) -> None:
     if Study.objects.filter(pk=study.pk, items__judgments__isnull=False).exists():
         raise ConflictError("a study with judgments cannot be deleted; close it instead")
-    study.delete()
+    try:
+        study.delete()
+    except ProtectedError as exc:
+        # A training run (or another protected record) points at it.
+        raise ConflictError(
+            "the study is referenced by other records (a training run) and cannot be deleted; "
+            "close it instead"
+        ) from exc
 
 
 # --- raters ---------------------------------------------------------------------------------
