@@ -74,6 +74,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "evalplatform.middleware.RequestGuardMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -175,10 +176,22 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "evalplatform.api_errors.exception_handler",
+    "DEFAULT_PARSER_CLASSES": [
+        "evalplatform.parsers.SafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     # `?format=csv` selects an export format in our views, not a DRF renderer.
     "URL_FORMAT_OVERRIDE": None,
 }
+# Sign-in throttles (annotations.throttles), per client IP and per username; DRF rate strings.
+LOGIN_THROTTLE_RATES = {
+    "login_ip": os.environ.get("LOGIN_RATE_PER_IP", "30/min"),
+    "login_username": os.environ.get("LOGIN_RATE_PER_USERNAME", "10/min"),
+}
+# API tokens stop working this many hours after they were issued (0: never).
+TOKEN_TTL_HOURS = env_int("TOKEN_TTL_HOURS", 24 * 7)
 SPECTACULAR_SETTINGS = {
     "TITLE": "evalplatform API",
     "DESCRIPTION": "Blind A/B human evaluation of fine-tuned LLMs, with automated pre-scoring.",
@@ -224,7 +237,9 @@ LEASE_MINUTES = env_int("LEASE_MINUTES", 10)
 # A rater may hold this many live leases per study: the current pair plus the prefetched one.
 MAX_LEASES_PER_RATER = env_int("MAX_LEASES_PER_RATER", 2)
 
-# --- Import limits
+# --- Request and import limits (413 above them; evalplatform.middleware)
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 50 * 1024 * 1024)
+IMPORT_MAX_UPLOAD_BYTES = env_int("IMPORT_MAX_UPLOAD_BYTES", 100 * 1024 * 1024)
 IMPORT_MAX_LINE_BYTES = env_int("IMPORT_MAX_LINE_BYTES", 1_000_000)
 IMPORT_MAX_ERRORS = env_int("IMPORT_MAX_ERRORS", 50)
 

@@ -5,3 +5,4 @@ queue and judgments). Callers import the use cases from `annotations.services`."
 from annotations.services.imports import *  # noqa: F403
 from annotations.services.rating import *  # noqa: F403
 from annotations.services.studies import *  # noqa: F403
+from annotations.services.tokens import *  # noqa: F403

@@ -19,6 +19,7 @@ from annotations.errors import (
     DomainValidationError,
     NotFoundError,
 )
+from annotations.jsonsafety import json_problem
 from annotations.models import (
     SIGN_OFF_STATES,
     STUDY_TRANSITIONS,
@@ -213,6 +214,10 @@ def study_settings_check(study_settings: Any) -> None:
     """Refuses settings that would send requests where the server may not (a judge address
     outside the allow-list, a key); see `evalplatform.outbound`. Raises DomainValidationError."""
     problems = study_settings_errors(study_settings)
+    found = json_problem(study_settings)
+    if found is not None and not problems:
+        path, reason = found
+        problems = {path: [reason]}
     if problems:
         errors = {
             f"settings.{key}" if key else "settings": value for key, value in problems.items()

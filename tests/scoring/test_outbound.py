@@ -110,9 +110,9 @@ def test_the_worker_refuses_a_stored_address_that_is_not_allowed(
     study.refresh_from_db()
     job = start_job(eager_celery, study, metrics=["judge"])
     assert RecordingJudge.authorizations == []
-    assert any(
-        s["scorer"] == "judge" and "refused" in s["reason"] for s in job.skipped
-    ), job.skipped
+    assert any(s["scorer"] == "judge" and "refused" in s["reason"] for s in job.skipped), (
+        job.skipped
+    )
 
 
 def test_the_key_goes_only_to_the_endpoint_it_was_configured_for(
