@@ -79,6 +79,16 @@ def json_finite(value: Any) -> Any:
     return value
 
 
+class TextField(serializers.CharField):
+    """A CharField that takes only JSON strings (DRF would turn `12` into `"12"`, and the
+    payload hash would then differ from a resubmission that sends `"12"`)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 @extend_schema_field(OpenApiTypes.ANY)
 class RawJSONField(serializers.Field):
     """Any JSON value, as decoded (already walked by `json_problem`). DRF's JSONField would
@@ -96,7 +106,7 @@ class RunSubmissionSerializer(serializers.Serializer):
     """A run submission: the study to create, its items, the training log, who rates it and
     where to report. `validated_data` adds `parsed_items`, `parsed_holdout` and `parsed_log`."""
 
-    run_id = serializers.CharField(
+    run_id = TextField(
         max_length=128,
         trim_whitespace=False,
         validators=[
@@ -107,22 +117,20 @@ class RunSubmissionSerializer(serializers.Serializer):
             )
         ],
     )
-    base_model = serializers.CharField(max_length=200)
-    tuned_model = serializers.CharField(max_length=200)
+    base_model = TextField(max_length=200)
+    tuned_model = TextField(max_length=200)
     task_type = serializers.ChoiceField(choices=TaskType.choices, default=TaskType.GENERATION)
-    name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    name = TextField(max_length=200, required=False, allow_blank=True)
     items = RawJSONField()
     holdout = RawJSONField(required=False, allow_null=True)
     training_log = RawJSONField(required=False, allow_null=True)
     raters = serializers.ListField(
-        child=serializers.CharField(max_length=150), required=False, default=list, max_length=1000
+        child=TextField(max_length=150), required=False, default=list, max_length=1000
     )
     overlap = serializers.IntegerField(min_value=1, max_value=50, default=3)
-    webhook_url = serializers.CharField(
-        max_length=500, required=False, allow_blank=True, default=""
-    )
-    base_model_path = serializers.CharField(max_length=500, required=False, allow_blank=True)
-    tuned_model_path = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    webhook_url = TextField(max_length=500, required=False, allow_blank=True, default="")
+    base_model_path = TextField(max_length=500, required=False, allow_blank=True)
+    tuned_model_path = TextField(max_length=500, required=False, allow_blank=True)
     study_settings = RawJSONField(required=False, allow_null=True)
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
