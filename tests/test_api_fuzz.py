@@ -7,6 +7,8 @@ against the WSGI app in-process, on the test database.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests.conftest import running_in_ci
@@ -22,7 +24,8 @@ except ImportError:  # pragma: no cover - the [dev] extra installs it; CI must n
 
 pytestmark = pytest.mark.django_db
 
-MAX_EXAMPLES = 8
+# Raise locally for a deeper search: FUZZ_MAX_EXAMPLES=200 pytest tests/test_api_fuzz.py
+MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "8"))
 
 
 def api_schema():
@@ -30,7 +33,14 @@ def api_schema():
     from django.core.wsgi import get_wsgi_application
     from drf_spectacular.generators import SchemaGenerator
 
-    loaded = schemathesis.openapi.from_dict(SchemaGenerator().get_schema(request=None, public=True))
+    # Valid and invalid inputs alike (negative mode): a wrong type or a missing field must be
+    # a 4xx, never a 500.
+    config = schemathesis.config.SchemathesisConfig.from_dict(
+        {"generation": {"mode": os.environ.get("FUZZ_MODE", "all")}}
+    )
+    loaded = schemathesis.openapi.from_dict(
+        SchemaGenerator().get_schema(request=None, public=True), config=config
+    )
     loaded.app = get_wsgi_application()
     return loaded
 
