@@ -48,6 +48,22 @@ def api_schema():
 schema = api_schema()
 
 
+@pytest.fixture(autouse=True)
+def _keep_the_test_connection():
+    """The WSGI handler closes database connections when a request ends; Django's own test
+    client switches that off (the test's transaction lives on the connection), so do we."""
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        yield
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+
+
 @pytest.fixture
 def researcher_token(researcher, study) -> str:
     from rest_framework.authtoken.models import Token
