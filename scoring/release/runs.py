@@ -15,6 +15,7 @@ from django.utils.text import slugify
 
 from annotations import services as annotation_services
 from annotations.errors import (
+    ConflictError,
     DomainValidationError,
     NotFoundError,
 )
@@ -93,7 +94,7 @@ def run_submit(*, payload: Any, actor: AbstractBaseUser | None) -> tuple[Trainin
             run = run_create(
                 fields=fields, items=items, holdout=holdout, log=log, sha=sha, actor=actor
             )
-    except IntegrityError:
+    except (IntegrityError, ConflictError):
         # Identical submissions raced: the other one committed first (its study slug or run id
         # is taken). Its run answers this request too; different content is refused as usual.
         existing = run_existing(run_id=fields["run_id"], sha=sha)
