@@ -84,3 +84,23 @@ def test_webhook_urls_are_checked_before_dns(url, ok) -> None:
 def test_an_allow_listed_host_may_be_private() -> None:
     assert outbound.webhook_url_errors("http://127.0.0.1:8123/hook") == []
     outbound.webhook_target_check("http://127.0.0.1:8123/hook")
+
+
+def test_the_hardening_settings_are_in_effect() -> None:
+    """A misspelt setting name fails silently otherwise: read what the code reads."""
+    from django.conf import settings
+
+    from annotations.throttles import LOGIN_THROTTLES
+
+    assert isinstance(settings.JUDGE_ENDPOINTS, dict)
+    assert isinstance(settings.JUDGE_ALLOWED_BASE_URLS, list)
+    assert isinstance(settings.WEBHOOK_ALLOWED_HOSTS, list)
+    assert {t.scope for t in LOGIN_THROTTLES} <= set(settings.LOGIN_THROTTLE_RATES)
+    assert all(settings.LOGIN_THROTTLE_RATES[t.scope] for t in LOGIN_THROTTLES)
+    assert settings.TOKEN_TTL_HOURS > 0
+    assert settings.DATA_UPLOAD_MAX_MEMORY_SIZE > 0 and settings.IMPORT_MAX_UPLOAD_BYTES > 0
+    assert "evalplatform.middleware.RequestGuardMiddleware" in settings.MIDDLEWARE
+    assert settings.REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"][0] == (
+        "evalplatform.parsers.SafeJSONParser"
+    )
+    assert len(settings.AUTH_PASSWORD_VALIDATORS) >= 4
