@@ -22,7 +22,8 @@ class _LoginThrottle(SimpleRateThrottle):
 
 
 class LoginIPThrottle(_LoginThrottle):
-    """Sign-in attempts from one client address (behind a proxy, set `NUM_PROXIES`)."""
+    """Sign-in attempts from one client address (`REMOTE_ADDR`; behind N reverse proxies set
+    `NUM_PROXIES=N` so the address comes from X-Forwarded-For, which a client cannot forge)."""
 
     scope = "login_ip"
 

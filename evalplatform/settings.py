@@ -184,6 +184,9 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     # `?format=csv` selects an export format in our views, not a DRF renderer.
     "URL_FORMAT_OVERRIDE": None,
+    # Client address for the sign-in throttles: 0 trusts no X-Forwarded-For (else anyone could
+    # pick their own address); behind N reverse proxies set NUM_PROXIES=N.
+    "NUM_PROXIES": env_int("NUM_PROXIES", 0),
 }
 # Sign-in throttles (annotations.throttles), per client IP and per username; DRF rate strings.
 LOGIN_THROTTLE_RATES = {

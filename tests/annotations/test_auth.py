@@ -104,3 +104,17 @@ def test_weak_passwords_are_refused_by_the_service(password) -> None:
     with pytest.raises(DomainValidationError) as caught:
         services.user_create(username="alice2024", password=password, role="rater")
     assert "password" in caught.value.errors
+
+
+@override_settings(LOGIN_THROTTLE_RATES={"login_ip": "3/min", "login_username": "1000/min"})
+def test_a_forged_forwarded_for_header_does_not_escape_the_address_throttle() -> None:
+    client = APIClient()
+    codes = [
+        client.post(
+            "/api/v1/auth/token/",
+            {"username": f"u{i}", "password": "x"},
+            HTTP_X_FORWARDED_FOR=f"203.0.113.{i}",
+        ).status_code
+        for i in range(5)
+    ]
+    assert codes[:3] == [400] * 3 and set(codes[3:]) == {429}
