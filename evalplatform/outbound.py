@@ -162,9 +162,11 @@ def webhook_url_errors(url: Any) -> list[str]:
     return []
 
 
-def webhook_target_check(url: str) -> None:
-    """Checks a webhook URL just before delivery: the syntax checks above, then every address
-    the host resolves to must be public unless the host is allow-listed.
+def webhook_target_address(url: str) -> str:
+    """Checks a webhook URL just before delivery and returns the address to connect to: the
+    syntax checks above, then every address the host resolves to must be public unless the
+    host is allow-listed. The caller connects to the returned address (not the name again), so
+    a second DNS answer (rebinding) cannot point the request elsewhere.
 
     Raises OutboundRefused."""
     problems = webhook_url_errors(url)
@@ -172,15 +174,32 @@ def webhook_target_check(url: str) -> None:
         raise OutboundRefused(problems[0])
     parts = urlsplit(url)
     host = (parts.hostname or "").rstrip(".")
-    if _host_allow_listed(host):
-        return
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError) as exc:
         raise OutboundRefused("the webhook host does not resolve") from exc
-    for info in infos:
-        if not _address_is_public(str(info[4][0])):
-            raise OutboundRefused(
-                "the webhook host resolves to a loopback, private, link-local or reserved address"
-            )
+    addresses = [str(info[4][0]) for info in infos]
+    if not addresses:
+        raise OutboundRefused("the webhook host does not resolve")
+    if not _host_allow_listed(host):
+        for address in addresses:
+            if not _address_is_public(address):
+                raise OutboundRefused(
+                    "the webhook host resolves to a loopback, private, link-local or reserved "
+                    "address"
+                )
+    return addresses[0]
+
+
+def pinned_request_parts(url: str, address: str) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """(URL with the host replaced by `address`, headers, httpx extensions): the request goes
+    to the checked address while the server still sees its own name (`Host`, and TLS SNI and
+    certificate checks against the name)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    literal = f"[{address}]" if ":" in address else address
+    netloc = f"{literal}:{parts.port}" if parts.port else literal
+    pinned = parts._replace(netloc=netloc).geturl()
+    extensions: dict[str, Any] = {"sni_hostname": host} if parts.scheme == "https" else {}
+    return pinned, {"Host": parts.netloc}, extensions

@@ -83,7 +83,18 @@ def test_webhook_urls_are_checked_before_dns(url, ok) -> None:
 @override_settings(WEBHOOK_ALLOWED_HOSTS=["127.0.0.1"])
 def test_an_allow_listed_host_may_be_private() -> None:
     assert outbound.webhook_url_errors("http://127.0.0.1:8123/hook") == []
-    outbound.webhook_target_check("http://127.0.0.1:8123/hook")
+    assert outbound.webhook_target_address("http://127.0.0.1:8123/hook") == "127.0.0.1"
+
+
+def test_a_pinned_request_keeps_the_name_for_host_and_tls() -> None:
+    url, headers, extensions = outbound.pinned_request_parts(
+        "https://hooks.example.org:8443/ci?x=1", "93.184.216.34"
+    )
+    assert url == "https://93.184.216.34:8443/ci?x=1"
+    assert headers == {"Host": "hooks.example.org:8443"}
+    assert extensions == {"sni_hostname": "hooks.example.org"}
+    url, _, extensions = outbound.pinned_request_parts("http://h.example/x", "2606:2800::1")
+    assert url == "http://[2606:2800::1]/x" and extensions == {}
 
 
 def test_the_hardening_settings_are_in_effect() -> None:

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from evalplatform.outbound import OutboundRefused, webhook_target_check
+from evalplatform.outbound import OutboundRefused, pinned_request_parts, webhook_target_address
 from scoring.models import (
     TrainingRun,
     WebhookDelivery,
@@ -73,9 +73,10 @@ class WebhookTransientError(Exception):
 def webhook_deliver(*, delivery_id: int, final_attempt: bool) -> None:
     """POSTs a delivery's JSON to the run's webhook URL; records every attempt's outcome.
 
-    The target is checked just before sending (`evalplatform.outbound.webhook_target_check`:
-    public addresses only, unless allow-listed) and redirects are not followed, so a webhook
-    cannot be aimed at the server's own network. Only the status code and a short generic
+    The target is checked just before sending (`evalplatform.outbound.webhook_target_address`:
+    public addresses only, unless allow-listed), the request goes to the address that was
+    checked (no second DNS lookup), and redirects are not followed, so a webhook cannot be
+    aimed at the server's own network. Only the status code and a short generic
     error are stored, never the receiver's body."""
     import httpx
 
@@ -83,19 +84,26 @@ def webhook_deliver(*, delivery_id: int, final_attempt: bool) -> None:
     if delivery is None or delivery.status == "delivered":
         return
     WebhookDelivery.objects.filter(pk=delivery.pk).update(attempts=delivery.attempts + 1)
+    url = delivery.run.webhook_url
     try:
-        webhook_target_check(delivery.run.webhook_url)
+        address = webhook_target_address(url)
     except OutboundRefused as exc:
         record_webhook_failure(delivery, None, f"refused: {exc}", True)
         return
+    pinned_url, host_header, extensions = pinned_request_parts(url, address)
     try:
-        response = httpx.post(
-            delivery.run.webhook_url,
-            json=delivery.payload,
-            timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
-            headers={"User-Agent": f"evalplatform-webhook/{delivery.run.run_id}"},
-            follow_redirects=False,
-        )
+        with httpx.Client(timeout=settings.WEBHOOK_TIMEOUT_SECONDS, follow_redirects=False) as http:
+            request = http.build_request(
+                "POST",
+                pinned_url,
+                json=delivery.payload,
+                headers={
+                    **host_header,
+                    "User-Agent": f"evalplatform-webhook/{delivery.run.run_id}",
+                },
+                extensions=extensions,
+            )
+            response = http.send(request)
     except httpx.HTTPError as exc:
         reason = "timeout" if isinstance(exc, httpx.TimeoutException) else "connection failed"
         record_webhook_failure(delivery, None, reason, final_attempt)

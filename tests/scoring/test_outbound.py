@@ -199,7 +199,7 @@ def test_webhook_delivery_checks_the_resolved_address(monkeypatch) -> None:
     def no_request(*args, **kwargs):
         raise AssertionError("a refused webhook must not be sent")
 
-    monkeypatch.setattr("httpx.post", no_request)
+    monkeypatch.setattr("httpx.Client.send", no_request)
     webhook_deliver(delivery_id=delivery.pk, final_attempt=False)
     delivery.refresh_from_db()
     assert delivery.status == "failed" and "private" in delivery.last_error
@@ -209,9 +209,11 @@ class BodyReceiver(BaseHTTPRequestHandler):
     status = 500
     location = ""
     hits = 0
+    hosts: list[str | None] = []
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
         type(self).hits += 1
+        type(self).hosts.append(self.headers.get("Host"))
         self.rfile.read(int(self.headers["Content-Length"]))
         body = SECRET_BODY.encode()
         self.send_response(type(self).status)
@@ -247,6 +249,26 @@ def test_webhook_failures_store_a_status_never_the_body(body_receiver, status) -
     delivery.refresh_from_db()
     assert delivery.last_status_code == status and delivery.status == "failed"
     assert SECRET_BODY not in delivery.last_error and str(status) in delivery.last_error
+
+
+def test_webhook_delivery_connects_to_the_address_it_checked(body_receiver, monkeypatch) -> None:
+    """No second DNS lookup: the request goes to the checked address, named in Host."""
+    BodyReceiver.status = 200
+    port = body_receiver.rsplit(":", 1)[1].split("/")[0]
+    delivery = stored_run_with_webhook(f"http://hooks.test:{port}/hook")
+    lookups = []
+
+    def resolve(host, *args, **kwargs):
+        lookups.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", int(port)))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    with override_settings(WEBHOOK_ALLOWED_HOSTS=["hooks.test"]):
+        webhook_deliver(delivery_id=delivery.pk, final_attempt=False)
+    delivery.refresh_from_db()
+    assert delivery.status == "delivered", delivery.last_error
+    assert "hooks.test" in lookups and BodyReceiver.hosts[-1] == f"hooks.test:{port}"
+    assert set(lookups) <= {"hooks.test", "127.0.0.1"}
 
 
 def test_webhook_redirects_are_not_followed(body_receiver) -> None:
