@@ -142,3 +142,28 @@ def test_identical_concurrent_submissions_give_one_201_and_the_rest_200() -> Non
     assert sorted(codes) == [200] * 5 + [201], codes
     assert TrainingRun.objects.filter(run_id="race-1").count() == 1
     assert Study.objects.count() == 2  # the run's study and its hold-out study
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"run_id": "\xff"}', "not valid UTF-8"),
+        (json.dumps(submission(run_id="x/y")).encode(), "run_id"),
+    ],
+)
+def test_the_submit_run_command_reports_bad_files_without_a_traceback(
+    tmp_path, content, message
+) -> None:
+    import io
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    path = tmp_path / "run.json"
+    path.write_bytes(content)
+    err = io.StringIO()
+    with pytest.raises(CommandError) as caught:
+        call_command("submit_run", str(path), stdout=io.StringIO(), stderr=err)
+    assert message in str(caught.value) + err.getvalue()
+    assert not TrainingRun.objects.exists()
