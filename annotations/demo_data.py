@@ -391,7 +391,7 @@ def demo_records() -> list[dict[str, Any]]:
 
 
 DEMO_USERS = [
-    ("researcher", "researcher", "research-demo"),
+    ("researcher", "researcher", "lab-demo-pass"),
     ("rater1", "rater", "rate-demo-1"),
     ("rater2", "rater", "rate-demo-2"),
     ("rater3", "rater", "rate-demo-3"),

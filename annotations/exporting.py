@@ -1,5 +1,11 @@
 """Row writers shared by every export (commands, API streams, background files): CSV or JSONL,
-written row by row so a million rows take constant memory. Pure Python, no Django."""
+written row by row so a million rows take constant memory. Pure Python, no Django.
+
+CSV cells are made safe to open in a spreadsheet (OWASP "CSV Injection"): a text cell whose
+first character, or first character after leading whitespace, is `=`, `+`, `-`, `@`, tab or
+carriage return would be read as a formula, so it gets a leading single quote. The csv module
+already quotes cells and doubles embedded quotes. JSONL stays raw: it is read by programs.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,15 @@ from typing import Any, TextIO
 
 FORMATS = ("csv", "jsonl")
 CHUNK_CHARS = 64_000
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """`value` with a leading `'` when it is text a spreadsheet would run as a formula; other
+    values (numbers, None, booleans) unchanged."""
+    if isinstance(value, str) and value.lstrip(" \n").startswith(FORMULA_TRIGGERS):
+        return "'" + value
+    return value
 
 
 def stream_rows(
@@ -30,7 +45,7 @@ def stream_rows(
                 columns = list(fields or ()) + [k for k in row if k not in (fields or ())]
                 writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
                 writer.writeheader()
-            writer.writerow(row)
+            writer.writerow({key: spreadsheet_safe(value) for key, value in row.items()})
         if buffer.tell() > CHUNK_CHARS:
             yield buffer.getvalue()
             buffer.seek(0)

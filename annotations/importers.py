@@ -12,6 +12,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from annotations.jsonsafety import json_problem_text, number_problem, text_problem
+
 TASK_TYPES = ("generation", "classification", "structured", "chat")
 PREFERENCES = ("base", "tuned", "tie", "both_bad")
 MAX_EXTERNAL_ID_LENGTH = 200
@@ -139,29 +141,10 @@ def require_text(record: dict[str, Any], key: str) -> tuple[str, str | None]:
         return "", f"field '{key}' must be a string, got {type(value).__name__}"
     if not value.strip():
         return "", f"field '{key}' is empty"
-    if NUL in value:
-        return "", nul_problem(key)
+    problem = text_problem(value)
+    if problem:
+        return "", f"field '{key}' {problem}"
     return value, None
-
-
-# PostgreSQL cannot store U+0000 in text or jsonb; refusing it here turns a database error
-# half-way through an import into the file:line message every other bad value gets.
-NUL = "\x00"
-
-
-def nul_problem(key: str) -> str:
-    return f"field '{key}' contains a NUL character (U+0000), which cannot be stored"
-
-
-def has_nul(value: Any) -> bool:
-    """Whether a decoded JSON value holds U+0000 in any string, keys included."""
-    if isinstance(value, str):
-        return NUL in value
-    if isinstance(value, dict):
-        return any(has_nul(k) or has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(has_nul(v) for v in value)
-    return False
 
 
 def optional_text(
@@ -175,8 +158,9 @@ def optional_text(
     text = str(value)
     if max_length is not None and len(text) > max_length:
         return "", f"field '{key}' is longer than {max_length} characters"
-    if NUL in text:
-        return "", nul_problem(key)
+    problem = text_problem(text)
+    if problem:
+        return "", f"field '{key}' {problem}"
     return text, None
 
 
@@ -221,11 +205,12 @@ def jsonl_record_to_item(record: Any, line: int) -> tuple[ParsedItem | None, lis
         metadata = {}
     if not isinstance(metadata, dict):
         problems.append(f"field 'metadata' must be an object, got {type(metadata).__name__}")
-    elif has_nul(metadata):
-        problems.append(nul_problem("metadata"))
+    elif (problem := json_problem_text(metadata)) is not None:
+        problems.append(f"field 'metadata' {problem}")
     priority = record.get("priority", 0.0)
-    if isinstance(priority, bool) or not isinstance(priority, int | float):
-        problems.append("field 'priority' must be a number")
+    if (problem := number_problem(priority)) is not None:
+        # NaN would sort first in the queue, 10**400 does not fit a float.
+        problems.append(f"field 'priority' {problem}")
         priority = 0.0
     if problems:
         return None, problems
@@ -298,6 +283,9 @@ def parse_jsonl(
             collector.add(
                 ImportIssue(file, number, f"invalid JSON: {exc.msg} (column {exc.colno})")
             )
+            continue
+        except RecursionError:
+            collector.add(ImportIssue(file, number, "invalid JSON: nested too deeply"))
             continue
         item, problems = jsonl_record_to_item(record, number)
         if item is None:
@@ -388,14 +376,16 @@ def parse_alpaca_file(data: bytes, *, file: str, collector: IssueCollector) -> l
             extra = {
                 k: v for k, v in element.items() if k not in ("instruction", "output", "generator")
             }
-            if has_nul(extra):
-                collector.add(ImportIssue(file, line, nul_problem("(extra fields)")))
+            if (problem := json_problem_text(extra)) is not None:
+                collector.add(ImportIssue(file, line, f"field '(extra fields)' {problem}"))
                 continue
             rows.append(AlpacaRow(line, values["instruction"], values["output"], generator, extra))
     except json.JSONDecodeError as exc:
         collector.add(
             ImportIssue(file, exc.lineno, f"invalid JSON: {exc.msg} (column {exc.colno})")
         )
+    except RecursionError:
+        collector.add(ImportIssue(file, None, "invalid JSON: nested too deeply"))
     return rows
 
 

@@ -74,6 +74,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "evalplatform.middleware.RequestGuardMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -117,8 +118,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Checked on every way a password is set (`annotations.services.password_check`).
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": env_int("PASSWORD_MIN_LENGTH", 8)},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
 LANGUAGE_CODE = "en-us"
@@ -168,10 +176,25 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "evalplatform.api_errors.exception_handler",
+    "DEFAULT_PARSER_CLASSES": [
+        "evalplatform.parsers.SafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     # `?format=csv` selects an export format in our views, not a DRF renderer.
     "URL_FORMAT_OVERRIDE": None,
+    # Client address for the sign-in throttles: 0 trusts no X-Forwarded-For (else anyone could
+    # pick their own address); behind N reverse proxies set NUM_PROXIES=N.
+    "NUM_PROXIES": env_int("NUM_PROXIES", 0),
 }
+# Sign-in throttles (annotations.throttles), per client IP and per username; DRF rate strings.
+LOGIN_THROTTLE_RATES = {
+    "login_ip": os.environ.get("LOGIN_RATE_PER_IP", "30/min"),
+    "login_username": os.environ.get("LOGIN_RATE_PER_USERNAME", "10/min"),
+}
+# API tokens stop working this many hours after they were issued (0: never).
+TOKEN_TTL_HOURS = env_int("TOKEN_TTL_HOURS", 24 * 7)
 SPECTACULAR_SETTINGS = {
     "TITLE": "evalplatform API",
     "DESCRIPTION": "Blind A/B human evaluation of fine-tuned LLMs, with automated pre-scoring.",
@@ -221,6 +244,10 @@ MAX_LEASES_PER_RATER = env_int("MAX_LEASES_PER_RATER", 2)
 # Researchers who neither own a study nor collaborate on it may read it (never change it).
 STUDIES_READABLE_BY_ALL_RESEARCHERS = env_bool("STUDIES_READABLE_BY_ALL_RESEARCHERS", True)
 
+# --- Request and import limits (413 above them; evalplatform.middleware)
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 50 * 1024 * 1024)
+IMPORT_MAX_UPLOAD_BYTES = env_int("IMPORT_MAX_UPLOAD_BYTES", 100 * 1024 * 1024)
+
 # --- Import limits
 IMPORT_MAX_LINE_BYTES = env_int("IMPORT_MAX_LINE_BYTES", 1_000_000)
 IMPORT_MAX_ERRORS = env_int("IMPORT_MAX_ERRORS", 50)
@@ -230,6 +257,28 @@ JUDGE_BACKEND = os.environ.get("JUDGE_BACKEND", "")
 JUDGE_MODEL = os.environ.get("JUDGE_MODEL", "")
 JUDGE_BASE_URL = os.environ.get("JUDGE_BASE_URL", "")
 JUDGE_API_KEY = os.environ.get("JUDGE_API_KEY", "")
+
+
+def env_judge_endpoints() -> dict[str, dict[str, str]]:
+    """`JUDGE_ENDPOINTS=vllm=http://vllm:8000/v1,openai=https://api.openai.com/v1`: the judge
+    endpoints a study may name; each one's key from `JUDGE_ENDPOINT_<NAME>_API_KEY`. The legacy
+    `JUDGE_BASE_URL` / `JUDGE_API_KEY` pair is the endpoint named `default`."""
+    endpoints: dict[str, dict[str, str]] = {}
+    if JUDGE_BASE_URL:
+        endpoints["default"] = {"base_url": JUDGE_BASE_URL, "api_key": JUDGE_API_KEY}
+    for entry in env_list("JUDGE_ENDPOINTS", []):
+        name, sep, url = entry.partition("=")
+        name, url = name.strip(), url.strip()
+        if not sep or not name or not url.startswith(("http://", "https://")):
+            raise ImproperlyConfigured(f"JUDGE_ENDPOINTS entry {entry!r} is not name=http(s)://...")
+        variable = "JUDGE_ENDPOINT_" + "".join(c if c.isalnum() else "_" for c in name).upper()
+        endpoints[name] = {"base_url": url, "api_key": os.environ.get(variable + "_API_KEY", "")}
+    return endpoints
+
+
+JUDGE_ENDPOINTS = env_judge_endpoints()
+# Base URLs a researcher may type into a study's judge settings; they never receive a key.
+JUDGE_ALLOWED_BASE_URLS = env_list("JUDGE_ALLOWED_BASE_URLS", [])
 
 # --- Release policy defaults (each study gets a copy an admin may edit)
 RELEASE_POLICY_DEFAULTS = {
@@ -249,6 +298,8 @@ RELEASE_POLICY_DEFAULTS = {
 # Evidence checks after a vote are batched per study over this many seconds.
 EVIDENCE_CHECK_DEBOUNCE_SECONDS = env_int("EVIDENCE_CHECK_DEBOUNCE_SECONDS", 30)
 WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10)
+# Hosts a webhook may reach even though they resolve to a loopback or private address.
+WEBHOOK_ALLOWED_HOSTS = env_list("WEBHOOK_ALLOWED_HOSTS", [])
 
 LOGGING = {
     "version": 1,

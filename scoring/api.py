@@ -13,7 +13,6 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers, status
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -30,7 +29,10 @@ from annotations.permissions import (
     study_for_change,
     study_for_view,
 )
+from evalplatform.parsers import SafeJSONParser
+from evalplatform.serializers import StrictSerializer
 from scoring import selectors, services
+from scoring.release.submission import RunSubmissionSerializer
 
 JobProgressSerializer = inline_serializer(
     "ScoringJobProgress",
@@ -78,24 +80,26 @@ class ScoringJobApi(ResearcherAPIView):
 
 
 class StudyScoresApi(ResearcherAPIView):
+    class StudyScoresQuerySerializer(serializers.Serializer):
+        items = serializers.BooleanField(required=False, default=False)
+        offset = serializers.IntegerField(required=False, default=0, min_value=0, max_value=10**9)
+        limit = serializers.IntegerField(required=False, default=500, min_value=1, max_value=5_000)
+
     @extend_schema(
-        parameters=[
-            OpenApiParameter("items", bool, description="include per-item scores"),
-            OpenApiParameter("offset", int),
-            OpenApiParameter("limit", int),
-        ],
+        parameters=[StudyScoresQuerySerializer],
         responses={200: OpenApiResponse(description="aggregates with bootstrap 95% CIs")},
     )
     def get(self, request: Request, slug: str) -> Response:
+        query = self.StudyScoresQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
         study = study_for_view(user=request.user, slug=slug)
         body = dataclasses.asdict(selectors.study_scores(study=study))
-        if request.query_params.get("items") in ("1", "true", "yes"):
-            try:
-                offset = int(request.query_params.get("offset", 0))
-                limit = min(int(request.query_params.get("limit", 500)), 5_000)
-            except ValueError as exc:
-                raise DomainValidationError("offset and limit must be integers") from exc
-            body["items"] = selectors.item_scores(study=study, limit=limit, offset=offset)
+        if query.validated_data["items"]:
+            body["items"] = selectors.item_scores(
+                study=study,
+                limit=query.validated_data["limit"],
+                offset=query.validated_data["offset"],
+            )
         return Response(body)
 
 
@@ -439,7 +443,7 @@ def run_body(run, *, created: bool | None = None) -> dict:
     return body
 
 
-class LenientJSONParser(JSONParser):
+class LenientJSONParser(SafeJSONParser):
     """Accepts NaN and Infinity, which training loggers do write, so the submission gets a
     field-level error ("training_log[3].eval_loss: loss is NaN") instead of a parse error."""
 
@@ -450,23 +454,7 @@ class RunSubmitApi(ResearcherAPIView):
     parser_classes = [LenientJSONParser]
 
     @extend_schema(
-        request=inline_serializer(
-            "RunSubmission",
-            {
-                "run_id": serializers.CharField(),
-                "base_model": serializers.CharField(),
-                "tuned_model": serializers.CharField(),
-                "task_type": serializers.CharField(required=False),
-                "items": serializers.ListField(),
-                "holdout": serializers.ListField(required=False),
-                "training_log": serializers.JSONField(required=False),
-                "raters": serializers.ListField(required=False),
-                "overlap": serializers.IntegerField(required=False),
-                "webhook_url": serializers.CharField(required=False),
-                "base_model_path": serializers.CharField(required=False),
-                "tuned_model_path": serializers.CharField(required=False),
-            },
-        ),
+        request=RunSubmissionSerializer,
         responses={
             201: OpenApiResponse(description="created"),
             200: OpenApiResponse(description="already submitted"),
@@ -556,12 +544,18 @@ class SignOffRecordApi(ReleaseAPIView):
 
 
 class StudyPolicyApi(ReleaseAPIView):
-    class PolicyInputSerializer(serializers.Serializer):
-        min_human_votes = serializers.IntegerField(min_value=0, required=False)
+    class PolicyInputSerializer(StrictSerializer):
+        min_human_votes = serializers.IntegerField(
+            min_value=0, max_value=10_000_000, required=False
+        )
         min_krippendorff_alpha = serializers.FloatField(min_value=-1, max_value=1, required=False)
         require_win_ci_above_half = serializers.BooleanField(required=False)
-        max_forgetting_perplexity_increase = serializers.FloatField(min_value=0, required=False)
-        max_forgetting_metric_drop = serializers.FloatField(min_value=0, required=False)
+        max_forgetting_perplexity_increase = serializers.FloatField(
+            min_value=0, max_value=1e6, required=False
+        )
+        max_forgetting_metric_drop = serializers.FloatField(
+            min_value=0, max_value=1e6, required=False
+        )
         forbid_overfitting = serializers.BooleanField(required=False)
         min_judge_human_agreement = serializers.FloatField(
             min_value=0, max_value=1, required=False, allow_null=True

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from annotations import selectors as annotation_selectors
 from annotations.errors import DomainValidationError, NotFoundError
-from annotations.exporting import write_rows
+from annotations.exporting import spreadsheet_safe, write_rows
 from annotations.models import Study
 from scoring.models import ExportKind, ExportStatus, ReportExport
 from scoring.release import study_report
@@ -71,7 +71,7 @@ def write_export(*, study: Study, kind: str, options: dict[str, Any], path: Path
                 writer = csv.writer(handle)
                 writer.writerow(["key", "value"])
                 for key, value in flatten("", json.loads(canonical_json(report))):
-                    writer.writerow([key, value])
+                    writer.writerow([spreadsheet_safe(key), spreadsheet_safe(value)])
             return 1
         if kind == ExportKind.ITEMS_CSV:
             return write_rows(handle, item_rows(study=study), ITEM_ROW_FIELDS, "csv")

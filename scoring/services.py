@@ -25,6 +25,12 @@ from django.utils import timezone
 from annotations.errors import ConflictError, DomainValidationError, NotFoundError
 from annotations.models import Item, Output, QueueOrder, Study, System
 from annotations.services import evidence_changed_notify
+from evalplatform.outbound import (
+    JUDGE_SECRET_KEYS,
+    OutboundRefused,
+    judge_connection,
+    judge_settings_errors,
+)
 from scoring.errors import TransientScoringError
 from scoring.models import (
     ChunkKind,
@@ -66,19 +72,19 @@ class PlannedWork:
 
 def judge_settings_for(study: Study, override: dict[str, Any] | None = None) -> dict[str, Any]:
     """The judge configuration: the job's override, else the study's, else the defaults from
-    the environment (JUDGE_BACKEND, JUDGE_MODEL, JUDGE_BASE_URL, JUDGE_API_KEY)."""
+    the environment (JUDGE_BACKEND, JUDGE_MODEL; an `openai` default uses the endpoint named
+    `default`, i.e. JUDGE_BASE_URL with JUDGE_API_KEY). Never contains a key: the worker adds
+    the configured endpoint's key (`evalplatform.outbound.judge_connection`)."""
     if override:
-        return dict(override)
+        return {k: v for k, v in override.items() if k not in JUDGE_SECRET_KEYS}
     configured = (study.settings or {}).get("judge")
     if configured:
-        return dict(configured)
+        return {k: v for k, v in configured.items() if k not in JUDGE_SECRET_KEYS}
     if not (settings.JUDGE_BACKEND and settings.JUDGE_MODEL):
         return {}
     defaults: dict[str, Any] = {"backend": settings.JUDGE_BACKEND, "model": settings.JUDGE_MODEL}
-    if settings.JUDGE_BACKEND == "openai":
-        defaults["base_url"] = settings.JUDGE_BASE_URL
-        if settings.JUDGE_API_KEY:
-            defaults["api_key"] = settings.JUDGE_API_KEY
+    if settings.JUDGE_BACKEND == "openai" and "default" in settings.JUDGE_ENDPOINTS:
+        defaults["endpoint"] = "default"
     return defaults
 
 
@@ -161,6 +167,11 @@ def scoring_job_start(
             f"known: {', '.join(sorted(known))}",
             errors={"metrics": sorted(wanted - known)},
         )
+    judge_problems = judge_settings_errors(judge)
+    if judge_problems:
+        raise DomainValidationError(
+            f"judge settings refused: {'; '.join(judge_problems)}", errors={"judge": judge_problems}
+        )
     item_ids = list(Item.objects.filter(study=study).order_by("id").values_list("id", flat=True))
     if not item_ids:
         raise DomainValidationError(f"study {study.slug!r} has no items to score")
@@ -169,7 +180,7 @@ def scoring_job_start(
     job = ScoringJob.objects.create(
         study=study,
         metrics=sorted(wanted) if wanted else [],
-        judge={k: v for k, v in judge_config.items() if k != "api_key"},
+        judge=judge_config,
         skipped=plan.skipped,
         status=JobStatus.RUNNING,
         created_by=created_by,
@@ -470,9 +481,13 @@ def run_judge(chunk: ScoringChunk) -> None:
     from scoring.lm.judge import JudgePair, build_judge, judge_pairs
 
     job = chunk.job
-    config = dict(job.judge)
-    if config.get("backend") == "openai" and "api_key" not in config and settings.JUDGE_API_KEY:
-        config["api_key"] = settings.JUDGE_API_KEY
+    try:
+        # Checked again here, just before sending: the stored settings may predate a change of
+        # the allow-list, and only a configured endpoint ever receives the server's key.
+        config = judge_connection(job.judge)
+    except OutboundRefused as exc:
+        record_skip(job, "judge", f"judge address refused: {exc}")
+        return
     cache = DatabaseJudgeCache()
     try:
         judge = build_judge(config, cache=cache)

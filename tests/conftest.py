@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import itertools
 import os
 
 import pytest
+from django.core.cache import caches
 from django.db import connection
 from rest_framework.test import APIClient
 
@@ -66,6 +68,22 @@ def _flush_past_append_only_triggers():
         yield
     finally:
         DatabaseOperations.sql_flush = original
+
+
+_cache_namespaces = itertools.count(1)
+
+
+@pytest.fixture(autouse=True)
+def _own_cache_namespace():
+    """Each test sees an empty cache (debounce marks, login throttles) without flushing a
+    shared Redis: the test's keys get their own prefix."""
+    backend = caches["default"]
+    previous = backend.key_prefix
+    backend.key_prefix = f"test-{os.getpid()}-{next(_cache_namespaces)}"
+    try:
+        yield
+    finally:
+        backend.key_prefix = previous
 
 
 @pytest.fixture

@@ -7,3 +7,4 @@ from annotations.services.blinding import *  # noqa: F403
 from annotations.services.imports import *  # noqa: F403
 from annotations.services.rating import *  # noqa: F403
 from annotations.services.studies import *  # noqa: F403
+from annotations.services.tokens import *  # noqa: F403

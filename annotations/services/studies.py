@@ -8,6 +8,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group
+from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F, ProtectedError, Q, RestrictedError
@@ -20,6 +21,7 @@ from annotations.errors import (
     DomainValidationError,
     NotFoundError,
 )
+from annotations.jsonsafety import json_problem
 from annotations.models import (
     SIGN_OFF_STATES,
     STUDY_TRANSITIONS,
@@ -35,6 +37,7 @@ from annotations.models import (
     StudyStatus,
 )
 from annotations.signals import evidence_changed, study_created, study_opened
+from evalplatform.outbound import study_settings_errors
 
 __all__ = [
     "ORDER_MODULUS",
@@ -45,12 +48,14 @@ __all__ = [
     "collaborator_remove",
     "evidence_changed_notify",
     "evidence_version_bump",
+    "password_check",
     "rater_remove",
     "raters_assign",
     "roles_ensure",
     "status_transition_check",
     "study_archive",
     "study_create",
+    "study_settings_check",
     "study_delete",
     "study_reopen",
     "study_transition",
@@ -253,6 +258,17 @@ def roles_ensure() -> None:
     admin_group.permissions.add(*Permission.objects.filter(wanted))
 
 
+def password_check(*, password: str, user: AbstractBaseUser | None = None) -> None:
+    """Runs Django's password validators (AUTH_PASSWORD_VALIDATORS) on every way a password is
+    set. Raises DomainValidationError with the validators' messages under `password`."""
+    try:
+        validate_password(password, user=user)
+    except ValidationError as exc:
+        raise DomainValidationError(
+            "password refused: " + " ".join(exc.messages), errors={"password": exc.messages}
+        ) from exc
+
+
 @transaction.atomic
 def user_create(
     *, username: str, password: str, role: str, email: str = "", exist_ok: bool = False
@@ -274,6 +290,7 @@ def user_create(
             user.full_clean(exclude=["password"])
         except ValidationError as exc:
             raise validation_error_from(exc) from exc
+    password_check(password=password, user=user)
     user.set_password(password)
     user.is_staff = role == roles.ADMIN
     user.save()
@@ -302,6 +319,24 @@ STUDY_EDITABLE_FIELDS = (
 )
 
 
+def study_settings_check(study_settings: Any) -> None:
+    """Refuses settings that would send requests where the server may not (a judge address
+    outside the allow-list, a key); see `evalplatform.outbound`. Raises DomainValidationError."""
+    problems = study_settings_errors(study_settings)
+    found = json_problem(study_settings)
+    if found is not None and not problems:
+        path, reason = found
+        problems = {path: [reason]}
+    if problems:
+        errors = {
+            f"settings.{key}" if key else "settings": value for key, value in problems.items()
+        }
+        raise DomainValidationError(
+            "study settings refused: " + "; ".join(m for v in errors.values() for m in v),
+            errors=errors,
+        )
+
+
 @transaction.atomic
 def study_create(
     *,
@@ -316,6 +351,8 @@ def study_create(
     unknown = set(fields) - set(STUDY_EDITABLE_FIELDS)
     if unknown:
         raise DomainValidationError(f"unknown study field(s): {', '.join(sorted(unknown))}")
+    if "settings" in fields:
+        study_settings_check(fields["settings"])
     fields.setdefault("max_overlap", max(overlap, fields.get("max_overlap") or overlap + 2))
     if Study.objects.filter(slug=slug).exists():
         raise ConflictError(
@@ -369,6 +406,8 @@ def study_update(
     unknown = set(fields) - set(STUDY_EDITABLE_FIELDS)
     if unknown:
         raise DomainValidationError(f"unknown study field(s): {', '.join(sorted(unknown))}")
+    if "settings" in fields:
+        study_settings_check(fields["settings"])
     study = Study.objects.select_for_update().get(pk=study.pk)
     if study.archived_at is not None:
         raise ConflictError(f"study {study.slug!r} is archived and read-only")

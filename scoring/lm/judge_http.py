@@ -9,6 +9,10 @@ are read from that position's ``top_logprobs`` and renormalised (the AlpacaEval 
 
 Robustness, following the usual client recipe for rate-limited APIs:
 
+* Error messages carry the status code and a short reason, never the remote body: they end up
+  on the job's status page, and a body echoed there would let anyone who can set a judge
+  address read whatever answers at that address. Redirects are not followed.
+
 * HTTP 429, 408, 5xx, timeouts and connection errors are retried with exponential backoff
   (``backoff_base * 2**attempt``, capped at ``backoff_max``, optional jitter); a
   ``Retry-After`` header sets the minimum wait. After ``max_retries`` retries, or when the
@@ -159,7 +163,11 @@ class OpenAIJudge:
         self._slots = threading.BoundedSemaphore(max_concurrency)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(
-            base_url=self.base_url, timeout=timeout, headers=headers, transport=transport
+            base_url=self.base_url,
+            timeout=timeout,
+            headers=headers,
+            transport=transport,
+            follow_redirects=False,
         )
 
     # -- public -----------------------------------------------------------------------------
@@ -252,7 +260,7 @@ class OpenAIJudge:
             except httpx.TimeoutException as exc:
                 reason = f"timeout ({type(exc).__name__})"
             except httpx.TransportError as exc:
-                reason = f"connection error ({type(exc).__name__}: {exc})"
+                reason = f"connection error ({type(exc).__name__})"
             else:
                 status = resp.status_code
                 if status < 400:
@@ -260,19 +268,17 @@ class OpenAIJudge:
                         return resp.json()
                     except ValueError:
                         # A 200 with a non-JSON body is a proxy error page: treat as transient.
-                        reason = f"non-JSON body with status {status}: {resp.text[:200]!r}"
+                        reason = f"non-JSON body with status {status}"
                 elif status in _RETRY_STATUS or status >= 500:
-                    reason = f"HTTP {status}: {resp.text[:200]!r}"
+                    reason = f"HTTP {status}"
                     retry_after = _retry_after_seconds(resp.headers.get("Retry-After"))
                 elif status in _UNAVAILABLE_STATUS:
                     raise ModelUnavailableError(
-                        f"judge endpoint {self.base_url} answered HTTP {status} for model "
-                        f"{self.model!r}: {resp.text[:300]}"
+                        f"judge endpoint answered HTTP {status} for model {self.model!r} "
+                        "(bad key or unknown model)"
                     )
                 else:
-                    raise JudgeRequestError(
-                        f"judge endpoint rejected the request: HTTP {status}: {resp.text[:300]}"
-                    )
+                    raise JudgeRequestError(f"judge endpoint rejected the request: HTTP {status}")
             if attempt == self.max_retries:
                 break
             if retry_after is not None and retry_after > self.backoff_max:
@@ -297,7 +303,9 @@ class OpenAIJudge:
             choice = data["choices"][0]
             text = choice["message"].get("content") or ""
         except (KeyError, IndexError, TypeError, AttributeError):
-            return JudgeAnswer(None, "text", error=f"malformed chat completion: {str(data)[:200]}")
+            return JudgeAnswer(
+                None, "text", error="malformed chat completion (no choices[0].message)"
+            )
         tokens = ((choice.get("logprobs") or {}).get("content")) or []
         if not (self.use_logprobs and tokens):
             return JudgeAnswer.from_text(self.template, text)

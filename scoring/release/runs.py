@@ -5,34 +5,38 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils.text import slugify
 
-from annotations import roles
 from annotations import services as annotation_services
 from annotations.errors import (
     ConflictError,
     DomainValidationError,
     NotFoundError,
 )
-from annotations.importers import jsonl_record_to_item
 from annotations.models import Study, StudyStatus, TaskType
 from scoring.models import (
     TrainingRun,
 )
+from scoring.release.submission import (
+    RUN_ID_PATTERN,
+    RunSubmissionSerializer,
+    flat_errors,
+    json_finite,
+)
 
 __all__ = [
-    "MAX_SUBMISSION_ERRORS",
     "canonical_payload_sha",
     "run_create",
+    "run_existing",
     "run_get",
     "run_submit",
     "unique_slug",
-    "validate_items",
     "validate_submission",
 ]
 
@@ -41,8 +45,6 @@ from scoring.release.policy import policy_get
 
 User = get_user_model()
 
-MAX_SUBMISSION_ERRORS = 50
-
 
 def canonical_payload_sha(payload: dict[str, Any]) -> str:
     return hashlib.sha256(
@@ -50,110 +52,22 @@ def canonical_payload_sha(payload: dict[str, Any]) -> str:
     ).hexdigest()
 
 
-def validate_items(records: Any, field: str, errors: dict[str, list[str]]) -> list:
-    if not isinstance(records, list) or not records:
-        errors.setdefault(field, []).append("must be a non-empty list of items")
-        return []
-    items, seen = [], {}
-    for index, record in enumerate(records):
-        item, problems = jsonl_record_to_item(record, index)
-        for problem in problems:
-            errors.setdefault(f"{field}[{index}]", []).append(problem)
-        if item is None:
-            continue
-        if item.external_id in seen:
-            errors.setdefault(f"{field}[{index}].id", []).append(
-                f"duplicate id {item.external_id!r} (first at {field}[{seen[item.external_id]}])"
-            )
-            continue
-        seen[item.external_id] = index
-        items.append(item)
-        if sum(len(v) for v in errors.values()) >= MAX_SUBMISSION_ERRORS:
-            break
-    return items
-
-
 def validate_submission(payload: Any) -> tuple[dict[str, Any], list, list, Any]:
-    """Checks a run submission and returns (fields, items, holdout items, training log), or
-    raises DomainValidationError with field-level messages (`items[3]`,
-    `training_log[7].eval_loss`)."""
-    from scoring.stats.training import TrainingLogError, parse_training_log
-
-    if not isinstance(payload, dict):
-        raise DomainValidationError("the submission must be a JSON object")
-    errors: dict[str, list[str]] = {}
-    allowed = {
-        "run_id",
-        "base_model",
-        "tuned_model",
-        "task_type",
-        "items",
-        "holdout",
-        "training_log",
-        "raters",
-        "overlap",
-        "webhook_url",
-        "base_model_path",
-        "tuned_model_path",
-        "name",
-        "study_settings",
-        "checkpoint_step",
-    }
-    for key in sorted(set(payload) - allowed):
-        errors.setdefault(key, []).append("unknown field")
-    for key in ("run_id", "base_model", "tuned_model"):
-        value = payload.get(key)
-        if not isinstance(value, str) or not value.strip():
-            errors.setdefault(key, []).append("required, a non-empty string")
-    task_type = payload.get("task_type", TaskType.GENERATION)
-    if task_type not in TaskType.values:
-        errors.setdefault("task_type", []).append(f"must be one of {', '.join(TaskType.values)}")
-    items = validate_items(payload.get("items"), "items", errors)
-    holdout = []
-    if payload.get("holdout") is not None:
-        holdout = validate_items(payload.get("holdout"), "holdout", errors)
-    log = None
-    if payload.get("training_log") is not None:
-        try:
-            log = parse_training_log(payload["training_log"], source="training_log")
-        except TrainingLogError as exc:
-            for problem in exc.problems:
-                where, _, reason = problem.partition(": ")
-                errors.setdefault(where or "training_log", []).append(reason or problem)
-    checkpoint = payload.get("checkpoint_step")
-    if checkpoint is not None and (
-        not isinstance(checkpoint, int) or isinstance(checkpoint, bool) or checkpoint < 0
-    ):
-        errors.setdefault("checkpoint_step", []).append(
-            "must be the training step of the checkpoint that ships (a non-negative integer)"
-        )
-    overlap = payload.get("overlap", 3)
-    if not isinstance(overlap, int) or isinstance(overlap, bool) or not 1 <= overlap <= 50:
-        errors.setdefault("overlap", []).append("must be an integer from 1 to 50")
-    raters = payload.get("raters", [])
-    if not isinstance(raters, list) or not all(isinstance(r, str) for r in raters):
-        errors.setdefault("raters", []).append("must be a list of usernames")
-    else:
-        users = {
-            u.username: u
-            for u in User.objects.filter(username__in=raters).prefetch_related("groups")
-        }
-        for name in raters:
-            if name not in users:
-                errors.setdefault("raters", []).append(f"unknown user {name!r}")
-            elif not roles.is_rater(users[name]):
-                errors.setdefault("raters", []).append(f"{name!r} does not have the rater role")
-    webhook = payload.get("webhook_url", "")
-    if webhook and (
-        not isinstance(webhook, str) or not webhook.startswith(("http://", "https://"))
-    ):
-        errors.setdefault("webhook_url", []).append("must be an http(s) URL")
-    if errors:
+    """Checks a run submission (`RunSubmissionSerializer`) and returns (fields, items, holdout
+    items, training log), or raises DomainValidationError with flat field-level messages
+    (`items[3].id`, `training_log[7].eval_loss`)."""
+    serializer = RunSubmissionSerializer(data=payload)
+    if not serializer.is_valid():
+        errors = flat_errors(serializer.errors)
         count = sum(len(v) for v in errors.values())
         raise DomainValidationError(
             f"the submission has {count} problem(s); nothing was created", errors=errors
         )
-    return payload, items, holdout, log
+    fields = dict(serializer.validated_data)
+    items = fields.pop("parsed_items")
+    holdout = fields.pop("parsed_holdout")
+    log = fields.pop("parsed_log")
+    return fields, items, holdout, log
 
 
 def unique_slug(run_id: str, suffix: str = "") -> str:
@@ -172,18 +86,36 @@ def run_submit(*, payload: Any, actor: AbstractBaseUser | None) -> tuple[Trainin
     Raises DomainValidationError with field-level messages; nothing is created then."""
     fields, items, holdout, log = validate_submission(payload)
     sha = canonical_payload_sha(payload)
-    existing = TrainingRun.objects.filter(run_id=fields["run_id"]).first()
+    existing = run_existing(run_id=fields["run_id"], sha=sha)
     if existing is not None:
-        if existing.payload_sha256 == sha:
-            return existing, False
+        return existing, False
+    try:
+        with transaction.atomic():
+            run = run_create(
+                fields=fields, items=items, holdout=holdout, log=log, sha=sha, actor=actor
+            )
+    except (IntegrityError, ConflictError):
+        # Identical submissions raced: the other one committed first (its study slug or run id
+        # is taken). Its run answers this request too; different content is refused as usual.
+        existing = run_existing(run_id=fields["run_id"], sha=sha)
+        if existing is None:
+            raise
+        return existing, False
+    return run, True
+
+
+def run_existing(*, run_id: str, sha: str) -> TrainingRun | None:
+    """The run already submitted under `run_id` with the same content, or None when there is
+    none. Raises DomainValidationError when it was submitted with different content."""
+    existing = TrainingRun.objects.filter(run_id=run_id).first()
+    if existing is None:
+        return None
+    if existing.payload_sha256 != sha:
         raise DomainValidationError(
-            f"run {fields['run_id']!r} was already submitted with different content; "
-            "nothing was created",
+            f"run {run_id!r} was already submitted with different content; nothing was created",
             errors={"run_id": ["already submitted with different content"]},
         )
-    with transaction.atomic():
-        run = run_create(fields=fields, items=items, holdout=holdout, log=log, sha=sha, actor=actor)
-    return run, True
+    return existing
 
 
 def run_create(*, fields: dict, items: list, holdout: list, log, sha: str, actor) -> TrainingRun:
@@ -236,7 +168,7 @@ def run_create(*, fields: dict, items: list, holdout: list, log, sha: str, actor
         # The log as submitted; detectors parse it again, so a better detector needs no
         # resubmission.
         training_log={
-            "raw": fields["training_log"],
+            "raw": json_finite(fields["training_log"]),
             "checkpoint_step": fields.get("checkpoint_step"),
         }
         if log is not None
@@ -277,6 +209,9 @@ def run_create(*, fields: dict, items: list, holdout: list, log, sha: str, actor
 
 
 def run_get(*, run_id: str) -> TrainingRun:
+    if not re.fullmatch(RUN_ID_PATTERN, run_id):
+        # No run can have such an id (and a NUL byte would not even reach the database).
+        raise NotFoundError("no run with that id")
     run = TrainingRun.objects.select_related("study", "holdout_study").filter(run_id=run_id).first()
     if run is None:
         raise NotFoundError(f"no run {run_id!r}")

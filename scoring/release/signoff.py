@@ -40,6 +40,7 @@ from scoring.release.evidence import evidence_json, evidence_sha256, release_rep
 from scoring.release.webhooks import decision_notify_if_changed
 
 
+@transaction.atomic
 def signoff_record(
     *, study: Study, actor: AbstractBaseUser, decision: str, comment: str
 ) -> SignOff:

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from evalplatform.outbound import OutboundRefused, pinned_request_parts, webhook_target_address
 from scoring.models import (
     TrainingRun,
     WebhookDelivery,
@@ -70,33 +71,56 @@ class WebhookTransientError(Exception):
 
 
 def webhook_deliver(*, delivery_id: int, final_attempt: bool) -> None:
-    """POSTs a delivery's JSON to the run's webhook URL; records every attempt's outcome."""
+    """POSTs a delivery's JSON to the run's webhook URL; records every attempt's outcome.
+
+    The target is checked just before sending (`evalplatform.outbound.webhook_target_address`:
+    public addresses only, unless allow-listed), the request goes to the address that was
+    checked (no second DNS lookup), and redirects are not followed, so a webhook cannot be
+    aimed at the server's own network. Only the status code and a short generic
+    error are stored, never the receiver's body."""
     import httpx
 
     delivery = WebhookDelivery.objects.select_related("run").filter(pk=delivery_id).first()
     if delivery is None or delivery.status == "delivered":
         return
     WebhookDelivery.objects.filter(pk=delivery.pk).update(attempts=delivery.attempts + 1)
+    url = delivery.run.webhook_url
     try:
-        response = httpx.post(
-            delivery.run.webhook_url,
-            json=delivery.payload,
-            timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
-            headers={"User-Agent": f"evalplatform-webhook/{delivery.run.run_id}"},
-        )
+        address = webhook_target_address(url)
+    except OutboundRefused as exc:
+        record_webhook_failure(delivery, None, f"refused: {exc}", True)
+        return
+    pinned_url, host_header, extensions = pinned_request_parts(url, address)
+    try:
+        with httpx.Client(timeout=settings.WEBHOOK_TIMEOUT_SECONDS, follow_redirects=False) as http:
+            request = http.build_request(
+                "POST",
+                pinned_url,
+                json=delivery.payload,
+                headers={
+                    **host_header,
+                    "User-Agent": f"evalplatform-webhook/{delivery.run.run_id}",
+                },
+                extensions=extensions,
+            )
+            response = http.send(request)
     except httpx.HTTPError as exc:
-        record_webhook_failure(delivery, None, f"{type(exc).__name__}: {exc}", final_attempt)
-        raise WebhookTransientError(str(exc)) from exc
-    if response.status_code >= 500 or response.status_code == 429:
-        record_webhook_failure(delivery, response.status_code, response.text[:500], final_attempt)
-        raise WebhookTransientError(f"HTTP {response.status_code}")
-    if response.status_code >= 400:
-        # The receiver refused the payload: retrying the same request cannot help.
-        record_webhook_failure(delivery, response.status_code, response.text[:500], True)
+        reason = "timeout" if isinstance(exc, httpx.TimeoutException) else "connection failed"
+        record_webhook_failure(delivery, None, reason, final_attempt)
+        raise WebhookTransientError(reason) from exc
+    code = response.status_code
+    if code >= 500 or code == 429:
+        record_webhook_failure(delivery, code, f"receiver answered HTTP {code}", final_attempt)
+        raise WebhookTransientError(f"HTTP {code}")
+    if code >= 300:
+        # A refusal, or a redirect we do not follow (it could point anywhere): retrying the
+        # same request cannot help.
+        reason = "redirect not followed" if code < 400 else f"receiver refused with HTTP {code}"
+        record_webhook_failure(delivery, code, reason, True)
         return
     WebhookDelivery.objects.filter(pk=delivery.pk).update(
         status="delivered",
-        last_status_code=response.status_code,
+        last_status_code=code,
         last_error="",
         delivered_at=timezone.now(),
     )
@@ -105,6 +129,8 @@ def webhook_deliver(*, delivery_id: int, final_attempt: bool) -> None:
 def record_webhook_failure(
     delivery: WebhookDelivery, code: int | None, error: str, final: bool
 ) -> None:
+    """Stores an attempt's outcome: the status code and a short generic reason (never the
+    receiver's body)."""
     WebhookDelivery.objects.filter(pk=delivery.pk).update(
-        status="failed" if final else "pending", last_status_code=code, last_error=error[:2_000]
+        status="failed" if final else "pending", last_status_code=code, last_error=error[:200]
     )

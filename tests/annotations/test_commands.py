@@ -122,3 +122,25 @@ def test_seed_demo_is_idempotent_and_prints_logins() -> None:
     }
     assert study.memberships.count() == 3
     assert Judgment.objects.count() == 0
+
+
+def test_import_with_a_lone_surrogate_is_a_clear_error_not_a_traceback(tmp_path) -> None:
+    services.study_create(slug="sur", name="s", task_type="generation")
+    path = tmp_path / "sur.jsonl"
+    path.write_bytes(b'{"prompt": "p", "base": "b\\udc00", "tuned": "t"}\n')
+    err = io.StringIO()
+    with pytest.raises(CommandError, match="1 bad line"):
+        call_command("import_pairs", "sur", str(path), stderr=err)
+    assert f"{path}:1: field 'base' contains a lone UTF-16 surrogate" in err.getvalue()
+    assert Item.objects.count() == 0
+
+
+@pytest.mark.parametrize("password", ["x", "12345678901", "password"])
+def test_create_user_refuses_weak_passwords(password) -> None:
+    err = io.StringIO()
+    with pytest.raises(CommandError):
+        call_command("create_user", "weak", "--role", "rater", "--password", password, stderr=err)
+    assert "password" in err.getvalue().lower()
+    from django.contrib.auth import get_user_model
+
+    assert not get_user_model().objects.filter(username="weak").exists()

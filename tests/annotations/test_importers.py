@@ -131,7 +131,7 @@ def test_nul_characters_are_refused_with_file_line_and_field() -> None:
     assert messages == [
         "nul.jsonl:2: field 'prompt' contains a NUL character (U+0000), which cannot be stored",
         "nul.jsonl:3: field 'reference' contains a NUL character (U+0000), which cannot be stored",
-        "nul.jsonl:4: field 'metadata' contains a NUL character (U+0000), which cannot be stored",
+        "nul.jsonl:4: field 'metadata' at k[0]: contains a NUL character (U+0000), which cannot be stored",
     ]
 
 
@@ -141,3 +141,41 @@ def test_alpaca_nul_characters_are_refused() -> None:
     result = parse_alpaca_pair(base, tuned, base_file="b.json", tuned_file="t.json")
     assert not result.ok
     assert "field 'output' contains a NUL character" in str(result.issues[0])
+
+
+def test_priorities_that_are_not_finite_small_numbers_are_refused() -> None:
+    head = '{"id": "x", "prompt": "p", "base": "b", "tuned": "t", "priority": '
+    lines = [head + "1" + "0" * 400 + "}", head + "NaN}", head + "Infinity}", head + "-1e308}"]
+    messages = [str(i) for i in parse_jsonl("\n".join(lines).encode(), file="p.jsonl").issues]
+    assert len(messages) == 4
+    assert "p.jsonl:1: field 'priority' must be between" in messages[0]
+    assert "p.jsonl:2: field 'priority' must be a finite number" in messages[1]
+    assert "p.jsonl:3: field 'priority' must be a finite number" in messages[2]
+    assert "p.jsonl:4: field 'priority' must be between" in messages[3]
+
+
+def test_deep_nesting_is_a_line_issue_not_a_crash() -> None:
+    head = '{"prompt": "p", "base": "b", "tuned": "t", "metadata": {"a": '
+    very_deep = head + "[" * 100_000 + "]" * 100_000 + "}}"
+    deep = head + "[" * 40 + "]" * 40 + "}}"
+    result = parse_jsonl((very_deep + "\n" + deep).encode(), file="d.jsonl")
+    messages = [str(i) for i in result.issues]
+    assert messages[0] == "d.jsonl:1: invalid JSON: nested too deeply"
+    assert messages[1].startswith("d.jsonl:2: field 'metadata' at a")
+    assert "nested deeper than 32 levels" in messages[1]
+
+
+def test_lone_surrogates_are_refused_in_text_and_metadata() -> None:
+    data = "\n".join(
+        [
+            '{"prompt": "p\\ud800", "base": "b", "tuned": "t"}',
+            '{"id": "m", "prompt": "p", "base": "b", "tuned": "t", "metadata": {"\\udfff": 1}}',
+            '{"id": "r", "prompt": "p", "base": "b", "tuned": "t", "reference": "\\ud83d"}',
+        ]
+    ).encode()
+    messages = [str(i) for i in parse_jsonl(data, file="s.jsonl").issues]
+    assert messages == [
+        "s.jsonl:1: field 'prompt' contains a lone UTF-16 surrogate, which is not valid Unicode",
+        "s.jsonl:2: field 'metadata' a key contains a lone UTF-16 surrogate, which is not valid Unicode",
+        "s.jsonl:3: field 'reference' contains a lone UTF-16 surrogate, which is not valid Unicode",
+    ]

@@ -194,3 +194,43 @@ def test_disagreement_page_lists_and_adjudicates(judged_study, researcher) -> No
     )
     assert response.status_code == 302
     assert Adjudication.objects.get(item=item).preference == "tie"
+
+
+def test_judgments_and_items_csv_escape_formula_cells(researcher_api, eager_celery, tmp_path):
+    from annotations.importers import parse_jsonl
+    from tests.factories import BASE_MODEL, TUNED_MODEL, jsonl_bytes
+
+    rater = make_user()
+    study = services.study_create(
+        slug="formulas",
+        name="Formulas",
+        task_type="generation",
+        overlap=1,
+        status="open",
+        base_model=BASE_MODEL,
+        tuned_model=TUNED_MODEL,
+    )
+    records = [{"id": "=HYPERLINK(1)", "prompt": "p", "base": "b", "tuned": "t"}]
+    services.items_import(
+        study=study, parsed=parse_jsonl(jsonl_bytes(records), file="x.jsonl"), source="x"
+    )
+    services.raters_assign(study=study, usernames=[rater.username])
+    assignment = services.assignment_next(study=study, rater=rater)
+    services.judgment_submit(
+        assignment_id=assignment.pk, rater=rater, choice="1", rationale="+cmd|' /C calc'!A0"
+    )
+    contents = {}
+    for kind in ("judgments_csv", "items_csv"):
+        with override_settings(EXPORT_ROOT=tmp_path), eager_celery(execute=True):
+            response = researcher_api.post(
+                f"/api/v1/studies/{study.slug}/exports/", {"kind": kind}, format="json"
+            )
+        status = researcher_api.get(response.json()["status_url"]).json()
+        download = researcher_api.get(status["download_url"])
+        contents[kind] = list(
+            csv.DictReader(io.StringIO(b"".join(download.streaming_content).decode()))
+        )
+    judgment = contents["judgments_csv"][0]
+    assert judgment["item_id"] == "'=HYPERLINK(1)"
+    assert judgment["rationale"] == "'+cmd|' /C calc'!A0"
+    assert contents["items_csv"][0]["item_id"] == "'=HYPERLINK(1)"

@@ -7,6 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.core.management import call_command
+from django.test import override_settings
 
 from annotations import services as annotation_services
 from annotations.models import Item, Output, QueueOrder, System
@@ -204,7 +205,10 @@ def fake_judge_url():
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     FakeJudgeHandler.requests = 0
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    # A typed-in judge address must be allow-listed (and never receives the server's key).
+    with override_settings(JUDGE_ALLOWED_BASE_URLS=[url]):
+        yield url
     server.shutdown()
 
 

@@ -5,6 +5,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.test import override_settings
 
 from annotations.models import Study
 from scoring.models import TrainingRun, WebhookDelivery
@@ -36,7 +37,9 @@ def receiver_url():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     Receiver.received = []
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    # Webhooks to loopback addresses are refused unless the host is allow-listed.
+    with override_settings(WEBHOOK_ALLOWED_HOSTS=["127.0.0.1"]):
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook"
     server.shutdown()
 
 

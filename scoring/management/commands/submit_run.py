@@ -27,6 +27,10 @@ class Command(BaseCommand):
             raise CommandError(f"{path}: no such file") from exc
         except json.JSONDecodeError as exc:
             raise CommandError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from exc
+        except UnicodeDecodeError as exc:
+            raise CommandError(f"{path}: not valid UTF-8 (byte offset {exc.start})") from exc
+        except RecursionError as exc:
+            raise CommandError(f"{path}: invalid JSON: nested too deeply") from exc
         actor = None
         if options["username"]:
             actor = get_user_model().objects.filter(username=options["username"]).first()
