@@ -76,6 +76,19 @@ def report_build(*, study_id: int, options: ReportOptions) -> ReportBuild:
     key = evidence_key(study)  # before reading the evidence: see the module docstring
     started = time.perf_counter()
     report = study_report(study=study, options=options)
+    return report_build_store(
+        study=study,
+        options=options,
+        report=report,
+        key=key,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def report_build_store(
+    *, study: Study, options: ReportOptions, report: dict, key: str, seconds: float
+) -> ReportBuild:
+    """Stores `report`, built at evidence key `key`, as the study's build for `options`."""
     report["sha256"] = report_sha256(report)
     text = json.dumps(report, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     build, _ = ReportBuild.objects.update_or_create(
@@ -87,7 +100,7 @@ def report_build(*, study_id: int, options: ReportOptions) -> ReportBuild:
             "report_json": text,
             "sha256": report["sha256"],
             "built_at": timezone.now(),
-            "build_seconds": time.perf_counter() - started,
+            "build_seconds": seconds,
         },
     )
     return build
