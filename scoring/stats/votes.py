@@ -100,7 +100,21 @@ def swap_systems(choices: Iterable[int] | np.ndarray) -> np.ndarray:
 
 
 def index_items(item_ids: Sequence[Hashable]) -> tuple[tuple[Hashable, ...], np.ndarray]:
-    """Return the distinct item ids in first-seen order and each entry's index into them."""
+    """Return the distinct item ids in first-seen order and each entry's index into them.
+
+    Integer ids (database keys, the common case) are indexed by numpy: a dictionary walk over a
+    million votes cost seconds."""
+    if len(item_ids) and all(type(i) is int for i in item_ids):
+        try:
+            ids = np.asarray(item_ids, dtype=np.int64)
+        except OverflowError:  # beyond int64: the dictionary walk below
+            ids = None
+        if ids is not None:
+            distinct, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+            order = np.argsort(first)  # first positions are distinct: no ties to break
+            rank = np.empty_like(order)
+            rank[order] = np.arange(order.size)
+            return tuple(distinct[order].tolist()), rank[inverse.ravel()]
     index: dict[Hashable, int] = {}
     inverse = np.fromiter((index.setdefault(item, len(index)) for item in item_ids), dtype=np.int64)
     return tuple(index), inverse

@@ -52,3 +52,19 @@ def test_votes_to_matrix() -> None:
     with pytest.raises(ValueError, match="more than once"):
         votes_to_matrix(votes + [Vote("r2", "i1", TIE)])
     assert votes_to_matrix([]).data.shape == (0, 0)
+
+
+def test_index_items_integer_fast_path_matches_the_general_one() -> None:
+    import numpy as np
+
+    from scoring.stats.votes import index_items
+
+    rng = np.random.default_rng(4)
+    ids = rng.integers(0, 50, 500).tolist()
+    fast = index_items(ids)
+    slow = index_items([str(i) for i in ids])
+    assert [str(i) for i in fast[0]] == list(slow[0])
+    assert fast[1].tolist() == slow[1].tolist()
+    # Mixed types take the general path and keep their ids.
+    items, inverse = index_items([5, "x", 5.5, 5])
+    assert items == (5, "x", 5.5) and inverse.tolist() == [0, 1, 2, 0]
