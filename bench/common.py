@@ -20,6 +20,15 @@ PYTHON = sys.executable
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432"
 
 
+SMOKE_SUFFIX = "_smoke"
+
+
+def smoke_name(name: str) -> str:
+    """The database a ``--smoke`` run uses instead of `name`, so a smoke run (the test suite's)
+    never touches a full-size run's databases; still a ``bench_`` name."""
+    return name if name.endswith(SMOKE_SUFFIX) else name + SMOKE_SUFFIX
+
+
 def database_url(server: str, name: str) -> str:
     return f"{server.rstrip('/')}/{name}"
 
