@@ -91,6 +91,11 @@ CASES = [
         [pytest.mark.postgres],
         [r"report_sha256 [0-9a-f]{64}", r"\([\d.]+x peer\)", r"files identical: True"],
     ),
+    (
+        "bench_rater_page.py",
+        [pytest.mark.browser],
+        [r"ratio markdown/plain: median [\d.]+x, p95 [\d.]+x"],
+    ),
 ]
 SHORT_NAMES = {
     "bench_import.py": "import",
