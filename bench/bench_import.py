@@ -283,6 +283,7 @@ def main() -> None:
     if args.smoke:
         args.lines, args.repeats, args.bulk, args.keep = 300, 1, True, False
         args.db = common.smoke_name(args.db)
+        common.drop_at_exit(args.pg, args.db, f"{args.db}_tpl")
 
     template = f"{args.db}_tpl"
     common.check_bench_name(args.db)

@@ -650,6 +650,7 @@ def main() -> None:
         args.paced_seconds, args.saturated_seconds, args.floor_seconds = 2.0, 2.0, 1.0
         args.warm_seconds, args.pg_floor_seconds, args.keep = 0.5, 0.5, False
         args.db = common.smoke_name(args.db)
+        common.drop_at_exit(args.pg, args.db, f"{args.db}_tpl")
     configs = [ServerConfig.parse(c) for c in args.configs.split(",") if c]
 
     template = f"{args.db}_tpl"

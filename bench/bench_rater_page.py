@@ -423,18 +423,12 @@ def main() -> None:
         if args.pg:
             url = common.database_url(args.pg, args.db)
             database = f"PostgreSQL {url}"
+            common.drop_at_exit(args.pg, args.db)
             common.database_recreate(args.pg, args.db)
         else:
             url = f"sqlite:///{folder}/db.sqlite3"
             database = f"SQLite {folder}/db.sqlite3"
-        try:
-            measure(args, url, database, items, folder)
-        finally:
-            if args.pg:
-                from django import db
-
-                db.connections.close_all()
-                common.database_drop(args.pg, args.db)
+        measure(args, url, database, items, folder)
 
 
 def measure(args, url: str, database: str, items: int, folder: str) -> None:

@@ -893,6 +893,7 @@ def main() -> None:
         args.items, args.raters, args.resamples = 300, 5, 50
         args.reload, args.profile, args.skip_report, args.skip_export = True, True, False, False
         args.db = common.smoke_name(args.db)
+        common.drop_at_exit(args.pg, args.db)
 
     if args.child:
         if args.child != "peer":
@@ -943,15 +944,6 @@ def main() -> None:
         f"{args.items * args.raters:,} judgments (every rater votes on every item)"
     )
 
-    try:
-        measure(args, url)
-    finally:
-        if args.smoke:
-            common.database_drop(args.pg, args.db)
-
-
-def measure(args, url: str) -> None:
-    """The report and export measurements on the loaded database."""
     parent = mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     print(
         f"this driver process: peak RSS {parent:.0f} MiB (a floor under each child's ru_maxrss, "

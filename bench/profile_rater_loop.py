@@ -105,6 +105,7 @@ def main() -> None:
     if args.smoke:
         args.items, args.raters, args.cycles, args.top, args.keep = 100, 3, 20, 10, False
         args.db = common.smoke_name(args.db)
+        common.drop_at_exit(args.pg, args.db)
     common.check_bench_name(args.db)
 
     from bench_rater_loop import SLUG, seed
