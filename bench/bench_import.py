@@ -19,6 +19,8 @@ Runs alternate (peer, ours, peer, ours, ...) and the median of ``--repeats`` is 
 the whole path (from JSONL bytes) and for the write alone (items_import vs the COPYs). Both
 paths' results are checked: same item count, same output count, same texts for a sample.
 Usage: ``.venv/bin/python bench/bench_import.py [--lines 100000] [--repeats 3]``.
+``--smoke`` (300 lines, 1 repeat, the bulk_create writer too, databases ``<db>_smoke`` and
+``<db>_smoke_tpl``, always dropped) is what the test suite runs.
 """
 
 from __future__ import annotations
@@ -272,7 +274,16 @@ def main() -> None:
         metavar="APP",
         help="migrate only these apps (repeat; default: all)",
     )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="300 lines, 1 repeat, every writer, on <db>_smoke (dropped afterwards)",
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.lines, args.repeats, args.bulk, args.keep = 300, 1, True, False
+        args.db = common.smoke_name(args.db)
+        common.drop_at_exit(args.pg, args.db, f"{args.db}_tpl")
 
     template = f"{args.db}_tpl"
     common.check_bench_name(args.db)

@@ -27,11 +27,16 @@ Verdict agreement needs a judge that can judge: ``--model PATH_OR_NAME`` loads r
 through the production loader (``scoring.lm.loading.load_causal_lm``, e.g. a local copy of
 prometheus-7b-v2.0 on a GPU machine) instead of a ``--config`` model; the script then prints
 the peer's parse rate and the agreement per presentation order and per pair verdict.
+
+``--smoke`` (what the test suite runs): the tests' tiny GPT-2 (2 layers, 64 dims, 1,024
+positions, random weights) saved to a temp folder and loaded back through the production loader
+(``from_pretrained``), on CPU with one thread, 3 pairs, an 8-token peer; no download.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import tempfile
@@ -84,6 +89,13 @@ def load_model(name: str, device: str, dtype_name: str, workdir: str):
     return model, tokenizer
 
 
+def build_smoke_model(workdir: str) -> str:
+    """The tests' tiny GPT-2 on disk, with a context long enough for the judge prompts."""
+    from tests.tiny_model import build_tiny_gpt2
+
+    return build_tiny_gpt2(Path(workdir) / "smoke", n_positions=1024, train_steps=0)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
@@ -105,7 +117,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--peak-tflops", type=float, default=None, help="peak dense TFLOP/s")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny GPT-2 via from_pretrained, CPU, 3 pairs"
+    )
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.device, args.dtype, args.threads = "cpu", None, 1
+        args.n_pairs, args.peer_max_new_tokens = 3, 8
+        os.environ["HF_HUB_OFFLINE"] = "1"  # the smoke run never downloads anything
 
     import torch
     from transformers.utils import logging as hf_logging
@@ -120,7 +139,14 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     dtype_name = resolve_dtype(device, args.dtype)
-    if args.model:
+    if args.smoke:
+        from scoring.lm.loading import load_causal_lm
+
+        with tempfile.TemporaryDirectory() as workdir:
+            loaded = load_causal_lm(build_smoke_model(workdir), device=device, dtype=dtype_name)
+        model, tokenizer = loaded.model, loaded.tokenizer
+        args.config = "tiny GPT-2 (smoke)"
+    elif args.model:
         from scoring.lm.loading import load_causal_lm
 
         loaded = load_causal_lm(args.model, device=device, dtype=dtype_name)

@@ -14,7 +14,8 @@ Caches that would let one path profit from the other (sacrebleu's 13a tokenizer 
 ROUGE pair cache) are cleared before every timed run; runs alternate, process CPU time is
 measured (wall time too) and the minimum over repeats is compared.
 The two paths' values are compared, so the benchmark also checks that ours computes the same
-numbers. Usage: ``python bench/bench_metrics.py [--pairs 10000] [--repeats 3] [--seed 0]``.
+numbers. Usage: ``python bench/bench_metrics.py [--pairs 10000] [--repeats 3] [--seed 0]``;
+``--smoke`` (200 pairs, 2 repeats, both orders) is what the test suite runs.
 """
 
 from __future__ import annotations
@@ -161,7 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--smoke", action="store_true", help="200 pairs, 2 repeats, ~1 s")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.pairs, args.repeats = 200, 2
     if args.pairs < 1 or args.repeats < 1:
         parser.error("--pairs and --repeats must be positive")
 

@@ -20,14 +20,21 @@ measured separately against the naive loop and all are printed.
 FLOPs are estimated as ``2 * N * tokens`` for forward passes, with N the parameter count
 without the input-embedding table (a lookup, not a matmul); attention's quadratic term is
 ignored, so the printed utilisation is a slight underestimate for long texts.
+
+``--smoke`` (what the test suite runs): the tests' tiny GPT-2 (2 layers, 64 dims, 1,024
+positions, random weights) saved to a temp folder and loaded back through the production loader
+(``from_pretrained``), on CPU with one thread, 6 texts of each workload; it fails if the two
+paths' perplexities differ by more than 1e-4 (relative). No download.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import random
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -166,7 +173,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--peak-tflops", type=float, default=None, help="peak dense TFLOP/s")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny GPT-2 via from_pretrained, CPU, 6 texts each"
+    )
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.device, args.dtype, args.threads, args.window = "cpu", None, 1, 1024
+        args.lengths, args.n_texts = "short,mixed,long", 6
+        os.environ["HF_HUB_OFFLINE"] = "1"  # the smoke run never downloads anything
 
     import torch
 
@@ -178,9 +192,23 @@ def main(argv: list[str] | None = None) -> None:
     device = resolve_device(args.device)
     dtype_name = resolve_dtype(device, args.dtype)
     dtype = getattr(torch, dtype_name)
-    tokenizer = build_tiny_tokenizer()
-    tokenizer.model_max_length = args.window
-    model = build_model(args.config, tokenizer, device=device, dtype=dtype)
+    if args.smoke:
+        from transformers.utils import logging as hf_logging
+
+        from scoring.lm.loading import load_causal_lm
+        from tests.tiny_model import build_tiny_gpt2
+
+        hf_logging.disable_progress_bar()
+
+        with tempfile.TemporaryDirectory() as workdir:
+            path = build_tiny_gpt2(workdir, n_positions=args.window, train_steps=0)
+            loaded = load_causal_lm(path, device=device, dtype=dtype_name)
+        model, tokenizer = loaded.model, loaded.tokenizer
+        args.config = "tiny GPT-2 (smoke)"
+    else:
+        tokenizer = build_tiny_tokenizer()
+        tokenizer.model_max_length = args.window
+        model = build_model(args.config, tokenizer, device=device, dtype=dtype)
     n_params = matmul_params(model)
     names = [w.strip() for w in args.lengths.split(",") if w.strip()]
     unknown = [w for w in names if w not in WORKLOADS]
@@ -199,14 +227,17 @@ def main(argv: list[str] | None = None) -> None:
         texts = make_texts(
             tokenizer, args.n_texts or n_default, args.seed, high, low, hard_max=args.window - 1
         )
-        speedup = run_workload(name, model, tokenizer, texts, n_params, device, args)
+        speedup, max_rel = run_workload(name, model, tokenizer, texts, n_params, device, args)
         summary.append(f"{name} ({low}-{high} tokens): {speedup:.2f}x")
+        if args.smoke and not max_rel <= 1e-4:
+            raise SystemExit(f"FAIL: [{name}] batched and naive perplexities differ by {max_rel}")
     if len(summary) > 1:
         print("summary speedup batched/naive: " + "; ".join(summary))
 
 
-def run_workload(name, model, tokenizer, texts, n_params, device, args) -> float:
-    """Time both paths on ``texts``, print the figures and return the speedup."""
+def run_workload(name, model, tokenizer, texts, n_params, device, args) -> tuple[float, float]:
+    """Time both paths on ``texts``, print the figures; return the speedup and the largest
+    relative difference of the per-text perplexities."""
 
     from scoring.lm.perplexity import compute_perplexity
 
@@ -255,7 +286,7 @@ def run_workload(name, model, tokenizer, texts, n_params, device, args) -> float
         f"corpus_perplexity_token_weighted={report.corpus_perplexity_token_weighted:.2f} "
         f"mean_per_text_perplexity={report.mean_per_text_perplexity:.2f}"
     )
-    return t_naive / t_batched
+    return t_naive / t_batched, max_rel
 
 
 if __name__ == "__main__":

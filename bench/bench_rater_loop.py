@@ -25,6 +25,9 @@ What it does, in one run:
 
 CPU use of the client, gunicorn and PostgreSQL is read from /proc during the saturated phase.
 Usage: ``.venv/bin/python bench/bench_rater_loop.py [--configs gthread-4x4,gthread-2x8,sync-6]``.
+``--smoke`` (200 items, 4 raters, one gthread-1x2 server, 1-2 s per phase, databases
+``<db>_smoke`` and ``<db>_smoke_tpl``, always dropped) runs every phase and check in about 15 s;
+the test suite runs it.
 """
 
 from __future__ import annotations
@@ -540,7 +543,7 @@ def run_config(config: ServerConfig, args, url: str, seeded: dict, floors: dict)
     try:
         print(f"\n=== gunicorn {config.name}: gunicorn {command}")
         # Warm every worker thread's database connection and imports.
-        asyncio.run(run_floor(port, tokens, "/api/v1/me/studies/", 2.0))
+        asyncio.run(run_floor(port, tokens, "/api/v1/me/studies/", args.warm_seconds))
         floor_paths = (
             ("floor_bare", "/api/v1/me/", "bare DRF endpoint: token auth, 200, no other query"),
             ("floor_me", "/api/v1/me/studies/", "200, token auth + role check + 1 aggregate query"),
@@ -622,6 +625,8 @@ def main() -> None:
     parser.add_argument("--paced-seconds", type=float, default=25.0)
     parser.add_argument("--saturated-seconds", type=float, default=25.0)
     parser.add_argument("--floor-seconds", type=float, default=6.0)
+    parser.add_argument("--warm-seconds", type=float, default=2.0, help=argparse.SUPPRESS)
+    parser.add_argument("--pg-floor-seconds", type=float, default=3.0, help=argparse.SUPPRESS)
     parser.add_argument(
         "--gunicorn-arg", action="append", default=[], help="extra gunicorn argument (repeat)"
     )
@@ -634,7 +639,18 @@ def main() -> None:
         metavar="APP",
         help="migrate only these apps (repeat; default: all)",
     )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="200 items, 4 raters, one small server, short phases, on <db>_smoke (dropped)",
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.items, args.overlap, args.raters, args.configs = 200, 2, 4, "gthread-1x2"
+        args.paced_seconds, args.saturated_seconds, args.floor_seconds = 2.0, 2.0, 1.0
+        args.warm_seconds, args.pg_floor_seconds, args.keep = 0.5, 0.5, False
+        args.db = common.smoke_name(args.db)
+        common.drop_at_exit(args.pg, args.db, f"{args.db}_tpl")
     configs = [ServerConfig.parse(c) for c in args.configs.split(",") if c]
 
     template = f"{args.db}_tpl"
@@ -660,7 +676,7 @@ def main() -> None:
     # The seeded state, probe judgments included, is the starting point of every config.
     common.database_recreate(args.pg, template, template=args.db)
 
-    ops, lat = pg_update_floor(url, 3.0)
+    ops, lat = pg_update_floor(url, args.pg_floor_seconds)
     floors = {"pg_update": ops}
     print(
         "floor: bare PostgreSQL single-row UPDATE round trip (psycopg, autocommit, 1 connection)"

@@ -31,6 +31,9 @@ What it does, in one run:
    the ratio to the peer, and whether the three files hold the same rows.
 
 Usage: ``.venv/bin/python bench/bench_report.py [--reload] [--profile] [--items 100000]``.
+``--smoke`` (300 items x 5 raters, 50 resamples, with ``--profile``, on database
+``<db>_smoke``, loaded fresh and dropped afterwards) runs every child and fails if the three
+export files differ; the test suite runs it.
 """
 
 from __future__ import annotations
@@ -903,10 +906,20 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="add a cProfile run of the report")
     parser.add_argument("--skip-report", action="store_true")
     parser.add_argument("--skip-export", action="store_true")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="300 items x 5 raters, every measurement, on <db>_smoke (loaded fresh, dropped)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.smoke and not args.child:
+        args.items, args.raters, args.resamples = 300, 5, 50
+        args.reload, args.profile, args.skip_report, args.skip_export = True, True, False, False
+        args.db = common.smoke_name(args.db)
+        common.drop_at_exit(args.pg, args.db)
 
     if args.child:
         if args.child != "peer":
@@ -1019,6 +1032,8 @@ def main() -> None:
                 profiled = run_child(args, "export-profile", url, out=f"{folder}/export.csv")
             print(f"\n--- cProfile of write_export ({profiled['wall_s']:.1f} s under the profiler)")
             print(profiled["profile"])
+        if args.smoke and not (same and as_peer):
+            raise SystemExit("FAIL: the export files differ (see above)")
 
 
 if __name__ == "__main__":

@@ -209,6 +209,7 @@ def main() -> None:
     )
     print(header)
     failures, pooled_hits, pooled_n, by_shape, cells, above = [], 0.0, 0, {}, 0, 0
+    pooled_old_hits = 0.0
     for shape in shapes:
         for agreement in AGREEMENTS:
             for bias in RATER_BIASES:
@@ -222,6 +223,7 @@ def main() -> None:
                     f"{r['old5']:>11.1%} {r['old_rebuilt']:>11.1%} {ratio:>6.1f}x"
                 )
                 pooled_hits += r["new"] * r["n"]
+                pooled_old_hits += r["old_rebuilt"] * r["n"]
                 pooled_n += r["n"]
                 by_shape[shape] = by_shape.get(shape, 0.0) + r["new"] / 6
                 cells += 1
@@ -231,6 +233,11 @@ def main() -> None:
     pooled = pooled_hits / pooled_n
     pooled_se = math.sqrt(pooled * (1 - pooled) / pooled_n)
     print(f"pooled new FPR {pooled:.2%} +- {pooled_se:.2%} (SE) over {pooled_n} null studies")
+    pooled_old = pooled_old_hits / pooled_n
+    print(
+        f"peer (old rebuilt) pooled FPR {pooled_old:.2%}: ratio old/new "
+        f"{pooled_old / pooled if pooled else float('inf'):.1f}x"
+    )
     for shape, rate in by_shape.items():
         shape_se = math.sqrt(rate * (1 - rate) / (6 * args.studies))
         print(f"  {shape[0]} x {shape[1]}: {rate:.2%} +- {shape_se:.2%}")

@@ -6,6 +6,7 @@ Every database these helpers create or drop is named by the caller and must star
 
 from __future__ import annotations
 
+import atexit
 import os
 import shlex
 import statistics
@@ -18,6 +19,15 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432"
+
+
+SMOKE_SUFFIX = "_smoke"
+
+
+def smoke_name(name: str) -> str:
+    """The database a ``--smoke`` run uses instead of `name`, so a smoke run (the test suite's)
+    never touches a full-size run's databases; still a ``bench_`` name."""
+    return name if name.endswith(SMOKE_SUFFIX) else name + SMOKE_SUFFIX
 
 
 def database_url(server: str, name: str) -> str:
@@ -52,6 +62,20 @@ def database_drop(server: str, name: str) -> None:
     check_bench_name(name)
     with admin_connect(server) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def drop_at_exit(server: str, *names: str) -> None:
+    """Drops these databases when the process exits, however it exits (smoke runs: a failed
+    migration, the very thing a smoke run is there to catch, must not leave them behind)."""
+
+    def drop() -> None:
+        for name in names:
+            try:
+                database_drop(server, name)
+            except Exception as exc:  # noqa: BLE001 - exiting anyway; say what was left
+                print(f"could not drop database {name}: {exc}", file=sys.stderr)
+
+    atexit.register(drop)
 
 
 def django_env(url: str, **extra: str) -> dict[str, str]:

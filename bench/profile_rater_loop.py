@@ -7,6 +7,11 @@ cycle, the SQL queries per request and a cProfile of the hot functions. Use it t
 cut before running the HTTP benchmark:
 
     .venv/bin/python bench/profile_rater_loop.py [--cycles 400] [--sort tottime]
+
+The peer, measured in the same process after the cycles: the bare DRF endpoint
+``GET /api/v1/me/`` (token auth, a 200, no other query) through the same WSGI handler, so the
+ratio says how many framework floors one judgment costs. ``--smoke`` (100 items, 3 raters, 20
+cycles, database ``<db>_smoke``, always dropped) is what the test suite runs.
 """
 
 from __future__ import annotations
@@ -76,6 +81,13 @@ def cycles(app, tokens: list[str], slug: str, n: int) -> int:
     return judged
 
 
+def floor_requests(app, tokens: list[str], n: int) -> None:
+    for i in range(n):
+        status, payload = wsgi_call(app, "GET", "/api/v1/me/", tokens[i % len(tokens)])
+        if status != 200:
+            raise SystemExit(f"/api/v1/me/ answered {status}: {payload[:300]!r}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pg", default=common.DEFAULT_PG)
@@ -86,7 +98,15 @@ def main() -> None:
     parser.add_argument("--sort", default="tottime", choices=["tottime", "cumulative"])
     parser.add_argument("--top", type=int, default=45)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument(
+        "--smoke", action="store_true", help="100 items, 3 raters, 20 cycles, on <db>_smoke"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.items, args.raters, args.cycles, args.top, args.keep = 100, 3, 20, 10, False
+        args.db = common.smoke_name(args.db)
+        common.drop_at_exit(args.pg, args.db)
+    common.check_bench_name(args.db)
 
     from bench_rater_loop import SLUG, seed
 
@@ -118,6 +138,20 @@ def main() -> None:
         print(
             f"{args.cycles} cycles: {1000 * wall / args.cycles:.2f} ms wall, "
             f"{1000 * cpu / args.cycles:.2f} ms CPU of this process per judgment (next + submit)"
+        )
+        floor_requests(app, tokens, len(tokens))  # warm-up
+        floor_cpu0, floor_wall0 = time.process_time(), time.perf_counter()
+        floor_requests(app, tokens, args.cycles)
+        floor_cpu = time.process_time() - floor_cpu0
+        floor_wall = time.perf_counter() - floor_wall0
+        print(
+            f"peer: {args.cycles} x GET /api/v1/me/ (bare DRF endpoint): "
+            f"{1000 * floor_wall / args.cycles:.2f} ms wall, "
+            f"{1000 * floor_cpu / args.cycles:.2f} ms CPU per request"
+        )
+        print(
+            f"ratio judgment (next + submit) / bare DRF request: CPU {cpu / floor_cpu:.1f}x, "
+            f"wall {wall / floor_wall:.1f}x"
         )
         profiler = cProfile.Profile()
         profiler.enable()
