@@ -247,8 +247,9 @@
     }
     updateUndo();
     try {
-      await refreshProgress();
-      await advance();
+      // The next pair (already prefetched) need not wait for the counter: the counter shows
+      // the server's figure as soon as it arrives.
+      await Promise.all([refreshProgress(), advance()]);
     } finally {
       busy = false;
     }
