@@ -45,8 +45,8 @@ def test_a_nul_byte_in_the_url_is_a_400(role, method, url) -> None:
         ("items=1&offset=x", "offset"),
     ],
 )
-def test_bad_score_paging_is_a_400(researcher_api, query, field) -> None:
-    study = make_study(items=2, overlap=1)
+def test_bad_score_paging_is_a_400(researcher, researcher_api, query, field) -> None:
+    study = make_study(items=2, overlap=1, owner=researcher)
     response = researcher_api.get(f"/api/v1/studies/{study.slug}/scores/?{query}")
     assert response.status_code == 400, response.content
     assert field in response.json()
@@ -80,8 +80,8 @@ def test_deleting_a_study_that_a_run_points_at_is_a_409(researcher_api) -> None:
 
 
 @override_settings(IMPORT_MAX_UPLOAD_BYTES=2_000)
-def test_an_upload_over_the_import_limit_is_a_413(researcher_api) -> None:
-    study = make_study(items=1, overlap=1)
+def test_an_upload_over_the_import_limit_is_a_413(researcher, researcher_api) -> None:
+    study = make_study(items=1, overlap=1, owner=researcher)
     data = jsonl_bytes(pair_records(50, prefix="big"))
     assert len(data) > 2_000
     response = researcher_api.post(
@@ -108,8 +108,8 @@ def test_json_nested_100000_deep_is_a_400(researcher_api, url) -> None:
     assert response.status_code == 400, response.content[:200]
 
 
-def test_study_settings_that_cannot_be_stored_are_a_400(researcher_api) -> None:
-    study = make_study(items=1, overlap=1)
+def test_study_settings_that_cannot_be_stored_are_a_400(researcher, researcher_api) -> None:
+    study = make_study(items=1, overlap=1, owner=researcher)
     deep: dict = {}
     node = deep
     for _ in range(60):

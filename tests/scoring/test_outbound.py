@@ -63,10 +63,10 @@ def openai_judge(**extra):
 
 @override_settings(JUDGE_API_KEY=SERVER_KEY, JUDGE_ALLOWED_BASE_URLS=[])
 def test_a_typed_judge_address_is_refused_wherever_settings_are_accepted(
-    recording_judge, researcher_api
+    researcher, recording_judge, researcher_api
 ) -> None:
     judge = openai_judge(base_url=recording_judge)
-    study = make_study(items=2, overlap=1)
+    study = make_study(items=2, overlap=1, owner=researcher)
     patch = researcher_api.patch(
         f"/api/v1/studies/{study.slug}/", {"settings": {"judge": judge}}, format="json"
     )
