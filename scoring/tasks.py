@@ -9,9 +9,14 @@ Celery beat) enqueues such a chunk again long before the broker's visibility tim
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
+from celery.signals import worker_ready
 
 from scoring.errors import TransientScoringError
+
+logger = logging.getLogger(__name__)
 
 TASK_OPTIONS = {
     "bind": True,
@@ -60,6 +65,23 @@ def task_for_kind(kind: str):
     if kind == ChunkKind.CODE_EXEC:
         return run_sandbox_chunk
     return run_gpu_chunk if kind in GPU_KINDS else run_cpu_chunk
+
+
+@worker_ready.connect
+def report_code_sandbox(sender=None, **kwargs) -> None:
+    """A worker serving the sandbox queue says at start whether the sandbox works (the metric
+    probes again, once per process, before the first run)."""
+    consumer = getattr(sender, "task_consumer", None)
+    queues = {queue.name for queue in getattr(consumer, "queues", [])}
+    if "sandbox" not in queues:
+        return
+    from scoring.metrics.code_exec import sandbox_unavailable_reason
+
+    reason = sandbox_unavailable_reason()
+    if reason is None:
+        logger.info("code sandbox: bubblewrap works")
+    else:
+        logger.error("code sandbox unavailable, code execution will be refused: %s", reason)
 
 
 @shared_task(name="scoring.sweep_chunks", ignore_result=True, soft_time_limit=60, time_limit=120)

@@ -10,10 +10,11 @@ import pytest
 from django.utils import timezone
 
 from annotations import services as annotation_services
-from annotations.models import Item
+from annotations.models import Item, Output
 from scoring import services, tasks
 from scoring.errors import TransientScoringError
-from scoring.metrics.code_exec import ALLOW_UNSANDBOXED_KEY
+from scoring.metrics import code_exec
+from scoring.metrics.code_exec import ALLOW_UNSANDBOXED_KEY, sandbox_unavailable_reason
 from scoring.models import ChunkKind, ChunkState, JobStatus, OutputScore, ScoringChunk, ScoringJob
 from tests.factories import make_study
 
@@ -141,3 +142,41 @@ def test_study_settings_cannot_allow_unsandboxed_code(settings) -> None:
     assert services.metric_settings_for(study)[ALLOW_UNSANDBOXED_KEY] is False
     settings.CODE_EXEC_ALLOW_UNSANDBOXED = True
     assert services.metric_settings_for(study)[ALLOW_UNSANDBOXED_KEY] is True
+
+
+def code_study():
+    study = make_study(items=2, overlap=1)
+    study = annotation_services.study_update(study=study, settings={"code_execution_enabled": True})
+    Item.objects.filter(study=study).update(
+        task_type="code", metadata={"tests": "assert add(1, 2) == 3"}
+    )
+    Output.objects.filter(item__study=study).update(text="def add(a, b):\n    return a + b\n")
+    return study
+
+
+def test_code_is_scored_once_by_its_own_chunk(eager_celery) -> None:
+    if sandbox_unavailable_reason() is not None:
+        pytest.skip(sandbox_unavailable_reason())
+    study = code_study()
+    with eager_celery(execute=True):
+        job = services.scoring_job_start(study=study)
+    job.refresh_from_db()
+    assert job.status == JobStatus.DONE, list(job.chunks.values_list("kind", "error"))
+    scores = OutputScore.objects.filter(item__study=study, metric="code_pass")
+    assert sorted(scores.values_list("value", flat=True)) == [1.0] * 4
+
+
+def test_without_a_sandbox_the_code_chunk_fails_with_the_reason(eager_celery, monkeypatch) -> None:
+    monkeypatch.setattr(code_exec, "sandbox_unavailable_reason", lambda: "bwrap is missing")
+    study = code_study()
+    with eager_celery(execute=True):
+        job = services.scoring_job_start(study=study)
+    job.refresh_from_db()
+    assert job.status == JobStatus.DONE_WITH_ERRORS
+    failed = ScoringChunk.objects.get(job=job, state=ChunkState.FAILED)
+    assert failed.kind == ChunkKind.CODE_EXEC
+    assert "code execution refused: bwrap is missing" in failed.error
+    assert "CODE_EXEC_ALLOW_UNSANDBOXED" in failed.error
+    assert not OutputScore.objects.filter(item__study=study, metric="code_pass").exists()
+    # The other metrics are not held back by the sandbox.
+    assert ScoringChunk.objects.get(job=job, kind=ChunkKind.ITEM_METRICS).state == ChunkState.DONE
