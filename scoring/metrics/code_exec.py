@@ -263,9 +263,16 @@ def _base_interpreter() -> str:
     return os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
 
 
+def _bwrap_path() -> str | None:
+    found = shutil.which("bwrap")
+    if found is None and os.access("/usr/bin/bwrap", os.X_OK):
+        found = "/usr/bin/bwrap"  # a worker started with a bare PATH
+    return found
+
+
 def _bwrap_argv(workdir: str, env: Mapping[str, str]) -> list[str]:
-    bwrap = shutil.which("bwrap") or "bwrap"
-    argv = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv"]
+    argv = [_bwrap_path() or "bwrap"]
+    argv += ["--unshare-all", "--die-with-parent", "--new-session", "--clearenv"]
     argv += ["--ro-bind", "/usr", "/usr"]
     for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
         if os.path.islink(top):
@@ -301,7 +308,7 @@ def sandbox_unavailable_reason() -> str | None:
     process (a real run of the interpreter inside it)."""
     if not sys.platform.startswith("linux"):
         return "the code sandbox needs Linux (bubblewrap)"
-    if shutil.which("bwrap") is None:
+    if _bwrap_path() is None:
         return "bubblewrap is not installed (apt-get install bubblewrap)"
     with tempfile.TemporaryDirectory(prefix="eval-sandbox-probe-") as tmp:
         argv = [*_bwrap_argv(tmp, _sandbox_env()), _base_interpreter(), "-I", "-B", "-c", "pass"]

@@ -9,6 +9,7 @@ import pytest
 from scoring.metrics import code_exec
 from scoring.metrics.code_exec import ExecLimits, extract_code, run_python_tests
 from scoring.metrics.registry import score_outputs
+from tests.scoring.metrics.test_code_sandbox import _sandbox_works  # noqa: F401 - autouse
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX resource limits")
 
