@@ -272,7 +272,9 @@ def _bwrap_path() -> str | None:
 
 def _bwrap_argv(workdir: str, env: Mapping[str, str]) -> list[str]:
     argv = [_bwrap_path() or "bwrap"]
-    argv += ["--unshare-all", "--die-with-parent", "--new-session", "--clearenv"]
+    # --unshare-user too: --unshare-all only tries one, and a root worker must not run the
+    # answer as root outside a user namespace (the probe then fails and the metric refuses).
+    argv += ["--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--clearenv"]
     argv += ["--ro-bind", "/usr", "/usr"]
     for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
         if os.path.islink(top):
