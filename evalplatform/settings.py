@@ -307,3 +307,60 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
+
+# --- Recovery, bounded connections and the code sandbox (issue 11; kept in one block) ---------
+# The placeholder from .env.example (and the old compose default) is public: refuse it.
+if not DEBUG and SECRET_KEY.startswith("change-me"):
+    raise ImproperlyConfigured(
+        "SECRET_KEY is still the placeholder from .env.example; set a long random value, e.g. "
+        "python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+    )
+# A running scoring chunk holds a lease its worker renews every third of it; Celery beat runs
+# the sweep that enqueues again a chunk whose lease ran out (its worker died). A dead worker's
+# chunk is running again within CHUNK_LEASE_SECONDS + CHUNK_SWEEP_SECONDS of a live worker.
+CHUNK_LEASE_SECONDS = env_int("CHUNK_LEASE_SECONDS", 60)
+CHUNK_SWEEP_SECONDS = env_int("CHUNK_SWEEP_SECONDS", 30)
+CELERY_BEAT_SCHEDULE = {
+    "scoring-sweep-chunks": {"task": "scoring.sweep_chunks", "schedule": float(CHUNK_SWEEP_SECONDS)}
+}
+# Model-written code runs on its own queue, served by the `worker-sandbox` service.
+CELERY_TASK_ROUTES = {**CELERY_TASK_ROUTES, "scoring.sandbox.*": {"queue": "sandbox"}}
+# Only an admin may let code execution run without the bubblewrap sandbox (trusted code only).
+CODE_EXEC_ALLOW_UNSANDBOXED = env_bool("CODE_EXEC_ALLOW_UNSANDBOXED", False)
+# Seconds a web request answers 503 with `Retry-After` while the database is unreachable.
+DB_UNAVAILABLE_RETRY_AFTER = env_int("DB_UNAVAILABLE_RETRY_AFTER", 2)
+MIDDLEWARE.insert(1, "evalplatform.db_errors.DatabaseUnavailableMiddleware")
+
+# PostgreSQL: one bounded connection pool per process (Django's built-in psycopg 3 pool), so
+# the number of connections is processes x DB_POOL_MAX_SIZE whatever the server's thread count
+# (runserver starts a thread, hence a persistent connection, per request). DB_POOL_MAX_SIZE=0
+# turns the pool off (then DB_CONN_MAX_AGE applies, e.g. behind PgBouncer).
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 10)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DB_POOL_MAX_SIZE > 0:
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg_pool") is not None:
+        DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django refuses persistent connections + pool
+        # The pool checks a connection before handing it out, so after a database restart it
+        # reconnects instead of giving each request a dead connection.
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": min(env_int("DB_POOL_MIN_SIZE", 1), DB_POOL_MAX_SIZE),
+            "max_size": DB_POOL_MAX_SIZE,
+            # A request waits this long for a free connection, then gets a 503 (not a 500).
+            "timeout": env_int("DB_POOL_TIMEOUT", 10),
+        }
+    elif not DEBUG:
+        raise ImproperlyConfigured(
+            "DB_POOL_MAX_SIZE needs psycopg_pool: install 'psycopg[binary,pool]' "
+            "(pip install -e .), or set DB_POOL_MAX_SIZE=0 to run without a pool"
+        )
+    else:
+        import warnings
+
+        warnings.warn(
+            "psycopg_pool is not installed: no connection pool, connections close after each "
+            "request (install 'psycopg[binary,pool]')",
+            stacklevel=1,
+        )
+        DATABASES["default"]["CONN_MAX_AGE"] = 0

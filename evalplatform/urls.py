@@ -20,3 +20,6 @@ urlpatterns = [
     path("", include("scoring.urls")),
     path("", include("annotations.urls")),
 ]
+
+# A database outage outside a view (session or auth middleware) answers 503, not 500.
+handler500 = "evalplatform.db_errors.server_error"

@@ -26,6 +26,8 @@ class ChunkKind(models.TextChoices):
     JUDGE = "judge", "LLM judge"
     FLUENCY = "fluency", "Fluency perplexity"
     MODEL_PERPLEXITY = "model_perplexity", "Model perplexity"
+    # Runs model-written code: its own queue and worker, inside the bubblewrap sandbox.
+    CODE_EXEC = "code_exec", "Code execution"
 
 
 class ChunkState(models.TextChoices):
@@ -67,6 +69,9 @@ class ScoringChunk(models.Model):
     state = models.CharField(max_length=10, choices=ChunkState.choices, default=ChunkState.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
     error = models.TextField(blank=True)
+    # Held by the worker running the chunk, renewed by its heartbeat; a pending chunk whose lease
+    # ran out lost its worker, and the sweep enqueues it again (scoring.services.chunks_sweep).
+    lease_until = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

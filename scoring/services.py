@@ -4,8 +4,11 @@ on identity-leak flags.
 A job is split into chunks (a list of item ids and a kind). Each chunk is one Celery task taking
 the chunk id; running a chunk again writes nothing twice (unique keys on every score, plus
 `ignore_conflicts`) and computes only what is missing, so a redelivered task after a worker
-crash is harmless. Model-based scores that cannot run (no model configured) are skipped with a
-reason recorded on the job; they never fail it.
+crash is harmless. A running chunk holds a lease (`ScoringChunk.lease_until`) that a heartbeat
+thread renews; when its worker dies the lease runs out and the periodic sweep (`chunks_sweep`,
+run by Celery beat) enqueues it again, so work recovers within a lease plus a sweep interval
+instead of the broker's visibility timeout. Model-based scores that cannot run (no model
+configured) are skipped with a reason recorded on the job; they never fail it.
 """
 
 from __future__ import annotations
@@ -13,13 +16,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import close_old_connections, connection, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from annotations.errors import ConflictError, DomainValidationError, NotFoundError
@@ -51,6 +57,8 @@ logger = logging.getLogger(__name__)
 ITEM_CHUNK_SIZE = 200
 JUDGE_CHUNK_SIZE = 32
 GPU_KINDS = {ChunkKind.JUDGE, ChunkKind.FLUENCY, ChunkKind.MODEL_PERPLEXITY}
+# Metrics that run model-written code: computed only by CODE_EXEC chunks, on the sandbox queue.
+SANDBOXED_METRICS = frozenset({"code_pass"})
 # Study settings that configure metrics, passed to the pure metric code as they are.
 MODEL_SETTING_KEYS = (
     "judge",
@@ -89,7 +97,12 @@ def judge_settings_for(study: Study, override: dict[str, Any] | None = None) -> 
 
 
 def metric_settings_for(study: Study) -> dict[str, Any]:
-    return {k: v for k, v in (study.settings or {}).items() if k not in MODEL_SETTING_KEYS}
+    from scoring.metrics.code_exec import ALLOW_UNSANDBOXED_KEY
+
+    values = {k: v for k, v in (study.settings or {}).items() if k not in MODEL_SETTING_KEYS}
+    # Only the admin decides whether code may run outside the sandbox, never a study's settings.
+    values[ALLOW_UNSANDBOXED_KEY] = settings.CODE_EXEC_ALLOW_UNSANDBOXED
+    return values
 
 
 def plan_model_work(study: Study, judge: dict[str, Any], wanted: set[str] | None) -> PlannedWork:
@@ -202,17 +215,39 @@ def scoring_job_start(
             ScoringChunk(job=job, kind=kind, index=i, item_ids=ids)
             for i, ids in enumerate(chunked(item_ids, size))
         )
+    if wants_code_execution(study, wanted):
+        chunks.extend(
+            ScoringChunk(job=job, kind=ChunkKind.CODE_EXEC, index=i, item_ids=ids)
+            for i, ids in enumerate(chunked(item_ids, ITEM_CHUNK_SIZE))
+        )
     created = ScoringChunk.objects.bulk_create(chunks)
-    chunk_refs = [(c.pk, c.kind in GPU_KINDS) for c in created]
+    chunk_refs = [(c.pk, c.kind) for c in created]
     transaction.on_commit(lambda: enqueue_chunks(chunk_refs))
     return job
 
 
-def enqueue_chunks(chunk_refs: list[tuple[int, bool]]) -> None:
+def wants_code_execution(study: Study, wanted: set[str] | None) -> bool:
+    """Whether the job needs a CODE_EXEC chunk: a sandboxed metric is wanted and applies to a
+    task type of the study (the metric itself records why it is disabled, if it is)."""
+    from scoring.metrics import registry
+
+    if wanted is not None and not (wanted & SANDBOXED_METRICS):
+        return False
+    task_types = {study.task_type} | set(
+        Item.objects.filter(study=study).exclude(task_type="").values_list("task_type", flat=True)
+    )
+    return any(
+        m.name in SANDBOXED_METRICS
+        for task_type in task_types
+        for m in registry.for_task(task_type)
+    )
+
+
+def enqueue_chunks(chunk_refs: list[tuple[int, str]]) -> None:
     from scoring import tasks
 
-    for chunk_id, on_gpu in chunk_refs:
-        (tasks.run_gpu_chunk if on_gpu else tasks.run_cpu_chunk).delay(chunk_id)
+    for chunk_id, kind in chunk_refs:
+        tasks.task_for_kind(kind).delay(chunk_id)
 
 
 def scoring_job_resume(*, job: ScoringJob) -> int:
@@ -226,22 +261,112 @@ def scoring_job_resume(*, job: ScoringJob) -> int:
         state=ChunkState.PENDING, error=""
     )
     ScoringJob.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, finished_at=None)
-    enqueue_chunks([(pk, kind in GPU_KINDS) for pk, kind in pending])
+    enqueue_chunks(pending)
     return len(pending)
 
 
-def chunk_run(*, chunk_id: int, final_attempt: bool = True) -> None:
-    """Runs one chunk (idempotent). Transient errors propagate for the task to retry; on the
-    final attempt, and for any other error, the chunk is marked failed with the reason."""
-    chunk = ScoringChunk.objects.select_related("job__study").filter(pk=chunk_id).first()
-    if chunk is None or chunk.state == ChunkState.DONE:
+# --- chunk leases ---------------------------------------------------------------------------
+
+
+def lease_duration() -> timedelta:
+    return timedelta(seconds=settings.CHUNK_LEASE_SECONDS)
+
+
+def chunk_claim(*, chunk_id: int) -> bool:
+    """Takes the chunk's lease unless it is done or another worker holds a live lease (a
+    duplicate delivery: the broker's redelivery after a sweep already re-enqueued it)."""
+    now = timezone.now()
+    return bool(
+        ScoringChunk.objects.filter(pk=chunk_id, state=ChunkState.PENDING)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .update(lease_until=now + lease_duration(), attempts=F("attempts") + 1)
+    )
+
+
+def chunk_heartbeat(*, chunk_id: int) -> bool:
+    """Renews a running chunk's lease; False once the chunk is no longer pending."""
+    return bool(
+        ScoringChunk.objects.filter(pk=chunk_id, state=ChunkState.PENDING).update(
+            lease_until=timezone.now() + lease_duration()
+        )
+    )
+
+
+@contextmanager
+def chunk_lease_kept(chunk_id: int, *, heartbeat: bool) -> Iterator[None]:
+    """Renews the lease from a thread while the chunk runs (a scorer may run for minutes in one
+    call, so between-batches renewal is not enough). In-process (eager) runs pass
+    `heartbeat=False`: the chunk ends with the request, and a second SQLite writer would only
+    contend for the lock."""
+    if not heartbeat:
+        yield
         return
-    ScoringChunk.objects.filter(pk=chunk.pk).update(attempts=chunk.attempts + 1)
+    stop = threading.Event()
+    interval = max(settings.CHUNK_LEASE_SECONDS / 3, 0.2)
+
+    def beat() -> None:
+        try:
+            while not stop.wait(interval):
+                try:
+                    if not chunk_heartbeat(chunk_id=chunk_id):
+                        return
+                except Exception:  # noqa: BLE001 - a missed beat must not kill the chunk
+                    logger.warning("heartbeat of chunk %s failed", chunk_id, exc_info=True)
+                    close_old_connections()
+        finally:
+            # The thread's own connection goes back (to the pool, if one is configured).
+            connection.close()
+
+    thread = threading.Thread(target=beat, name=f"chunk-{chunk_id}-lease", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def chunks_sweep() -> int:
+    """Enqueues again every pending chunk whose lease ran out (its worker died mid-chunk).
+
+    Idempotent and safe with several sweepers: the lease is cleared with a conditional update,
+    so each expired chunk is enqueued by exactly one sweep, and a duplicate delivery finds the
+    new lease (or the chunk done) and does nothing. Returns how many chunks were enqueued."""
+    now = timezone.now()
+    expired = list(
+        ScoringChunk.objects.filter(state=ChunkState.PENDING, lease_until__lt=now).values_list(
+            "pk", "kind", "lease_until"
+        )
+    )
+    requeued: list[tuple[int, str]] = []
+    for pk, kind, lease_until in expired:
+        if ScoringChunk.objects.filter(
+            pk=pk, state=ChunkState.PENDING, lease_until=lease_until
+        ).update(lease_until=None):
+            requeued.append((pk, kind))
+    if requeued:
+        logger.warning("re-enqueued %d scoring chunk(s) whose worker died", len(requeued))
+        enqueue_chunks(requeued)
+    return len(requeued)
+
+
+def chunk_run(*, chunk_id: int, final_attempt: bool = True, heartbeat: bool = False) -> None:
+    """Runs one chunk (idempotent). Transient errors propagate for the task to retry; on the
+    final attempt, and for any other error, the chunk is marked failed with the reason.
+
+    The chunk's lease is taken first; a chunk already done, or leased by a live worker, is left
+    alone. `heartbeat` renews the lease while the chunk runs (worker processes)."""
+    if not chunk_claim(chunk_id=chunk_id):
+        return
+    chunk = ScoringChunk.objects.select_related("job__study").get(pk=chunk_id)
     runner = CHUNK_RUNNERS[chunk.kind]
     try:
-        runner(chunk)
+        with chunk_lease_kept(chunk.pk, heartbeat=heartbeat):
+            runner(chunk)
     except TransientScoringError as exc:
         if not final_attempt:
+            # Released, so the task's own retry can claim it again.
+            ScoringChunk.objects.filter(pk=chunk.pk).update(lease_until=None)
             raise
         chunk_mark(chunk, ChunkState.FAILED, f"gave up after retries: {exc}")
     except Exception as exc:  # noqa: BLE001 - any scorer bug is recorded on the job, not lost
@@ -253,7 +378,9 @@ def chunk_run(*, chunk_id: int, final_attempt: bool = True) -> None:
 
 
 def chunk_mark(chunk: ScoringChunk, state: str, error: str) -> None:
-    ScoringChunk.objects.filter(pk=chunk.pk).update(state=state, error=error[:5_000])
+    ScoringChunk.objects.filter(pk=chunk.pk).update(
+        state=state, error=error[:5_000], lease_until=None
+    )
 
 
 @transaction.atomic
@@ -295,6 +422,19 @@ def selected_metrics(job: ScoringJob, task_type: str, level: str) -> list[Any]:
 
 def run_item_metrics(chunk: ScoringChunk) -> None:
     from scoring.lm.identity import find_identity_leaks
+
+    outputs = score_item_metrics(chunk, sandboxed=False)
+    flag_identity_leaks(study=chunk.job.study, outputs=outputs, finder=find_identity_leaks)
+
+
+def run_code_exec(chunk: ScoringChunk) -> None:
+    """The metrics that run model-written code, on the sandbox queue (scoring.sandbox.run_chunk)."""
+    score_item_metrics(chunk, sandboxed=True)
+
+
+def score_item_metrics(chunk: ScoringChunk, *, sandboxed: bool) -> list[Output]:
+    """Writes the chunk's missing item-level scores: only the sandboxed metrics, or all others.
+    Returns the chunk's outputs."""
     from scoring.metrics import registry
 
     job = chunk.job
@@ -313,6 +453,8 @@ def run_item_metrics(chunk: ScoringChunk) -> None:
     rows: list[OutputScore] = []
     for task_type, task_outputs in by_task.items():
         for metric in selected_metrics(job, task_type, "item"):
+            if (metric.name in SANDBOXED_METRICS) != sandboxed:
+                continue
             missing = [
                 o for o in task_outputs if (o.pk, metric.name, metric.version) not in existing
             ]
@@ -341,7 +483,7 @@ def run_item_metrics(chunk: ScoringChunk) -> None:
                     )
                 )
     OutputScore.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1_000)
-    flag_identity_leaks(study=study, outputs=outputs, finder=find_identity_leaks)
+    return outputs
 
 
 def flag_identity_leaks(*, study: Study, outputs: list[Output], finder) -> None:
@@ -669,6 +811,7 @@ CHUNK_RUNNERS = {
     ChunkKind.JUDGE: run_judge,
     ChunkKind.FLUENCY: run_fluency,
     ChunkKind.MODEL_PERPLEXITY: run_model_perplexity,
+    ChunkKind.CODE_EXEC: run_code_exec,
 }
 
 

@@ -1,15 +1,22 @@
 """Celery tasks: thin wrappers that take a chunk id and call the idempotent service.
 
-Two queues: `cpu` (metrics) and `gpu` (perplexity, local judge; concurrency 1 so a model loads
-once per worker process). `acks_late` with `reject_on_worker_lost`: a chunk whose worker dies is
-delivered again, and the service writes nothing twice.
+Three queues: `cpu` (metrics), `gpu` (perplexity, local judge; concurrency 1 so a model loads
+once per worker process) and `sandbox` (model-written code, run inside bubblewrap by a worker
+that holds nothing else). `acks_late` with `reject_on_worker_lost`: a chunk whose worker dies is
+delivered again, and the service writes nothing twice; the lease sweep (`sweep_chunks`, run by
+Celery beat) enqueues such a chunk again long before the broker's visibility timeout.
 """
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
+from celery.signals import worker_ready
 
 from scoring.errors import TransientScoringError
+
+logger = logging.getLogger(__name__)
 
 TASK_OPTIONS = {
     "bind": True,
@@ -24,18 +31,65 @@ TASK_OPTIONS = {
 }
 
 
-@shared_task(name="scoring.run_chunk", **TASK_OPTIONS)
-def run_cpu_chunk(self, chunk_id: int) -> None:
+def run_chunk(task, chunk_id: int) -> None:
     from scoring.services import chunk_run
 
-    chunk_run(chunk_id=chunk_id, final_attempt=self.request.retries >= self.max_retries)
+    # A worker keeps the chunk's lease alive; an eager (in-process) run needs no lease sweep.
+    chunk_run(
+        chunk_id=chunk_id,
+        final_attempt=task.request.retries >= task.max_retries,
+        heartbeat=not task.request.is_eager,
+    )
+
+
+@shared_task(name="scoring.run_chunk", **TASK_OPTIONS)
+def run_cpu_chunk(self, chunk_id: int) -> None:
+    run_chunk(self, chunk_id)
 
 
 @shared_task(name="scoring.gpu.run_chunk", **TASK_OPTIONS)
 def run_gpu_chunk(self, chunk_id: int) -> None:
-    from scoring.services import chunk_run
+    run_chunk(self, chunk_id)
 
-    chunk_run(chunk_id=chunk_id, final_attempt=self.request.retries >= self.max_retries)
+
+@shared_task(name="scoring.sandbox.run_chunk", **TASK_OPTIONS)
+def run_sandbox_chunk(self, chunk_id: int) -> None:
+    run_chunk(self, chunk_id)
+
+
+def task_for_kind(kind: str):
+    """The task (hence queue, see CELERY_TASK_ROUTES) that runs a chunk of `kind`."""
+    from scoring.models import ChunkKind
+    from scoring.services import GPU_KINDS
+
+    if kind == ChunkKind.CODE_EXEC:
+        return run_sandbox_chunk
+    return run_gpu_chunk if kind in GPU_KINDS else run_cpu_chunk
+
+
+@worker_ready.connect
+def report_code_sandbox(sender=None, **kwargs) -> None:
+    """A worker serving the sandbox queue says at start whether the sandbox works (the metric
+    probes again, once per process, before the first run)."""
+    consumer = getattr(sender, "task_consumer", None)
+    queues = {queue.name for queue in getattr(consumer, "queues", [])}
+    if "sandbox" not in queues:
+        return
+    from scoring.metrics.code_exec import sandbox_unavailable_reason
+
+    reason = sandbox_unavailable_reason()
+    if reason is None:
+        logger.info("code sandbox: bubblewrap works")
+    else:
+        logger.error("code sandbox unavailable, code execution will be refused: %s", reason)
+
+
+@shared_task(name="scoring.sweep_chunks", ignore_result=True, soft_time_limit=60, time_limit=120)
+def sweep_chunks() -> int:
+    """Enqueues again the chunks whose worker died (their lease ran out); run by Celery beat."""
+    from scoring.services import chunks_sweep
+
+    return chunks_sweep()
 
 
 @shared_task(

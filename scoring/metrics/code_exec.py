@@ -4,23 +4,33 @@ Functional correctness in the style of HumanEval's pass@1 (Chen et al., 2021) wi
 an item passes when the model's code followed by the tests (``metadata["tests"]``: a string of
 ``assert`` statements or a list of them) runs to completion without an exception.
 
-How the code runs (POSIX only):
+How the code runs (Linux):
 
-* ``sys.executable -I -B`` (isolated mode: no ``PYTHON*`` environment variables, no user site)
-  in a fresh temporary directory as cwd, with an almost empty environment; stdin is closed,
+* Inside a bubblewrap sandbox (``bwrap``, Debian package ``bubblewrap``): new user, PID, network,
+  IPC, UTS and cgroup namespaces (``--unshare-all``), a new session, an empty environment, and a
+  file system that holds only the Python runtime read-only (``/usr``, the ``/bin``, ``/lib*``
+  links and the interpreter's prefix), a fresh ``/proc``, a minimal ``/dev``, an empty ``/tmp``
+  and a fresh temporary directory as the only writable place. Nothing of the project, its
+  settings, the home directory or the database socket is visible; there is no network at all (not
+  even loopback to the host); when the run ends the PID namespace ends with it, so no process the
+  answer started outlives it.
+* ``python -I -B`` (isolated mode: no ``PYTHON*`` variables, no user site) of the base
+  interpreter (a virtual environment's packages are not mounted); stdin is closed after a nonce,
   stdout is discarded.
 * Wall-clock timeout (the whole process group is killed), plus CPU-time, address-space,
   file-size and core-dump limits set with ``resource.setrlimit`` in ``preexec_fn``.
-* Before user code runs, ``socket.socket`` and friends are replaced so network use raises
-  ``OSError`` (best effort, trivially bypassed by determined code, e.g. via ``ctypes``).
+* ``socket.socket`` is also replaced before user code runs, so a network attempt fails with a
+  readable reason (the namespace is what actually blocks it).
 * The code runs with ``__name__ == "__solution__"`` so ``if __name__ == "__main__":`` demo
   blocks do not run; an answer that calls ``sys.exit``/``os._exit`` before the tests finish fails.
 
-THIS IS NOT A SECURITY SANDBOX. It protects against accidents (infinite loops, memory blow-ups,
-stray network calls), not against hostile code: the child runs as the worker's user and can read
-and write whatever that user can. Only run it in a disposable, unprivileged container, and only
-when the study opted in: the metric is skipped unless ``settings["code_execution_enabled"] is
-True``.
+Whether the sandbox works is probed once per process (:func:`sandbox_unavailable_reason`): with
+``bwrap`` missing or user namespaces disabled, :func:`run_python_tests` raises
+:class:`SandboxUnavailableError` with the reason, unless ``allow_unsandboxed`` is passed (the
+admin setting ``CODE_EXEC_ALLOW_UNSANDBOXED=1``, for trusted code only): then the code runs as
+the worker's own user with only the resource limits above, which protects against accidents,
+not against hostile code. The metric is also skipped unless the study opted in
+(``settings["code_execution_enabled"] is True``).
 
 Study settings: ``code_timeout_s`` (default 5), ``code_cpu_s`` (default ``ceil(timeout) + 1``),
 ``code_memory_mb`` (default 512), ``code_extract_fence`` (default True: if the output contains a
@@ -32,12 +42,14 @@ formatting rather than correctness).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
 import re
 import resource
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -54,11 +66,21 @@ __all__ = [
     "DEFAULT_LIMITS",
     "ExecLimits",
     "ExecResult",
+    "SandboxUnavailableError",
     "extract_code",
     "join_tests",
     "limits_from_settings",
     "run_python_tests",
+    "sandbox_unavailable_reason",
 ]
+
+# Study settings never carry this key: the scoring service sets it from the admin setting.
+ALLOW_UNSANDBOXED_KEY = "code_exec_allow_unsandboxed"
+SANDBOX_DIR = "/sandbox"
+
+
+class SandboxUnavailableError(RuntimeError):
+    """The bubblewrap sandbox cannot run here and unsandboxed execution was not allowed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,34 +257,122 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+def _base_interpreter() -> str:
+    """The interpreter outside any virtual environment: a venv lives in the project tree,
+    which the sandbox must not show."""
+    return os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
+
+
+def _bwrap_path() -> str | None:
+    found = shutil.which("bwrap")
+    if found is None and os.access("/usr/bin/bwrap", os.X_OK):
+        found = "/usr/bin/bwrap"  # a worker started with a bare PATH
+    return found
+
+
+def _bwrap_argv(workdir: str, env: Mapping[str, str]) -> list[str]:
+    argv = [_bwrap_path() or "bwrap"]
+    # --unshare-user too: --unshare-all only tries one, and a root worker must not run the
+    # answer as root outside a user namespace (the probe then fails and the metric refuses).
+    argv += ["--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--clearenv"]
+    argv += ["--ro-bind", "/usr", "/usr"]
+    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(top):
+            argv += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            argv += ["--ro-bind", top, top]
+    prefix = os.path.realpath(sys.base_prefix)
+    if prefix != "/usr" and not prefix.startswith("/usr/"):
+        argv += ["--ro-bind", prefix, prefix]
+    interpreter_dir = os.path.dirname(_base_interpreter())
+    if not interpreter_dir.startswith(("/usr/", prefix + "/")):
+        argv += ["--ro-bind", interpreter_dir, interpreter_dir]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # noqa: S108 - a fresh tmpfs
+    argv += ["--bind", workdir, SANDBOX_DIR, "--chdir", SANDBOX_DIR]
+    for key, value in env.items():
+        argv += ["--setenv", key, value]
+    return argv
+
+
+def _sandbox_env() -> dict[str, str]:
+    return {
+        "PATH": "/usr/bin:/bin",
+        "HOME": SANDBOX_DIR,
+        "TMPDIR": SANDBOX_DIR,
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+    }
+
+
+@functools.cache
+def sandbox_unavailable_reason() -> str | None:
+    """Why the bubblewrap sandbox cannot run here, or ``None`` when it works. Probed once per
+    process (a real run of the interpreter inside it)."""
+    if not sys.platform.startswith("linux"):
+        return "the code sandbox needs Linux (bubblewrap)"
+    if _bwrap_path() is None:
+        return "bubblewrap is not installed (apt-get install bubblewrap)"
+    with tempfile.TemporaryDirectory(prefix="eval-sandbox-probe-") as tmp:
+        argv = [*_bwrap_argv(tmp, _sandbox_env()), _base_interpreter(), "-I", "-B", "-c", "pass"]
+        try:
+            probe = subprocess.run(  # noqa: S603 - fixed argv, no shell
+                argv, capture_output=True, timeout=30, check=False, stdin=subprocess.DEVNULL
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"bubblewrap could not start: {exc}"
+    if probe.returncode != 0:
+        detail = probe.stderr.decode("utf-8", "replace").strip()[:300]
+        return (
+            f"bubblewrap failed (exit {probe.returncode}): {detail or 'no message'}; "
+            "are unprivileged user namespaces disabled (kernel.unprivileged_userns_clone, "
+            "a container's seccomp profile)?"
+        )
+    return None
+
+
 def run_python_tests(
-    code: str, tests: str | Sequence[str], *, limits: ExecLimits = DEFAULT_LIMITS
+    code: str,
+    tests: str | Sequence[str],
+    *,
+    limits: ExecLimits = DEFAULT_LIMITS,
+    allow_unsandboxed: bool = False,
 ) -> ExecResult:
-    """Run ``code`` then ``tests`` in a limited subprocess; pass iff no exception escapes.
+    """Run ``code`` then ``tests`` in the sandbox; pass iff no exception escapes.
 
     Returns an :class:`ExecResult` (never raises for failures of the code under test). Raises
-    ``ValueError`` for malformed ``tests``. Not a security sandbox (see module docstring).
+    ``ValueError`` for malformed ``tests`` and :class:`SandboxUnavailableError` when the sandbox
+    cannot run and ``allow_unsandboxed`` is false (see the module docstring).
     """
     test_src = join_tests(tests)
+    unavailable = sandbox_unavailable_reason()
+    if unavailable is not None and not allow_unsandboxed:
+        raise SandboxUnavailableError(
+            f"code execution refused: {unavailable}. Install bubblewrap with user namespaces "
+            "enabled, or (trusted code only) set CODE_EXEC_ALLOW_UNSANDBOXED=1"
+        )
+    sandboxed = unavailable is None
     nonce = secrets.token_hex(16)
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="eval-code-", ignore_cleanup_errors=True) as tmp:
         workdir = Path(tmp)
         (workdir / "solution.py").write_text(code, encoding="utf-8")
         (workdir / "tests.py").write_text(test_src, encoding="utf-8")
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "HOME": tmp,
-            "TMPDIR": tmp,
-            "LANG": "C.UTF-8",
-            "LC_ALL": "C.UTF-8",
-            # Proxies pointing nowhere, for any library that bypasses the patched socket module.
-            "http_proxy": "http://127.0.0.1:9",
-            "https_proxy": "http://127.0.0.1:9",
-            "no_proxy": "",
-        }
-        proc = subprocess.Popen(
-            [sys.executable, "-I", "-B", "-c", _BOOTSTRAP],
+        if sandboxed:
+            argv = [*_bwrap_argv(tmp, _sandbox_env()), _base_interpreter()]
+            env: dict[str, str] | None = {"PATH": "/usr/bin:/bin"}
+        else:
+            argv = [sys.executable]
+            env = {
+                **_sandbox_env(),
+                "HOME": tmp,
+                "TMPDIR": tmp,
+                # Proxies pointing nowhere, for any library that bypasses the patched socket.
+                "http_proxy": "http://127.0.0.1:9",
+                "https_proxy": "http://127.0.0.1:9",
+                "no_proxy": "",
+            }
+        proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            [*argv, "-I", "-B", "-c", _BOOTSTRAP],
             cwd=tmp,
             env=env,
             stdin=subprocess.PIPE,
@@ -280,17 +390,22 @@ def run_python_tests(
             _kill_group(proc.pid)
             proc.wait()
         finally:
-            # Background processes the answer may have started must not outlive the run.
+            # Background processes the answer may have started must not outlive the run (in
+            # the sandbox the PID namespace ends with bwrap anyway).
             _kill_group(proc.pid)
         duration = time.monotonic() - start
         if timed_out:
             return ExecResult(False, f"timeout after {limits.timeout_s:g} s", duration)
         result = _read_result(workdir / "result.json", nonce)
+    returncode = proc.returncode
+    if sandboxed and returncode > 128:
+        # bwrap reports a child killed by signal N as exit status 128 + N.
+        returncode = 128 - returncode
     if result is None:
-        if proc.returncode < 0:
-            return ExecResult(False, _signal_reason(proc.returncode), duration)
+        if returncode < 0:
+            return ExecResult(False, _signal_reason(returncode), duration)
         return ExecResult(
-            False, f"exited before the tests finished (exit code {proc.returncode})", duration
+            False, f"exited before the tests finished (exit code {returncode})", duration
         )
     status, message = result
     if status == "passed":
@@ -350,5 +465,10 @@ def _code_pass_item(
         # Running code with no tests would "pass" anything.
         return MetricValue(None, "metadata['tests'] is empty")
     code = extract_code(output) if settings.get("code_extract_fence", True) is not False else output
-    result = run_python_tests(code, tests, limits=limits_from_settings(settings))
+    result = run_python_tests(
+        code,
+        tests,
+        limits=limits_from_settings(settings),
+        allow_unsandboxed=settings.get(ALLOW_UNSANDBOXED_KEY) is True,
+    )
     return MetricValue(result.value, result.reason)

@@ -53,15 +53,27 @@
     return String(Date.now()) + "-" + Math.random().toString(16).slice(2);
   }
 
+  // 503 means the database is briefly unreachable (a restart): wait as told and send the same
+  // request again, with the same Idempotency-Key, so a retried judgment still counts once.
+  const UNAVAILABLE_RETRIES = 5;
+
   async function api(method, url, body, extraHeaders) {
-    const response = await fetch(url, {
-      method: method,
-      credentials: "same-origin",
-      cache: "no-store",
-      headers: Object.assign({ "Accept": "application/json", "X-CSRFToken": csrf },
-        body ? { "Content-Type": "application/json" } : {}, extraHeaders || {}),
-      body: body ? JSON.stringify(body) : undefined,
-    });
+    let response;
+    for (let attempt = 0; ; attempt++) {
+      response = await fetch(url, {
+        method: method,
+        credentials: "same-origin",
+        cache: "no-store",
+        headers: Object.assign({ "Accept": "application/json", "X-CSRFToken": csrf },
+          body ? { "Content-Type": "application/json" } : {}, extraHeaders || {}),
+        body: body ? JSON.stringify(body) : undefined,
+      });
+      if (response.status !== 503 || attempt >= UNAVAILABLE_RETRIES) break;
+      const waitS = Math.min(Number(response.headers.get("Retry-After")) || 2, 30);
+      showNotice("The server is busy for a moment; trying again in " + waitS + " s.", true);
+      await new Promise(function (resolve) { setTimeout(resolve, waitS * 1000); });
+      showNotice("");
+    }
     if (response.status === 204) return { status: 204, data: null };
     let data = null;
     try { data = await response.json(); } catch (e) { data = null; }
