@@ -258,8 +258,9 @@ def test_blinding_audit_api_for_researchers_only(researcher, researcher_api, rat
     assert researcher_api.post(url).status_code == 200
 
 
-def test_blinding_audit_api_before_any_audit_is_404_until_run(researcher_api) -> None:
-    services.study_create(slug="empty", name="e", task_type="generation")
+def test_blinding_audit_api_before_any_audit_is_404_until_run(researcher, researcher_api) -> None:
+    # Running the audit stores it on the study: a change, so the researcher owns the study.
+    services.study_create(slug="empty", name="e", task_type="generation", created_by=researcher)
     url = "/api/v1/studies/empty/blinding-audit/"
     response = researcher_api.get(url)
     assert response.status_code == 404 and "blinding_audit empty" in response.json()["detail"]
