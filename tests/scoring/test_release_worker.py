@@ -12,7 +12,7 @@ from django.db import DatabaseError, connection, transaction
 
 from annotations.models import Judgment, Study
 from annotations.services import evidence_changed_notify
-from scoring.models import ScoringJob, SignOff, SignOffInvalidation
+from scoring.models import ScoringJob, SequentialLook, SignOff, SignOffInvalidation
 from tests.conftest import api_client_for
 from tests.factories import make_user
 from tests.scoring.release_helpers import make_ready, submission, vote_all
@@ -70,6 +70,13 @@ def test_release_end_to_end_with_a_worker(clean_broker, tmp_path, settings) -> N
             == 200
         )
         assert vote_all({r: api_client_for(r) for r in raters}, slug) == 24
+        # The worker's evidence check (debounced) records the sequential look that the
+        # decision reads; reading the decision never records one itself.
+        wait_until(
+            lambda: SequentialLook.objects.filter(study__slug=slug).exists(),
+            60,
+            "the sequential look",
+        )
         make_ready(slug, researcher)
         owner_apis = [api_client_for(o) for o in owners]
         decision = owner_apis[0].get("/api/v1/runs/run-001/decision/").json()
