@@ -76,6 +76,8 @@ TABLE: tuple[Row, ...] = (
     Row("login", "GET", "200 200 200 200 200 200 200 200", fmt="form"),
     Row("logout", "POST", "302 302 302 302 302 302 302 302", fmt="form"),
     Row("api-token", "POST", "400 400 400 400 400 400 400 400", data={}),
+    # Revoke ends the caller's own token: any signed-in user (none held here: 204 all the same).
+    Row("api-token-revoke", "POST", "403 204 204 204 204 204 204 204", data={}),
     # --- studies API
     Row("api-studies", "GET", "403 403 403 200 200 200 403 200"),
     Row("api-studies", "POST", "403 403 403 400 400 400 403 400", data={}),
