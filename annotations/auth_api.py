@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.exceptions import Throttled, ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -17,15 +18,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotations import services
-from annotations.throttles import LOGIN_THROTTLES, login_throttle_wait
+from annotations.throttles import login_failure_record, login_throttle_wait
 from evalplatform.parsers import SafeJSONParser
 
 
 class TokenObtainApi(ObtainAuthToken):
     """`POST username, password` → `{"token", "expires_at"}`; 400 for wrong credentials,
-    429 after too many attempts from one address or for one username."""
+    429 after too many failed attempts from one address or for one username."""
 
-    throttle_classes = list(LOGIN_THROTTLES)
+    throttle_classes: list = []  # failures only are counted, below
     parser_classes = [SafeJSONParser, FormParser, MultiPartParser]
 
     @extend_schema(
@@ -42,8 +43,13 @@ class TokenObtainApi(ObtainAuthToken):
         },
     )
     def post(self, request: Request, *args, **kwargs) -> Response:
+        wait = login_throttle_wait(request, self)
+        if wait is not None:
+            raise Throttled(wait=wait)
         serializer = self.get_serializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        if not serializer.is_valid():
+            login_failure_record(request, self)
+            raise ValidationError(serializer.errors)
         token = services.token_issue(user=serializer.validated_data["user"])
         expires = services.token_expires_at(token.created)
         return Response(
@@ -77,4 +83,7 @@ class ThrottledLoginView(auth_views.LoginView):
             response.status_code = 429
             response["Retry-After"] = str(seconds)
             return response
-        return super().post(request, *args, **kwargs)
+        response = super().post(request, *args, **kwargs)
+        if response.status_code != 302:  # the form came back: the sign-in failed
+            login_failure_record(request, self)
+        return response

@@ -1,6 +1,6 @@
 """Brute-force protection for signing in: per client IP and per username, on the token endpoint
-and the login page alike. Counters live in the default cache (Redis when `REDIS_URL` is set,
-so every web process shares them). Only the sign-in paths are throttled: the rater loop never
+and the login page alike, counting failed attempts only. Counters live in the default cache
+(Redis when `REDIS_URL` is set, so every web process shares them). Only the sign-in paths are throttled: the rater loop never
 touches these counters.
 
 Rates come from `LOGIN_THROTTLE_RATES` (`LOGIN_RATE_PER_IP`, `LOGIN_RATE_PER_USERNAME`), read
@@ -17,8 +17,34 @@ from rest_framework.throttling import SimpleRateThrottle
 
 
 class _LoginThrottle(SimpleRateThrottle):
+    """Counts failed sign-ins only: a guesser is slowed down, while a room full of raters
+    signing in from one address at nine o'clock is not."""
+
     def get_rate(self) -> str | None:
         return settings.LOGIN_THROTTLE_RATES.get(self.scope)
+
+    def _load(self, request: Any, view: Any) -> bool:
+        if self.rate is None:
+            return False
+        self.key = self.get_cache_key(request, view)
+        if self.key is None:
+            return False
+        self.history = self.cache.get(self.key, [])
+        self.now = self.timer()
+        while self.history and self.history[-1] <= self.now - self.duration:
+            self.history.pop()
+        return True
+
+    def blocked_for(self, request: Any, view: Any) -> float | None:
+        """Seconds to wait when too many sign-ins failed lately, else None (records nothing)."""
+        if self._load(request, view) and len(self.history) >= self.num_requests:
+            return self.wait() or 1.0
+        return None
+
+    def failure_record(self, request: Any, view: Any) -> None:
+        if self._load(request, view):
+            self.history.insert(0, self.now)
+            self.cache.set(self.key, self.history, self.duration)
 
 
 class LoginIPThrottle(_LoginThrottle):
@@ -51,10 +77,16 @@ LOGIN_THROTTLES = (LoginIPThrottle, LoginUsernameThrottle)
 
 
 def login_throttle_wait(request: Any, view: Any = None) -> float | None:
-    """Counts one sign-in attempt; None when allowed, else the seconds to wait."""
-    waits = []
-    for throttle_class in LOGIN_THROTTLES:
-        throttle = throttle_class()
-        if not throttle.allow_request(request, view):
-            waits.append(throttle.wait() or 1.0)
+    """None when a sign-in may be tried now, else the seconds to wait (records nothing)."""
+    waits = [
+        wait
+        for throttle_class in LOGIN_THROTTLES
+        if (wait := throttle_class().blocked_for(request, view)) is not None
+    ]
     return max(waits) if waits else None
+
+
+def login_failure_record(request: Any, view: Any = None) -> None:
+    """Counts one failed sign-in against the address and the username."""
+    for throttle_class in LOGIN_THROTTLES:
+        throttle_class().failure_record(request, view)

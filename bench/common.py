@@ -117,7 +117,18 @@ def django_setup(url: str) -> None:
         sys.path.insert(0, str(REPO))
     import django
 
-    django.setup()
+    # No connection pool in the bench's own process: its seeding and probes are not measured,
+    # and pooled sessions would keep the database busy (CREATE DATABASE ... TEMPLATE needs it
+    # idle). Removed again after set-up so servers the bench starts keep the default pool.
+    previous = os.environ.get("DB_POOL_MAX_SIZE")
+    os.environ["DB_POOL_MAX_SIZE"] = "0"
+    try:
+        django.setup()
+    finally:
+        if previous is None:
+            os.environ.pop("DB_POOL_MAX_SIZE", None)
+        else:
+            os.environ["DB_POOL_MAX_SIZE"] = previous
 
 
 def reproduce_line(argv: Sequence[str] | None = None) -> str:

@@ -80,7 +80,7 @@ def researcher_token(researcher, rater) -> str:
 
     from tests.factories import make_study
 
-    make_study(items=4, overlap=2, raters=[rater], slug=FUZZ_STUDY, created_by=researcher)
+    make_study(items=4, overlap=2, raters=[rater], slug=FUZZ_STUDY, owner=researcher)
     return Token.objects.create(user=researcher).key
 
 

@@ -118,3 +118,20 @@ def test_a_forged_forwarded_for_header_does_not_escape_the_address_throttle() ->
         for i in range(5)
     ]
     assert codes[:3] == [400] * 3 and set(codes[3:]) == {429}
+
+
+def test_successful_sign_ins_are_not_counted() -> None:
+    # A room of raters behind one address signing in at the same time is not throttled: only
+    # failures count.
+    from django.test import override_settings
+
+    users = [make_user("rater", password="correct-horse-9") for _ in range(5)]
+    client = APIClient()
+    with override_settings(LOGIN_THROTTLE_RATES={"login_ip": "3/min", "login_username": "3/min"}):
+        for user in users:
+            response = client.post(
+                "/api/v1/auth/token/",
+                {"username": user.username, "password": "correct-horse-9"},
+                format="json",
+            )
+            assert response.status_code == 200, response.content
