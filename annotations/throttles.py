@@ -1,7 +1,7 @@
 """Brute-force protection for signing in: per client IP and per username, on the token endpoint
 and the login page alike, counting failed attempts only. Counters live in the default cache
-(Redis when `REDIS_URL` is set, so every web process shares them). Only the sign-in paths are throttled: the rater loop never
-touches these counters.
+(Redis when `REDIS_URL` is set, so every web process shares them). Only the sign-in paths are
+throttled: the rater loop never touches these counters.
 
 Rates come from `LOGIN_THROTTLE_RATES` (`LOGIN_RATE_PER_IP`, `LOGIN_RATE_PER_USERNAME`), read
 on each check so a test or an operator can change them.
