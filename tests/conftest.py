@@ -148,3 +148,12 @@ def tiny_model_path(tmp_path_factory) -> str:
     from tests.tiny_model import build_tiny_gpt2
 
     return str(build_tiny_gpt2(tmp_path_factory.mktemp("tiny_gpt2_shared")))
+
+
+@pytest.fixture(autouse=True)
+def _evidence_checks_at_once(settings):
+    """Evidence checks run as soon as the evidence changes (no debounce window), so a test sees
+    the look recorded or the sign-off marked stale right after the change that caused it; the
+    window itself is tested where it matters (`test_release_worker`,
+    `test_evidence_checks_are_batched_off_the_request`)."""
+    settings.EVIDENCE_CHECK_DEBOUNCE_SECONDS = 0

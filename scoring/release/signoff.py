@@ -7,6 +7,9 @@ When the evidence later changes, the hash differs and the sign-off is marked sta
 
 from __future__ import annotations
 
+import logging
+import threading
+
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
@@ -29,6 +32,7 @@ from scoring.models import (
 
 __all__ = [
     "evidence_check",
+    "evidence_check_in_thread",
     "evidence_check_schedule",
     "run_of_holdout",
     "signoff_record",
@@ -38,6 +42,8 @@ __all__ = [
 
 from scoring.release.evidence import evidence_json, evidence_sha256, release_report
 from scoring.release.webhooks import decision_notify_if_changed
+
+logger = logging.getLogger(__name__)
 
 
 @transaction.atomic
@@ -189,7 +195,13 @@ def run_of_holdout(study_id: int) -> int | None:
 def evidence_check_schedule(*, study_id: int) -> None:
     """Batches checks: one per study per debounce window, run after the window closes so it
     sees every change made during it. Every study is checked (its sequential looks are
-    recorded there); a run's hold-out set also makes its run's study checked."""
+    recorded there); a run's hold-out set also makes its run's study checked.
+
+    This runs after every judgment, so it must stay cheap: one statement and one cache add.
+    With a broker the check is a task with a countdown. In-process (no broker) a countdown does
+    not wait, so the check runs in a timer thread at the end of the window (a check inside the
+    rater's request would cost a study-wide aggregate per judgment). A window of 0 checks at
+    once, in the caller (the tests)."""
     parent = run_of_holdout(study_id)
     if parent is not None:
         annotation_services.evidence_version_bump(parent)
@@ -197,11 +209,26 @@ def evidence_check_schedule(*, study_id: int) -> None:
     from scoring.tasks import check_evidence
 
     window = settings.EVIDENCE_CHECK_DEBOUNCE_SECONDS
-    # In-process mode runs the check at once (a countdown does not wait there), so a debounce
-    # would drop the changes that follow the first one instead of batching them.
-    if check_evidence.app.conf.task_always_eager:
-        window = 0
-    elif not cache.add(f"evidence-check:{study_id}", 1, timeout=window):
+    if window <= 0:
+        check_evidence.delay(study_id)  # in-process mode runs it here and now
         return
-
+    if not cache.add(f"evidence-check:{study_id}", 1, timeout=window):
+        return
+    if check_evidence.app.conf.task_always_eager:
+        timer = threading.Timer(window, evidence_check_in_thread, args=[study_id])
+        timer.daemon = True
+        timer.start()
+        return
     check_evidence.apply_async(args=[study_id], countdown=window)
+
+
+def evidence_check_in_thread(study_id: int) -> None:
+    """The in-process evidence check, off the request thread; its connection is closed after."""
+    from django.db import connections
+
+    try:
+        evidence_check(study_id=study_id)
+    except Exception:  # a background thread has nobody to raise to: log it
+        logger.exception("evidence check of study %s failed", study_id)
+    finally:
+        connections.close_all()

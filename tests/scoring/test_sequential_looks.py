@@ -80,3 +80,30 @@ def test_a_look_is_immutable() -> None:
         look.save()
     with pytest.raises(PermissionError):
         SequentialLook.objects.filter(pk=look.pk).update(n_items=3)
+
+
+def test_evidence_checks_are_batched_off_the_request(settings, monkeypatch) -> None:
+    # In-process mode with a debounce window: a judgment schedules one check per window on a
+    # timer thread, never runs the check (a study-wide aggregate) in the rater's request.
+    from scoring.release import signoff
+
+    settings.EVIDENCE_CHECK_DEBOUNCE_SECONDS = 30
+    started = []
+
+    class FakeTimer:
+        def __init__(self, interval, function, args):
+            started.append((interval, function, args))
+            self.daemon = False
+
+        def start(self):
+            pass
+
+    monkeypatch.setattr(signoff.threading, "Timer", FakeTimer)
+    ran = []
+    monkeypatch.setattr(signoff, "evidence_check", lambda **kwargs: ran.append(kwargs))
+    raters = [make_user()]
+    study = make_study(items=3, overlap=1, raters=raters)
+    for _ in range(3):
+        signoff.evidence_check_schedule(study_id=study.pk)
+    assert len(started) == 1 and started[0][0] == 30 and started[0][2] == [study.pk]
+    assert ran == []  # nothing ran in the caller
