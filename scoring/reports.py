@@ -467,16 +467,9 @@ def judge_section(
     agreement on the same items), and against the human majority (secondary)."""
     from scoring.stats.reconcile import judge_agreement, judge_human_pairwise_agreement
 
-    counts = (
-        JudgeVerdict.objects.filter(item__study=study)
-        .values("judge_id")
-        .annotate(n=Count("pk"))
-        .order_by("-n", "judge_id")
-    )
-    top = counts.first()
-    if top is None:
+    judge_id = selectors.primary_judge_id(study=study)
+    if judge_id is None:
         return None, None, {}
-    judge_id = top["judge_id"]
     verdicts = dict(
         JudgeVerdict.objects.filter(
             item__study=study, judge_id=judge_id, item__excluded=False

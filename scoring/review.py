@@ -25,6 +25,7 @@ from django.db.models import Count
 
 from annotations.errors import DomainValidationError
 from annotations.models import Adjudication, Judgment, Output, Study, System
+from scoring import selectors
 from scoring.models import JudgeVerdict
 from scoring.stats.reconcile import (
     REASON_JUDGE_DISAGREES,
@@ -167,18 +168,6 @@ class ReviewPage:
         return [(k, label, self.reason_counts.get(k, 0)) for k, label in REVIEW_REASONS.items()]
 
 
-def primary_judge_id(*, study: Study) -> str | None:
-    """The judge the report reconciles with: the one with the most verdicts (then by id)."""
-    top = (
-        JudgeVerdict.objects.filter(item__study=study)
-        .values("judge_id")
-        .annotate(n=Count("pk"))
-        .order_by("-n", "judge_id")
-        .first()
-    )
-    return top["judge_id"] if top else None
-
-
 def disagreement_review(
     *,
     study: Study,
@@ -193,7 +182,7 @@ def disagreement_review(
     """
     filters = filters or ReviewFilters()
     per_page = max(1, min(int(per_page), MAX_PER_PAGE))
-    judge_id = primary_judge_id(study=study)
+    judge_id = selectors.primary_judge_id(study=study)
     found = _disagreements(study, judge_id)
     reason_counts = {
         reason: sum(reason in reasons for reasons in found.values()) for reason in REVIEW_REASONS
@@ -401,6 +390,5 @@ __all__ = [
     "ReviewItem",
     "ReviewPage",
     "disagreement_review",
-    "primary_judge_id",
     "review_filters_from",
 ]

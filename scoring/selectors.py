@@ -370,3 +370,16 @@ def run_for_view(*, run_id: str, user) -> TrainingRun:
     if run is None or not can_view_study(user, run.study):
         raise NotFoundError(f"no run {run_id!r}")
     return run
+
+
+def primary_judge_id(*, study: Study) -> str | None:
+    """The judge the report and the disagreement review reconcile with humans: the one with the
+    most verdicts in the study (then by id)."""
+    top = (
+        JudgeVerdict.objects.filter(item__study=study)
+        .values("judge_id")
+        .annotate(n=Count("pk"))
+        .order_by("-n", "judge_id")
+        .first()
+    )
+    return top["judge_id"] if top else None
