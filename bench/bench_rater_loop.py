@@ -45,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,17 +212,19 @@ class HttpConnection:
                 await self.writer.wait_closed()
         self.reader = self.writer = None
 
-    async def request(self, method: str, path: str, body: bytes | None = None):
-        """Returns (status, body, seconds)."""
+    async def request(
+        self, method: str, path: str, body: bytes | None = None, extra_head: str = ""
+    ):
+        """Returns (status, body, seconds). `extra_head`: more header lines, each ending CRLF."""
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
             self.connects += 1
         if body is None:
-            data = f"{method} {path} HTTP/1.1\r\n{self.head}\r\n".encode()
+            data = f"{method} {path} HTTP/1.1\r\n{self.head}{extra_head}\r\n".encode()
         else:
             data = (
-                f"{method} {path} HTTP/1.1\r\n{self.head}Content-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n"
+                f"{method} {path} HTTP/1.1\r\n{self.head}{extra_head}"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
             ).encode() + body
         started = time.perf_counter()
         self.writer.write(data)
@@ -285,8 +288,12 @@ async def rater(
                 await asyncio.sleep(0.05)
                 continue
             assignment = json.loads(payload)["assignment"]
+            # As the rating page sends it: the server stores the key with the judgment.
             status, payload, seconds = await conn.request(
-                "POST", f"/api/v1/assignments/{assignment}/judgment/", CHOICE_BODY
+                "POST",
+                f"/api/v1/assignments/{assignment}/judgment/",
+                CHOICE_BODY,
+                extra_head=f"Idempotency-Key: {uuid.uuid4()}\r\n",
             )
             done = time.perf_counter()
             stats.latencies["submit"].append(seconds)
