@@ -16,7 +16,8 @@ from scoring.models import ScoringJob, SequentialLook, SignOff, SignOffInvalidat
 from tests.conftest import api_client_for
 from tests.factories import make_user
 from tests.scoring.release_helpers import make_ready, submission, vote_all
-from tests.scoring.test_worker_redis import clean_broker, start_worker, stop  # noqa: F401 - fixture
+from tests.scoring.test_worker_redis import start_worker
+from tests.scoring.worker_helpers import clean_broker, stop  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.worker, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

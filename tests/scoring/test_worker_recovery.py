@@ -6,25 +6,21 @@ Needs PostgreSQL and Redis: runs in CI."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-import redis
-from django.conf import settings
 from django.db import connection
 
 from scoring import services
 from scoring.models import ChunkState, JobStatus, OutputScore, ScoringChunk, ScoringJob
 from tests.factories import make_study
+from tests.scoring.worker_helpers import celery_worker, clean_broker, stop  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.worker, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parents[2]
 LEASE_SECONDS = 3
 SWEEP_SECONDS = 2
 # The bound the settings promise (lease + sweep), plus slack for starting a worker and
@@ -33,53 +29,15 @@ RECOVERY_BOUND_SECONDS = 120
 
 
 def start_worker(log_path: Path, tmp_path: Path) -> subprocess.Popen:
-    env = dict(os.environ)
-    db = connection.settings_dict
-    env.update(
-        {
-            "DATABASE_URL": f"postgresql://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
-            "REDIS_URL": settings.REDIS_URL,
-            "DEBUG": "1",
+    return celery_worker(
+        log_path,
+        env={
             "CELERY_VISIBILITY_TIMEOUT": "3600",
             "CHUNK_LEASE_SECONDS": str(LEASE_SECONDS),
             "CHUNK_SWEEP_SECONDS": str(SWEEP_SECONDS),
-        }
+        },
+        worker_args=("-B", "-s", str(tmp_path / "beat-schedule")),
     )
-    log = log_path.open("ab")
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "evalplatform",
-            "worker",
-            "-B",
-            "-s",
-            str(tmp_path / "beat-schedule"),
-            "-Q",
-            "cpu,gpu",
-            "--concurrency",
-            "1",
-            "--pool",
-            "prefork",
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "INFO",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, sig)
-        process.wait(timeout=30)
 
 
 def wait_for(predicate, timeout: float, message) -> None:
@@ -91,15 +49,7 @@ def wait_for(predicate, timeout: float, message) -> None:
     raise AssertionError(message())
 
 
-@pytest.fixture
-def clean_broker():
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-
-
-def test_killed_workers_chunk_is_leased_out_again_within_the_bound(clean_broker, tmp_path) -> None:
+def test_killed_workers_chunk_is_leased_out_again_within_the_bound(clean_broker, tmp_path) -> None:  # noqa: F811
     assert connection.vendor == "postgresql"
     study = make_study(items=1000, overlap=1)
     job = services.scoring_job_start(study=study)  # enqueued on commit: no outer transaction
