@@ -173,8 +173,12 @@ def _candidates(
 ) -> list[tuple]:
     """The rater's next items with room in one pool, in their order (see `candidate_lock`)."""
     when = db_time(now)
-    order = "{t}.priority DESC, (({t}.id %% %s) * %s + %s) %% %s"
-    order_params = [modulus, order_multiplier, order_offset, modulus]
+    # The rater's own order: x = (id * a + b) mod P, then x^2 mod P. The affine step alone keeps
+    # neighbouring ids in near-id order when a is small (two raters then share an order); the
+    # square mixes it (x and P - x tie, so the id breaks ties). x^2 < 2^62 fits a BIGINT.
+    mixed = "((({t}.id %% %s) * %s + %s) %% %s)"
+    order = f"{{t}}.priority DESC, ({mixed} * {mixed}) %% %s, {{t}}.id"
+    order_params = [*[modulus, order_multiplier, order_offset, modulus] * 2, modulus]
     pool = (
         "{t}.study_id = %s AND {t}.is_gold = %s AND NOT {t}.held AND NOT {t}.excluded "
         f"AND NOT EXISTS (SELECT 1 FROM {ASSIGNMENT} mine WHERE mine.item_id = {{t}}.id "

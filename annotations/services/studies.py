@@ -66,8 +66,8 @@ __all__ = [
 
 User = get_user_model()
 
-# Prime modulus of the per-rater item permutation ((id * a + b) mod P): a bijection on ids
-# below P, so each rater walks the items in an order of their own.
+# Prime modulus of the per-rater item order ((id * a + b) mod P, squared mod P; see
+# `queue_sql._candidates`), so each rater walks the items in an order of their own.
 ORDER_MODULUS = 2_147_483_647
 
 

@@ -164,6 +164,28 @@ def test_priority_first_then_each_rater_has_an_own_order() -> None:
     assert len(set(orders)) == len(orders)
 
 
+def test_raters_with_small_multipliers_still_get_different_orders() -> None:
+    """(id * a + b) mod P alone walks neighbouring ids in id order for a = 1 and a = 2 alike."""
+    from annotations.models import StudyRater
+
+    raters = [make_user() for _ in range(2)]
+    study = make_study(items=12, overlap=2, raters=raters)
+    for multiplier, rater in enumerate(raters, start=1):
+        StudyRater.objects.filter(study=study, rater=rater).update(
+            order_multiplier=multiplier, order_offset=123_456_789
+        )
+    orders = []
+    for rater in raters:
+        seq = []
+        while (a := services.assignment_next(study=study, rater=rater)) is not None:
+            seq.append(a.item_id)
+            services.judgment_submit(assignment_id=a.pk, rater=rater, choice="tie")
+        assert sorted(seq) == sorted(study.items.values_list("id", flat=True))
+        orders.append(seq)
+    assert orders[0] != orders[1]
+    assert orders[0] != sorted(orders[0])
+
+
 def test_left_side_is_balanced_over_many_assignments() -> None:
     raters = [make_user() for _ in range(4)]
     study = make_study(items=500, overlap=4, raters=raters)
