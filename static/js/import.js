@@ -1,0 +1,25 @@
+// The import page: refuse a too large upload before sending it. The server refuses it anyway
+// (evalplatform.middleware answers 413 before reading the body), but a browser sending a large
+// body to a server that stopped reading often shows a reset connection instead of that answer.
+(() => {
+  const form = document.getElementById("upload-form");
+  const notice = document.getElementById("upload-too-large");
+  if (!form || !notice) return;
+  const limitInput = form.querySelector("input[data-max-bytes]");
+  const limit = limitInput ? Number(limitInput.dataset.maxBytes) : 0;
+  const megabytes = (bytes) => (bytes / (1024 * 1024)).toFixed(1) + " MB";
+  form.addEventListener("submit", (event) => {
+    let total = 0;
+    for (const input of form.querySelectorAll("input[type=file]")) {
+      for (const file of input.files) total += file.size;
+    }
+    if (limit && total > limit) {
+      event.preventDefault();
+      notice.textContent = `The files are ${megabytes(total)} together, over the upload limit of ` +
+        `${megabytes(limit)}: split the file and import the parts one after the other.`;
+      notice.hidden = false;
+    } else {
+      notice.hidden = true;
+    }
+  });
+})();
