@@ -7,7 +7,8 @@
   if (!form || !notice) return;
   const limitInput = form.querySelector("input[data-max-bytes]");
   const limit = limitInput ? Number(limitInput.dataset.maxBytes) : 0;
-  const megabytes = (bytes) => (bytes / (1024 * 1024)).toFixed(1) + " MB";
+  const size = (bytes) =>
+    bytes >= 1024 * 1024 ? (bytes / (1024 * 1024)).toFixed(1) + " MB" : (bytes / 1024).toFixed(1) + " KB";
   form.addEventListener("submit", (event) => {
     let total = 0;
     for (const input of form.querySelectorAll("input[type=file]")) {
@@ -15,8 +16,8 @@
     }
     if (limit && total > limit) {
       event.preventDefault();
-      notice.textContent = `The files are ${megabytes(total)} together, over the upload limit of ` +
-        `${megabytes(limit)}: split the file and import the parts one after the other.`;
+      notice.textContent = `The files are ${size(total)} together, over the upload limit of ` +
+        `${size(limit)}: split the file and import the parts one after the other.`;
       notice.hidden = false;
     } else {
       notice.hidden = true;

@@ -44,7 +44,10 @@ def choose_file(tab, selector: str, name: str, data: bytes) -> None:
     tab.set_input_files(selector, {"name": name, "mimeType": "application/json", "buffer": data})
 
 
-def test_an_upload_with_errors_shows_each_line_and_writes_nothing(page, live_server, researcher):
+def test_an_upload_with_errors_shows_each_line_and_writes_nothing(
+    page, live_server, researcher, settings
+):
+    settings.IMPORT_MAX_UPLOAD_BYTES = 20_000
     study = services.study_create(
         slug="with-errors", name="Errors", task_type="generation", created_by=researcher
     )
@@ -68,6 +71,17 @@ def test_an_upload_with_errors_shows_each_line_and_writes_nothing(page, live_ser
     assert page.text_content("#items-held") == "0"
     assert Item.objects.count() == 0
     assert not AuditEvent.objects.filter(action="items_imported").exists()
+
+    # A file over the upload limit is stopped in the page, with the limit named.
+    posts = []
+    page.on("request", lambda request: posts.append(request.url) if request.method == "POST" else 0)
+    choose_file(page, "input[name=file]", "big.jsonl", jsonl_bytes(pair_records(300)))
+    page.click("#upload-form button[type=submit]")
+    page.wait_for_selector("#upload-too-large", state="visible")
+    notice = page.text_content("#upload-too-large")
+    assert "over the upload limit of 19.5 KB" in notice, notice
+    assert posts == []
+    assert Item.objects.count() == 0
     assert page.js_errors == []
 
 
