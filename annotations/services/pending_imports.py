@@ -33,7 +33,8 @@ PENDING_IMPORT_SECONDS = 30 * 60
 @dataclass(frozen=True)
 class PendingImport:
     """An upload as it came: the file (JSONL, or the base model's AlpacaEval file), the tuned
-    model's file of an AlpacaEval pair, and how to parse them."""
+    model's file of an AlpacaEval pair, and how to parse them. Its fields are the arguments of
+    `annotations.services.upload_parse`, which parses it: `upload_parse(**vars(pending))`."""
 
     file_format: str
     unmatched: str
