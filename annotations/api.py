@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from uuid import UUID
 
-from django.conf import settings
 from django.http import StreamingHttpResponse
 from django.utils.cache import add_never_cache_headers
 from drf_spectacular.utils import (
@@ -26,7 +25,7 @@ from rest_framework.views import APIView
 from annotations import permissions, roles, selectors, services
 from annotations.errors import DomainValidationError
 from annotations.exporting import FORMATS, stream_rows
-from annotations.importers import UNMATCHED_CHOICES, parse_alpaca_pair, parse_jsonl
+from annotations.importers import UNMATCHED_CHOICES
 from annotations.models import QueueOrder, StudyStatus, TaskType
 from annotations.permissions import (
     IsRater,
@@ -222,28 +221,18 @@ class StudyImportApi(ResearcherAPIView):
         serializer = self.StudyImportInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         upload = serializer.validated_data["file"]
-        if serializer.validated_data["format"] == "alpaca":
-            tuned = serializer.validated_data.get("tuned_file")
-            if tuned is None:
-                raise DomainValidationError(
-                    "alpaca format needs tuned_file", errors={"tuned_file": ["required"]}
-                )
-            parsed = parse_alpaca_pair(
-                upload.read(),
-                tuned.read(),
-                base_file=upload.name,
-                tuned_file=tuned.name,
-                max_issues=settings.IMPORT_MAX_ERRORS,
-                unmatched=serializer.validated_data["unmatched"],
-            )
-        else:
-            parsed = parse_jsonl(
-                upload.read(),
-                file=upload.name,
-                max_line_bytes=settings.IMPORT_MAX_LINE_BYTES,
-                max_issues=settings.IMPORT_MAX_ERRORS,
-            )
-        summary = services.items_import(study=study, parsed=parsed, source=upload.name)
+        tuned = serializer.validated_data.get("tuned_file")
+        parsed = services.upload_parse(
+            file_format=serializer.validated_data["format"],
+            data=upload.read(),
+            file_name=upload.name,
+            tuned_data=tuned.read() if tuned is not None else None,
+            tuned_name=tuned.name if tuned is not None else "",
+            unmatched=serializer.validated_data["unmatched"],
+        )
+        summary = services.items_import(
+            study=study, parsed=parsed, source=upload.name, actor=request.user
+        )
         return Response(
             {
                 "items": summary.items,

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
+from django.template.defaultfilters import filesizeformat
 
 from annotations.models import QueueOrder, StudyStatus, TaskType
 
@@ -43,8 +45,61 @@ class ImportForm(forms.Form):
         label="AlpacaEval: unmatched instructions",
     )
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # The request guard (evalplatform.middleware) refuses a larger body before any view.
+        limit = filesizeformat(settings.IMPORT_MAX_UPLOAD_BYTES)
+        self.fields["file"].help_text = (
+            f"Up to {limit} in all (both files of an AlpacaEval pair together). "
+            "Nothing is written until you confirm the preview."
+        )
+        self.fields["file"].widget.attrs["data-max-bytes"] = settings.IMPORT_MAX_UPLOAD_BYTES
+
     def clean_unmatched(self) -> str:
         return self.cleaned_data.get("unmatched") or "error"
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if cleaned.get("format") == "alpaca" and not cleaned.get("tuned_file"):
+            self.add_error("tuned_file", "The AlpacaEval format needs the tuned model's file too.")
+        return cleaned
+
+
+class ImportConfirmForm(forms.Form):
+    """The confirmation of an import preview: only the token of the upload kept server-side."""
+
+    token = forms.CharField(max_length=64, widget=forms.HiddenInput)
+
+
+class StudySettingsForm(forms.Form):
+    """What a researcher sets after creating a study (slug, task type and models stay)."""
+
+    name = StudyForm.base_fields["name"]
+    rater_title = StudyForm.base_fields["rater_title"]
+    overlap = StudyForm.base_fields["overlap"]
+    max_overlap = forms.IntegerField(
+        min_value=1,
+        max_value=50,
+        label="At most votes per item",
+        help_text="Items whose votes split may ask for more votes, up to this many.",
+    )
+    instructions = StudyForm.base_fields["instructions"]
+    gold_rate = forms.FloatField(
+        min_value=0,
+        max_value=1,
+        label="Gold rate",
+        help_text="Share of each rater's pairs drawn from gold items (0-1). Gold items are the "
+        "file's lines with a 'gold' answer (base, tuned, tie or both_bad).",
+    )
+    min_time_ms = StudyForm.base_fields["min_time_ms"]
+    queue_order = StudyForm.base_fields["queue_order"]
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        overlap, most = cleaned.get("overlap"), cleaned.get("max_overlap")
+        if overlap is not None and most is not None and most < overlap:
+            self.add_error("max_overlap", "Must be at least the votes per item (k).")
+        return cleaned
 
 
 class RatersForm(forms.Form):

@@ -207,6 +207,30 @@ def study_progress(*, study: Study) -> StudyProgress:
     )
 
 
+@dataclass(frozen=True)
+class StudySetup:
+    """Where a study stands on the way from created to collecting, for the researcher's
+    checklist: items and gold items imported, raters assigned, instructions written."""
+
+    items: int
+    gold_items: int
+    raters: int
+    has_instructions: bool
+
+
+def study_setup(*, study: Study) -> StudySetup:
+    """Two aggregate queries."""
+    counts = Item.objects.filter(study=study).aggregate(
+        items=Count("pk"), gold=Count("pk", filter=Q(is_gold=True))
+    )
+    return StudySetup(
+        items=counts["items"],
+        gold_items=counts["gold"],
+        raters=StudyRater.objects.filter(study=study).count(),
+        has_instructions=bool(study.instructions.strip()),
+    )
+
+
 # --- blinding audit -------------------------------------------------------------------------
 
 # The audit reads at most this many items (a seeded sample beyond it): the AUC is stable long

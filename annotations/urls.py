@@ -14,6 +14,12 @@ urlpatterns = [
     path("studies/new/", views.study_create, name="study-create"),
     path("studies/<slug:slug>/", views.study_detail, name="study-detail"),
     path("studies/<slug:slug>/import/", views.study_import, name="study-import"),
+    path(
+        "studies/<slug:slug>/import/confirm/",
+        views.study_import_confirm,
+        name="study-import-confirm",
+    ),
+    path("studies/<slug:slug>/settings/", views.study_settings, name="study-settings"),
     path("studies/<slug:slug>/raters/", views.study_raters, name="study-raters"),
     path("studies/<slug:slug>/status/", views.study_status, name="study-status"),
     path(

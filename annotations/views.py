@@ -8,20 +8,27 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from annotations import permissions, roles, selectors, services
 from annotations.errors import DomainError
-from annotations.forms import DisplayPrefixesForm, ImportForm, RatersForm, StatusForm, StudyForm
-from annotations.importers import parse_alpaca_pair, parse_jsonl
-from annotations.models import StudyStatus
+from annotations.forms import (
+    DisplayPrefixesForm,
+    ImportConfirmForm,
+    ImportForm,
+    RatersForm,
+    StatusForm,
+    StudyForm,
+    StudySettingsForm,
+)
+from annotations.models import SIGN_OFF_STATES, STUDY_TRANSITIONS, StudyStatus
 from annotations.permissions import (
     page_errors,
     rater_required,
@@ -98,8 +105,10 @@ def study_create(request: HttpRequest) -> HttpResponse:
         except DomainError as exc:
             form.add_error(None, exc.message)
         else:
-            messages.success(request, f"Study {study.slug} created.")
-            return redirect("study-detail", slug=study.slug)
+            messages.success(
+                request, f"Study {study.slug} created. Next: import its pairs (with a preview)."
+            )
+            return redirect("study-import", slug=study.slug)
     return render(request, "annotations/study_form.html", {"form": form})
 
 
@@ -111,9 +120,9 @@ def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "can_edit": permissions.can_edit_study(request.user, study),
         "progress": selectors.study_progress(study=study),
         "blockers": selectors.study_blockers(study=study),
-        "import_form": ImportForm(),
         "raters_form": RatersForm(),
-        "status_form": StatusForm(initial={"status": study.status}),
+        "transitions": status_moves(study),
+        "setup": selectors.study_setup(study=study),
         "prefixes_form": DisplayPrefixesForm(
             initial={"prefixes": "\n".join(study.display_strip_prefixes or [])}
         ),
@@ -130,62 +139,122 @@ def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "annotations/study_detail.html", context)
 
 
+# The moves a researcher makes from each state, with the button that makes each; entering
+# signed_off or rejected is a release sign-off's (scoring.release), never offered here.
+STATUS_MOVE_LABELS = {
+    StudyStatus.OPEN: "Open: raters get pairs",
+    StudyStatus.CLOSED: "Close: raters stop getting pairs",
+    StudyStatus.RECONCILING: "Move to reconciling",
+    StudyStatus.READY: "Mark ready for sign-off",
+}
+
+
+def status_moves(study) -> list[tuple[str, str]]:
+    if study.archived_at is not None:
+        return []
+    allowed = STUDY_TRANSITIONS.get(study.status, frozenset()) - SIGN_OFF_STATES
+    return [(target, label) for target, label in STATUS_MOVE_LABELS.items() if target in allowed]
+
+
+@researcher_required
+@require_http_methods(["GET", "POST"])
+def study_import(request: HttpRequest, slug: str) -> HttpResponse:
+    """Step one of an import: the upload is parsed (as the import will parse it) and previewed,
+    every bad line listed; nothing is written. A clean upload is kept server-side until the
+    researcher confirms it (`study_import_confirm`)."""
+    study = page_errors(lambda: study_for_change(user=request.user, slug=slug))
+    form = ImportForm(request.POST or None, request.FILES or None)
+    context = {"study": study, "form": form, "preview": None, "confirm_form": None}
+    if request.method == "POST" and form.is_valid():
+        upload, tuned = form.cleaned_data["file"], form.cleaned_data.get("tuned_file")
+        pending = services.PendingImport(
+            file_format=form.cleaned_data["format"],
+            unmatched=form.cleaned_data["unmatched"],
+            file_name=upload.name,
+            data=upload.read(),
+            tuned_name=tuned.name if tuned is not None else "",
+            tuned_data=tuned.read() if tuned is not None else None,
+        )
+        try:
+            parsed = services.upload_parse(**vars(pending))
+        except DomainError as exc:
+            form.add_error(None, exc.message)
+        else:
+            preview = services.import_preview(study=study, parsed=parsed, source=upload.name)
+            context["preview"] = preview
+            if preview.ok:
+                token = services.pending_import_keep(user=request.user, study=study, upload=pending)
+                context["confirm_form"] = ImportConfirmForm(initial={"token": token})
+    return render(request, "annotations/study_import.html", context)
+
+
 @researcher_required
 @require_POST
-def study_import(request: HttpRequest, slug: str) -> HttpResponse:
+def study_import_confirm(request: HttpRequest, slug: str) -> HttpResponse:
+    """Step two: imports the upload kept at the preview, parsed again on the server, all or
+    nothing."""
     study = page_errors(lambda: study_for_change(user=request.user, slug=slug))
-    form = ImportForm(request.POST, request.FILES)
-    if not form.is_valid():
-        messages.error(request, f"Import failed: {form.errors.as_text()}")
-        return redirect("study-detail", slug=slug)
-    upload = form.cleaned_data["file"]
-    if form.cleaned_data["format"] == "alpaca":
-        tuned = form.cleaned_data.get("tuned_file")
-        if tuned is None:
-            messages.error(
-                request, "Import failed: the AlpacaEval format needs the tuned file too."
-            )
-            return redirect("study-detail", slug=slug)
-        parsed = parse_alpaca_pair(
-            upload.read(),
-            tuned.read(),
-            base_file=upload.name,
-            tuned_file=tuned.name,
-            max_issues=settings.IMPORT_MAX_ERRORS,
-            unmatched=form.cleaned_data["unmatched"],
+    form = ImportConfirmForm(request.POST)
+    pending = (
+        services.pending_import_take(
+            token=form.cleaned_data["token"], user=request.user, study=study
         )
-    else:
-        parsed = parse_jsonl(
-            upload.read(),
-            file=upload.name,
-            max_line_bytes=settings.IMPORT_MAX_LINE_BYTES,
-            max_issues=settings.IMPORT_MAX_ERRORS,
+        if form.is_valid()
+        else None
+    )
+    if pending is None:
+        messages.error(
+            request,
+            "That preview is no longer waiting (it expired, or was imported already): "
+            "upload the file again.",
         )
+        return redirect("study-import", slug=slug)
     try:
-        summary = services.items_import(study=study, parsed=parsed, source=upload.name)
+        parsed = services.upload_parse(**vars(pending))
+        summary = services.items_import(
+            study=study, parsed=parsed, source=pending.file_name, actor=request.user
+        )
     except DomainError as exc:
         messages.error(request, exc.message)
-        for line in exc.errors or []:
+        for line in exc.errors if isinstance(exc.errors, list) else []:
             messages.error(request, line)
-    else:
-        messages.success(request, f"Imported {summary.items} items.")
-        for name, skipped in summary.skipped.items():
-            first = "; ".join(skipped["first"])
-            messages.warning(
-                request, f"Skipped {skipped['count']} unmatched row(s) of {name}: {first}"
-            )
-        if summary.blinding is not None and summary.blinding["at_risk"]:
-            when = (
-                "and the study is open: they see these tells now"
-                if study.status == StudyStatus.OPEN
-                else "; see the audit below before opening the study"
-            )
-            messages.warning(
-                request,
-                "Blinding audit: raters could tell the sides apart from surface features "
-                f"alone {when}.",
-            )
-    return redirect("study-detail", slug=slug)
+        return redirect("study-import", slug=slug)
+    messages.success(request, f"Imported {summary.items} items.")
+    for name, skipped in summary.skipped.items():
+        first = "; ".join(skipped["first"])
+        messages.warning(request, f"Skipped {skipped['count']} unmatched row(s) of {name}: {first}")
+    if summary.blinding is not None and summary.blinding["at_risk"]:
+        when = (
+            "and the study is open: they see these tells now"
+            if study.status == StudyStatus.OPEN
+            else "; see the audit below before opening the study"
+        )
+        messages.warning(
+            request,
+            "Blinding audit: raters could tell the sides apart from surface features "
+            f"alone {when}.",
+        )
+    return redirect(f"{reverse('study-detail', kwargs={'slug': slug})}#blinding-audit")
+
+
+@researcher_required
+@require_http_methods(["GET", "POST"])
+def study_settings(request: HttpRequest, slug: str) -> HttpResponse:
+    """Votes per item, gold rate, rater instructions and the other settings a study may change
+    after it was created."""
+    study = page_errors(lambda: study_for_change(user=request.user, slug=slug))
+    initial = {name: getattr(study, name) for name in StudySettingsForm.base_fields}
+    form = StudySettingsForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.study_update(study=study, actor=request.user, **form.cleaned_data)
+        except DomainError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, "Settings saved.")
+            return redirect("study-detail", slug=slug)
+    context = {"study": study, "form": form, "setup": selectors.study_setup(study=study)}
+    return render(request, "annotations/study_settings.html", context)
 
 
 @researcher_required
@@ -212,7 +281,7 @@ def study_status(request: HttpRequest, slug: str) -> HttpResponse:
     form = StatusForm(request.POST)
     if form.is_valid():
         try:
-            services.study_update(
+            study = services.study_update(
                 study=study,
                 actor=request.user,
                 status=form.cleaned_data["status"],
@@ -222,8 +291,10 @@ def study_status(request: HttpRequest, slug: str) -> HttpResponse:
         except DomainError as exc:
             messages.error(request, exc.message)
         else:
-            messages.success(request, f"Study is now {form.cleaned_data['status']}.")
-    return redirect("study-detail", slug=slug)
+            messages.success(request, f"Study is now {study.get_status_display().lower()}.")
+    else:
+        messages.error(request, form.errors.as_text())
+    return redirect(f"{reverse('study-detail', kwargs={'slug': slug})}#status")
 
 
 @researcher_required

@@ -209,7 +209,12 @@ TABLE: tuple[Row, ...] = (
     Row("study-create", "GET", "302 403 403 200 200 200 403 200", fmt="form"),
     Row("study-create", "POST", "302 403 403 200 200 200 403 200", data={}, fmt="form"),
     Row("study-detail", "GET", "302 403 403 200 200 200 403 200", S, fmt="form"),
-    Row("study-import", "POST", "302 403 403 302 302 403 403 302", S, data={}, fmt="form"),
+    # The import page previews an upload (200, nothing written); the confirmation imports it.
+    Row("study-import", "GET", "302 403 403 200 200 403 403 200", S, fmt="form"),
+    Row("study-import", "POST", "302 403 403 200 200 403 403 200", S, fmt="multipart"),
+    Row("study-import-confirm", "POST", "302 403 403 302 302 403 403 302", S, data={}, fmt="form"),
+    Row("study-settings", "GET", "302 403 403 200 200 403 403 200", S, fmt="form"),
+    Row("study-settings", "POST", "302 403 403 200 200 403 403 200", S, data={}, fmt="form"),
     Row("study-raters", "POST", "302 403 403 302 302 403 403 302", S, data={}, fmt="form"),
     Row(
         "study-status",

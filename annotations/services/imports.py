@@ -9,13 +9,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models.fields import AutoFieldMixin
 
 from annotations.errors import (
     DomainValidationError,
 )
-from annotations.importers import ImportIssue, ParsedItem, ParseResult
+from annotations.importers import (
+    ImportIssue,
+    ParsedItem,
+    ParseResult,
+    parse_alpaca_pair,
+    parse_jsonl,
+)
 from annotations.models import (
     Item,
     Output,
@@ -23,19 +30,24 @@ from annotations.models import (
     System,
 )
 from annotations.services.blinding import blinding_audit_run
-from annotations.services.studies import evidence_changed_notify
+from annotations.services.studies import audit_record, evidence_changed_notify
 
 __all__ = [
     "COPY_AS_IS",
     "CopyRows",
     "IMPORT_BATCH_SIZE",
     "IMPORT_COPY_BATCH_SIZE",
+    "IMPORT_FORMATS",
+    "ImportPreview",
     "ImportSummary",
     "external_ids_taken",
+    "import_preview",
+    "import_refusal",
     "items_import",
     "items_write_bulk",
     "items_write_copy",
     "output_values",
+    "upload_parse",
 ]
 
 IMPORT_BATCH_SIZE = 2_000
@@ -79,26 +91,70 @@ def external_ids_taken(*, study: Study, ids: Sequence[str]) -> set[str]:
     return taken
 
 
-def items_import(
-    *,
-    study: Study,
-    parsed: ParseResult,
-    source: str,
-    progress: Callable[[int], None] | None = None,
-) -> ImportSummary:
-    """Writes parsed items and both outputs of each, all or nothing, then runs the study's
-    blinding audit (stored on the study and returned in the summary).
+IMPORT_FORMATS = ("jsonl", "alpaca")
 
-    Raises DomainValidationError listing `file:line: reason` for every bad line (capped) when the
-    parse failed or an id already exists in the study; nothing is written then.
-    """
+
+def upload_parse(
+    *,
+    file_format: str,
+    data: bytes,
+    file_name: str,
+    tuned_data: bytes | None = None,
+    tuned_name: str = "",
+    unmatched: str = "error",
+) -> ParseResult:
+    """Parses uploaded pairs (a JSONL file, or an AlpacaEval pair: the base model's file and
+    the tuned model's) with the configured limits. Writes nothing: the API, the CLI, the page's
+    preview and its confirmed import all parse through here, so the preview shows exactly what
+    the import will refuse or write. Raises DomainValidationError (unknown format, an
+    AlpacaEval pair without its tuned file)."""
+    if file_format not in IMPORT_FORMATS:
+        raise DomainValidationError(
+            f"format must be one of {', '.join(IMPORT_FORMATS)}, got {file_format!r}",
+            errors={"format": ["invalid"]},
+        )
+    if file_format == "jsonl":
+        return parse_jsonl(
+            data,
+            file=file_name,
+            max_line_bytes=settings.IMPORT_MAX_LINE_BYTES,
+            max_issues=settings.IMPORT_MAX_ERRORS,
+        )
+    if tuned_data is None:
+        raise DomainValidationError(
+            "the AlpacaEval format needs the tuned model's file too",
+            errors={"tuned_file": ["required"]},
+        )
+    return parse_alpaca_pair(
+        data,
+        tuned_data,
+        base_file=file_name,
+        tuned_file=tuned_name,
+        max_issues=settings.IMPORT_MAX_ERRORS,
+        unmatched=unmatched,
+    )
+
+
+def import_refusal(
+    *, study: Study, parsed: ParseResult, source: str
+) -> DomainValidationError | None:
+    """Why `items_import` would refuse `parsed` (bad lines, or ids the study already has), as
+    the error it raises with `file:line: reason` for each (capped); None when it would write."""
+    return _refusal_and_count(study=study, parsed=parsed, source=source)[0]
+
+
+def _refusal_and_count(
+    *, study: Study, parsed: ParseResult, source: str
+) -> tuple[DomainValidationError | None, int]:
+    """`import_refusal`, and how many lines it refuses (its list of them is capped)."""
     if not parsed.ok:
         # Name the files the bad lines are in: with a pair of files, `source` is only the first.
-        raise DomainValidationError(
+        refusal = DomainValidationError(
             f"{parsed.bad_lines} bad line(s) in {parsed.bad_files() or source}; "
             "nothing was imported",
             errors=[str(issue) for issue in parsed.issues],
         )
+        return refusal, parsed.bad_lines
     clash_set = external_ids_taken(study=study, ids=[item.external_id for item in parsed.items])
     if clash_set:
         issues = [
@@ -112,27 +168,103 @@ def items_import(
             for item in parsed.items
             if item.external_id in clash_set
         ]
-        raise DomainValidationError(
+        refusal = DomainValidationError(
             f"{len(clash_set)} id(s) already exist in study {study.slug!r}; nothing was imported",
             errors=issues[: settings.IMPORT_MAX_ERRORS],
         )
+        return refusal, len(clash_set)
+    return None, 0
+
+
+@dataclass(frozen=True)
+class ImportPreview:
+    """What `items_import` would do with `parsed`, found without writing: the good items read
+    (`count`, the `first` few, how many are gold), and its refusal if it would refuse
+    (`refusal`, and `file:line: reason` in `errors` for each of the `bad_lines`, capped at
+    IMPORT_MAX_ERRORS)."""
+
+    count: int
+    first: list[ParsedItem]
+    gold: int
+    refusal: str
+    errors: list[str]
+    bad_lines: int
+    skipped: dict[str, dict[str, Any]]
+
+    @property
+    def ok(self) -> bool:
+        return not self.refusal
+
+    @property
+    def errors_not_listed(self) -> int:
+        return max(0, self.bad_lines - len(self.errors))
+
+
+def import_preview(
+    *, study: Study, parsed: ParseResult, source: str, first: int = 5
+) -> ImportPreview:
+    """A dry run of `items_import`: the same checks, nothing written."""
+    refusal, refused_lines = _refusal_and_count(study=study, parsed=parsed, source=source)
+    errors = list(refusal.errors or []) if refusal is not None else []
+    return ImportPreview(
+        count=len(parsed.items),
+        first=parsed.items[:first],
+        gold=sum(1 for item in parsed.items if item.gold_preference),
+        refusal=refusal.message if refusal is not None else "",
+        errors=errors,
+        bad_lines=refused_lines,
+        skipped=parsed.skipped_report(),
+    )
+
+
+def items_import(
+    *,
+    study: Study,
+    parsed: ParseResult,
+    source: str,
+    actor: AbstractBaseUser | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ImportSummary:
+    """Writes parsed items and both outputs of each, all or nothing, records the import in the
+    audit log, then runs the study's blinding audit (stored on the study and returned in the
+    summary).
+
+    Raises DomainValidationError listing `file:line: reason` for every bad line (capped) when the
+    parse failed or an id already exists in the study; nothing is written then.
+    """
+    refusal = import_refusal(study=study, parsed=parsed, source=source)
+    if refusal is not None:
+        raise refusal
     on_postgres = connections[DEFAULT_DB_ALIAS].vendor == "postgresql"
     write = items_write_copy if on_postgres else items_write_bulk
     written_items = 0
     written_outputs = 0
+    skipped = parsed.skipped_report()
     with transaction.atomic():
         for items, outputs in write(study=study, parsed=parsed.items):
             written_items += items
             written_outputs += outputs
             if progress is not None:
                 progress(items)
+        audit_record(
+            entity="study",
+            entity_id=study.slug,
+            action="items_imported",
+            actor=actor,
+            study=study,
+            details={
+                "source": source,
+                "items": written_items,
+                "skipped": {name: row["count"] for name, row in skipped.items()},
+            },
+        )
         # In the same transaction: the stored audit always describes the outputs stored.
         blinding = blinding_audit_run(study=study)
     evidence_changed_notify(study.pk, kind="items")
     return ImportSummary(
         items=written_items,
         outputs=written_outputs,
-        skipped=parsed.skipped_report(),
+        skipped=skipped,
         blinding=blinding,
     )
 

@@ -140,7 +140,10 @@ def run_create(*, fields: dict, items: list, holdout: list, log, sha: str, actor
         settings=settings_extra,
     )
     annotation_services.items_import(
-        study=study, parsed=ParseResult(items, [], 0, len(items)), source="items"
+        study=study,
+        parsed=ParseResult(items, [], 0, len(items)),
+        source="items",
+        actor=actor,
     )
     holdout_study = None
     if holdout:
@@ -154,7 +157,10 @@ def run_create(*, fields: dict, items: list, holdout: list, log, sha: str, actor
             created_by=actor,
         )
         annotation_services.items_import(
-            study=holdout_study, parsed=ParseResult(holdout, [], 0, len(holdout)), source="holdout"
+            study=holdout_study,
+            parsed=ParseResult(holdout, [], 0, len(holdout)),
+            source="holdout",
+            actor=actor,
         )
     if fields.get("raters"):
         annotation_services.raters_assign(study=study, usernames=fields["raters"])

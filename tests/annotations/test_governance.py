@@ -240,7 +240,7 @@ def test_deleting_a_study_keeps_its_audit_trail(researcher) -> None:
     assert api.delete(f"/api/v1/studies/{slug}/").status_code == 204
     assert not Study.objects.filter(slug=slug).exists()
     actions = list(AuditEvent.objects.filter(study_slug=slug).values_list("action", flat=True))
-    assert actions == ["created", "deleted"]
+    assert actions == ["created", "items_imported", "deleted"]
     trail = api_client_for(make_user("release_owner")).get(f"/api/v1/audit/?study={slug}")
     assert [e["action"] for e in trail.json()] == actions
     assert {e["study"] for e in trail.json()} == {slug}

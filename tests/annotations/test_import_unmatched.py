@@ -148,13 +148,15 @@ def test_api_unmatched_error_then_skip(researcher, researcher_api) -> None:
 
 @pytest.mark.django_db
 def test_page_import_skips_and_lists_what_it_skipped(researcher) -> None:
+    import re
+
     from django.test import Client
 
     services.study_create(slug="alp", name="a", task_type="chat", created_by=researcher)
     base, tuned = pair_files()
     page = Client()
     page.force_login(researcher)
-    response = page.post(
+    preview = page.post(
         "/studies/alp/import/",
         {
             "format": "alpaca",
@@ -162,8 +164,13 @@ def test_page_import_skips_and_lists_what_it_skipped(researcher) -> None:
             "file": SimpleUploadedFile("base.json", base),
             "tuned_file": SimpleUploadedFile("tuned.json", tuned),
         },
-        follow=True,
-    )
+    ).content.decode()
+    assert f"Preview: {SHARED} items ready" in preview
+    assert "2 unmatched rows of tuned.json will be skipped" in preview
+    assert "tuned.json:7: instruction &#x27;Only in tuned B&#x27;" in preview
+    assert Item.objects.count() == 0
+    token = re.search(r'name="token" value="([^"]+)"', preview).group(1)
+    response = page.post("/studies/alp/import/confirm/", {"token": token}, follow=True)
     html = response.content.decode()
     assert f"Imported {SHARED} items." in html
     assert "Skipped 2 unmatched row(s) of tuned.json" in html

@@ -2,12 +2,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from annotations import selectors, services
-from annotations.importers import UNMATCHED_CHOICES, parse_alpaca_pair, parse_jsonl
+from annotations.importers import UNMATCHED_CHOICES
 from annotations.management.commands._common import blinding_line, call
 from annotations.models import StudyStatus
 
@@ -40,21 +39,18 @@ class Command(BaseCommand):
                 raise CommandError(
                     "--format alpaca needs --tuned FILE2 (the tuned model's outputs)"
                 )
-            parsed = parse_alpaca_pair(
-                path.read_bytes(),
-                tuned.read_bytes(),
-                base_file=str(path),
-                tuned_file=str(tuned),
-                max_issues=settings.IMPORT_MAX_ERRORS,
-                unmatched=options["unmatched"],
-            )
         else:
-            parsed = parse_jsonl(
-                path.read_bytes(),
-                file=str(path),
-                max_line_bytes=settings.IMPORT_MAX_LINE_BYTES,
-                max_issues=settings.IMPORT_MAX_ERRORS,
-            )
+            tuned = None
+        parsed = call(
+            self.stderr,
+            services.upload_parse,
+            file_format=options["format"],
+            data=path.read_bytes(),
+            file_name=str(path),
+            tuned_data=tuned.read_bytes() if tuned is not None else None,
+            tuned_name=str(tuned) if tuned is not None else "",
+            unmatched=options["unmatched"],
+        )
         bar = tqdm(
             total=len(parsed.items),
             unit="item",
