@@ -36,6 +36,7 @@ EXTENSIONS = {
     ExportKind.ITEMS_CSV: "csv",
     ExportKind.ITEMS_JSONL: "jsonl",
     ExportKind.JUDGMENTS_CSV: "csv",
+    ExportKind.JUDGMENTS_JSONL: "jsonl",
     ExportKind.DPO_JSONL: "jsonl",
 }
 OPTION_KEYS = {"exclude_flagged_raters", "include_judge"}
@@ -77,9 +78,10 @@ def write_export(*, study: Study, kind: str, options: dict[str, Any], path: Path
             return write_rows(handle, item_rows(study=study), ITEM_ROW_FIELDS, "csv")
         if kind == ExportKind.ITEMS_JSONL:
             return write_rows(handle, item_rows(study=study), None, "jsonl")
-        if kind == ExportKind.JUDGMENTS_CSV:
+        if kind in (ExportKind.JUDGMENTS_CSV, ExportKind.JUDGMENTS_JSONL):
             rows = annotation_selectors.judgment_export_rows(study=study)
-            return write_rows(handle, rows, annotation_selectors.JUDGMENT_EXPORT_FIELDS, "csv")
+            fmt = "csv" if kind == ExportKind.JUDGMENTS_CSV else "jsonl"
+            return write_rows(handle, rows, annotation_selectors.JUDGMENT_EXPORT_FIELDS, fmt)
         if kind == ExportKind.DPO_JSONL:
             pairs = preference_pairs(study=study, include_judge=bool(options.get("include_judge")))
             return write_rows(handle, pairs, None, "jsonl")
