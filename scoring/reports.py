@@ -30,8 +30,9 @@ from scoring import selectors
 from scoring.models import JudgeVerdict
 
 # 2: item-clustered win-rate inference, length-adjusted (renamed), pairwise judge agreement,
-# sequential decision from recorded looks, one verdict.
-REPORT_SCHEMA_VERSION = 2
+# sequential decision from recorded looks, one verdict. 3: a rater's position bias is named by
+# the slot raters saw (`response_1_rate`, `response_1_p_value`; were `left_*`).
+REPORT_SCHEMA_VERSION = 3
 CODES = {"base": 0, "tuned": 1, "tie": 2, "both_bad": 3}
 NAMES = {v: k for k, v in CODES.items()}
 ALPHA_TENTATIVE = 0.667
@@ -156,8 +157,9 @@ def rater_rows(study: Study, votes: VoteRows, gold_votes: VoteRows) -> list[dict
             "rater": str(r.rater),
             "votes": r.n_votes,
             "median_seconds": finite(r.median_seconds),
-            "left_rate": finite(r.left_rate),
-            "left_p_value": finite(r.left_p_value),
+            # Position bias, named by the slot raters saw first ("Response 1").
+            "response_1_rate": finite(r.left_rate),
+            "response_1_p_value": finite(r.left_p_value),
             "loo_agreement": finite(r.majority_agreement),
             "gold_accuracy": finite(r.gold_accuracy),
             "gold_votes": r.n_gold,

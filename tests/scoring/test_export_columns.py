@@ -76,3 +76,12 @@ def test_judgments_jsonl_has_the_csv_rows(slotted_study, tmp_path) -> None:
     assert [r["choice"] for r in from_jsonl] == [r["choice"] for r in from_csv]
     assert list(from_jsonl[0]) == list(from_csv[0])  # same columns, same order
     assert isinstance(from_jsonl[0]["time_ms"], int)
+
+
+def test_report_names_position_bias_by_slot(slotted_study, tmp_path) -> None:
+    report = json.loads(export_text(slotted_study, "report_json", tmp_path))
+    by_rater = {r["rater"]: r for r in report["raters"]}
+    first, second = (by_rater[m.rater.username] for m in slotted_study.memberships.order_by("id"))
+    assert first["response_1_rate"] == 1.0 and second["response_1_rate"] == 0.0
+    assert all("left_rate" not in r and "left_p_value" not in r for r in report["raters"])
+    assert report["schema_version"] == 3
