@@ -25,6 +25,7 @@ from scoring.reports import (
     ITEM_ROW_FIELDS,
     ReportOptions,
     canonical_json,
+    disagreement_texts,
     item_rows,
     preference_pairs,
 )
@@ -63,12 +64,16 @@ def write_export(*, study: Study, kind: str, options: dict[str, Any], path: Path
         if kind in (ExportKind.REPORT_JSON, ExportKind.REPORT_HTML, ExportKind.REPORT_CSV):
             report = study_report(study=study, options=report_options(options))
             if kind == ExportKind.REPORT_JSON:
+                report = disagreement_texts(report, study=study)
                 handle.write(json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False))
             elif kind == ExportKind.REPORT_HTML:
-                from scoring.report_html import render_report_html
+                from scoring.report_html import MAX_DISAGREEMENTS, render_report_html
 
+                # The HTML lists the first disagreements only: their texts are all it needs.
+                report = disagreement_texts(report, study=study, limit=MAX_DISAGREEMENTS)
                 handle.write(render_report_html(report))
             else:
+                report = disagreement_texts(report, study=study)
                 writer = csv.writer(handle)
                 writer.writerow(["key", "value"])
                 for key, value in flatten("", json.loads(canonical_json(report))):

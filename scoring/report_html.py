@@ -37,6 +37,7 @@ NOT_AVAILABLE = "not available"
 ALPHA_TENTATIVE = 0.667
 ALPHA_RELIABLE = 0.800
 MAX_DISAGREEMENTS = 200
+TEXT_EXCERPT_CHARS = 240  # a prompt or output in the disagreement table
 MAX_FOREST_ROWS = 40
 
 _COLOURS = {
@@ -101,6 +102,13 @@ pre{background:#f7fafc;border:1px solid #e2e8f0;padding:10px;overflow-x:auto;fon
 svg.plot{max-width:100%;height:auto;display:block;margin:6px 0}
 nav{font-size:12px;margin:8px 0}nav a{color:#2b6cb0;margin-right:10px;text-decoration:none}
 footer{color:#718096;font-size:12px;text-align:center;margin:24px 0}
+/* Phones: the document never scrolls sideways; a wide table scrolls inside its own box and
+   long ids wrap. */
+.scroll{max-width:100%;overflow-x:auto}
+td,th{overflow-wrap:break-word}
+h1,.id,.slug{overflow-wrap:anywhere}
+.excerpt{white-space:pre-wrap;overflow-wrap:break-word;min-width:12em;max-width:28em;font-size:12px}
+@media (max-width:600px){main{padding:12px}section{padding:10px 12px}table.kv th{width:auto}}
 .rationale{color:#4a5568;font-size:12px;margin-top:2px;white-space:pre-wrap}
 @media print{body{background:#fff}section{border:none;padding:0}nav{display:none}}
 """
@@ -196,12 +204,13 @@ def _table(
             for col, cell in enumerate(row)
         )
         body.append(f'<tr class="{css}">{cells}</tr>' if css else f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f'<div class="scroll">{table}</div>'
 
 
 def _kv_table(pairs: Sequence[tuple[str, str]]) -> str:
     rows = "".join(f"<tr><th>{_esc(k)}</th><td>{v}</td></tr>" for k, v in pairs)
-    return f'<table class="kv"><tbody>{rows}</tbody></table>'
+    return f'<div class="scroll"><table class="kv"><tbody>{rows}</tbody></table></div>'
 
 
 def _section(anchor: str, title: str, body: str) -> str:
@@ -874,9 +883,22 @@ def _votes_text(votes: object) -> str:
     return " · ".join(f"{_esc(_VOTE_LABELS.get(k, k))} {_fmt(v)}" for k, v in data.items())
 
 
+def _excerpt(value: object, limit: int = TEXT_EXCERPT_CHARS) -> str:
+    """HTML for a prompt or an output, cut at `limit` characters (the exports carry it whole)."""
+    if not isinstance(value, str) or not value.strip():
+        return _na()
+    text = value.strip()
+    if len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    return f'<div class="excerpt">{_esc(text)}</div>'
+
+
 def _disagreements(report: Mapping[str, Any]) -> str:
     entries = [e for e in _list(report.get("disagreements")) if isinstance(e, dict)]
     shown = entries[:MAX_DISAGREEMENTS]
+    # Texts are added for readers (`scoring.reports.disagreement_texts`); a report without them
+    # keeps the table narrow instead of three columns of "not available".
+    with_texts = any("prompt" in entry for entry in shown)
     rows, classes = [], []
     for entry in shown:
         adjudication = _dict(entry.get("adjudication"))
@@ -891,15 +913,21 @@ def _disagreements(report: Mapping[str, Any]) -> str:
         else:
             cell = "not adjudicated"
         reasons = [_esc(r) for r in _list(entry.get("reasons"))]
-        rows.append(
-            [
-                _na() if entry.get("item_id") in (None, "") else _esc(entry["item_id"]),
-                ", ".join(reasons) if reasons else _na(),
-                _votes_text(entry.get("votes")),
-                _fmt(entry.get("judge_p_tuned")),
-                cell,
+        item = entry.get("item_id")
+        row = [f'<span class="id">{_esc(item)}</span>' if item not in (None, "") else _na()]
+        if with_texts:
+            row += [
+                _excerpt(entry.get("prompt")),
+                _excerpt(entry.get("base_output")),
+                _excerpt(entry.get("tuned_output")),
             ]
-        )
+        row += [
+            ", ".join(reasons) if reasons else _na(),
+            _votes_text(entry.get("votes")),
+            _fmt(entry.get("judge_p_tuned")),
+            cell,
+        ]
+        rows.append(row)
         classes.append("adjudicated" if adjudication else "")
     body = ""
     if entries:
@@ -908,13 +936,22 @@ def _disagreements(report: Mapping[str, Any]) -> str:
             f'<p class="muted">Showing {len(shown)} of {len(entries)} items worth a second look '
             f"({n_adjudicated} of those shown adjudicated).</p>"
         )
+    headers = ["Item"]
+    if with_texts:
+        headers += ["Prompt", "Base output", "Tuned output"]
+    headers += ["Reasons", "Votes", "Judge P(tuned)", "Adjudication"]
     body += _table(
-        ["Item", "Reasons", "Votes", "Judge P(tuned)", "Adjudication"],
+        headers,
         rows,
         row_classes=classes,
-        numeric=(3,),
+        numeric=(len(headers) - 2,),
         empty="not available (no disagreements listed)",
     )
+    if with_texts and rows:
+        body += (
+            f'<p class="muted">Prompts and outputs are cut at {TEXT_EXCERPT_CHARS} characters '
+            "here; the item rows export (CSV, JSONL) and the JSON report hold them in full.</p>"
+        )
     return _section("disagreements", "Disagreements", body)
 
 

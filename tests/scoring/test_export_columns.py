@@ -85,3 +85,104 @@ def test_report_names_position_bias_by_slot(slotted_study, tmp_path) -> None:
     assert first["response_1_rate"] == 1.0 and second["response_1_rate"] == 0.0
     assert all("left_rate" not in r and "left_p_value" not in r for r in report["raters"])
     assert report["schema_version"] == 3
+
+
+LONG = "word " * 200  # 1,000 characters: longer than the HTML excerpt
+
+
+@pytest.fixture
+def split_study(researcher):
+    """Three items imported with their own ids (one long), two raters who always split: the
+    first prefers base, the second tuned."""
+    from annotations.importers import parse_jsonl
+    from tests.factories import BASE_MODEL, TUNED_MODEL, jsonl_bytes
+
+    raters = [make_user(), make_user()]
+    study = services.study_create(
+        created_by=researcher,
+        slug="split-study",
+        name="Split study",
+        task_type="generation",
+        overlap=2,
+        max_overlap=2,
+        status="open",
+        base_model=BASE_MODEL,
+        tuned_model=TUNED_MODEL,
+    )
+    records = [
+        {
+            "id": "q-alpha",
+            "prompt": "Why is the sky blue? " + LONG,
+            "base": "Base says Rayleigh. " + LONG,
+            "tuned": "Tuned says scattering. " + LONG,
+        },
+        {"id": "q-beta", "prompt": "Name a prime.", "base": "4", "tuned": "7"},
+        {"id": "q-gamma", "prompt": "Say hi.", "base": "hi", "tuned": "hello"},
+    ]
+    services.items_import(
+        study=study, parsed=parse_jsonl(jsonl_bytes(records), file="x.jsonl"), source="x"
+    )
+    services.raters_assign(study=study, usernames=[r.username for r in raters])
+    for rater, wanted in zip(raters, ("base", "tuned"), strict=True):
+        while (a := services.assignment_next(study=study, rater=rater)) is not None:
+            choice = "1" if a.left_system == wanted else "2"
+            services.judgment_submit(assignment_id=a.pk, rater=rater, choice=choice, time_ms=3000)
+    return study, {r["id"]: r for r in records}
+
+
+def test_item_rows_carry_the_import_id_prompt_and_both_outputs_in_full(
+    split_study, tmp_path
+) -> None:
+    study, records = split_study
+    rows = list(csv.DictReader(io.StringIO(export_text(study, "items_csv", tmp_path))))
+    lines = export_text(study, "items_jsonl", tmp_path).splitlines()
+    for parsed in (rows, [json.loads(line) for line in lines]):
+        assert [r["item_id"] for r in parsed] == ["q-alpha", "q-beta", "q-gamma"]
+        for row in parsed:
+            record = records[row["item_id"]]
+            assert row["prompt"] == record["prompt"]
+            assert row["base_output"] == record["base"]
+            assert row["tuned_output"] == record["tuned"]
+            assert row["majority"] in ("", None)  # one vote each way: no majority
+    assert list(rows[0])[:3] == ["item_id", "votes_base", "votes_tuned"]
+
+
+def test_disagreements_carry_texts_in_json_and_csv_and_excerpts_in_html(
+    split_study, tmp_path
+) -> None:
+    study, records = split_study
+    report = json.loads(export_text(study, "report_json", tmp_path))
+    listed = {d["item_id"]: d for d in report["disagreements"]}
+    assert set(listed) == set(records)
+    for item_id, entry in listed.items():
+        assert entry["prompt"] == records[item_id]["prompt"]
+        assert entry["base_output"] == records[item_id]["base"]
+        assert entry["tuned_output"] == records[item_id]["tuned"]
+
+    summary = dict(csv.reader(io.StringIO(export_text(study, "report_csv", tmp_path))))
+    first = next(k for k, v in summary.items() if k.endswith(".item_id") and v == "q-alpha")
+    index = first[: -len(".item_id")]
+    assert summary[f"{index}.prompt"] == records["q-alpha"]["prompt"]
+    assert summary[f"{index}.tuned_output"] == records["q-alpha"]["tuned"]
+
+    html = export_text(study, "report_html", tmp_path)
+    table = html[html.index('id="disagreements"') : html.index('id="decision"')]
+    for header in ("Prompt", "Base output", "Tuned output"):
+        assert f"<th>{header}</th>" in table
+    assert "q-alpha" in table and "Name a prime." in table and "Tuned says scattering." in table
+    assert records["q-alpha"]["prompt"].strip() not in table  # cut, not whole
+    assert "…" in table and "hold them in full" in table
+    assert "sha-" not in html
+
+
+def test_the_review_page_shows_import_ids(split_study, researcher) -> None:
+    from django.test import Client
+
+    study, records = split_study
+    client = Client()
+    client.force_login(researcher)
+    page = client.get(f"/studies/{study.slug}/disagreements/").content.decode()
+    for item_id in records:
+        assert f'data-item="{item_id}"' in page
+    assert "sha-" not in page
+    assert "<th>Shown as Response 1</th>" in page and "Shown left" not in page
