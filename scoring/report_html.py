@@ -113,6 +113,23 @@ h1,.id,.slug{overflow-wrap:anywhere}
 @media print{body{background:#fff}section{border:none;padding:0}nav{display:none}}
 """
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+# The web page adds a bar (the way back to the study, the export buttons) and their same-origin
+# script, which may call the API; the exported file keeps `_CSP` and no script.
+_PAGE_CSP = _CSP + "; script-src 'self'; connect-src 'self'"
+_PAGE_CSS = """
+.page-bar{background:#fff;border:1px solid #e2e8f0;border-radius:6px;padding:10px 14px;
+ margin:0 0 14px}
+.page-bar p{margin:4px 0}.page-bar a{color:#2b6cb0}
+.exports h2{font-size:15px;border:none;margin:10px 0 6px;padding:0}
+.export-buttons{display:flex;flex-wrap:wrap;gap:6px}
+.export-buttons button{font:inherit;font-size:13px;padding:5px 10px;border:1px solid #2b6cb0;
+ background:#2b6cb0;color:#fff;border-radius:4px;cursor:pointer}
+.export-buttons button:disabled{opacity:.6;cursor:progress}
+.export-option{display:block;font-size:12px;margin:6px 0}
+.export-status{list-style:none;padding:0;margin:6px 0 0;font-size:13px;overflow-wrap:anywhere}
+.export-status .error{color:#c53030}
+@media print{.page-bar{display:none}}
+"""
 
 
 # --- small value helpers ------------------------------------------------------------------------
@@ -1174,14 +1191,20 @@ def _safe(anchor: str, title: str, build: Callable[[Mapping[str, Any]], str], re
         return _section(anchor, title, f"<p>{_na()}</p>")
 
 
-def render_report_html(report: dict[str, Any]) -> str:
+def render_report_html(
+    report: dict[str, Any], *, page_bar: str = "", scripts: Sequence[str] = ()
+) -> str:
     """Render a study report (see :mod:`scoring.reports`) as one self-contained HTML document.
 
     Args:
         report: the report dict; every key is optional and may be null or empty.
+        page_bar: for the web page only, trusted HTML (rendered by a Django template) put above
+            the report: the way back to the study and the export buttons.
+        scripts: for the web page only, same-origin script URLs the page loads (deferred).
 
     Returns:
-        The HTML text (UTF-8, no scripts, no external resources), ready to write to a file.
+        The HTML text, ready to write to a file: UTF-8, no external resources, and without
+        `page_bar` and `scripts` no script either.
     """
     data: Mapping[str, Any] = report if isinstance(report, dict) else {}
     study = _dict(data.get("study"))
@@ -1190,17 +1213,21 @@ def render_report_html(report: dict[str, Any]) -> str:
     title = f"{name} ({slug})" if slug else str(name)
     nav = "".join(f'<a href="#{anchor}">{_esc(label)}</a>' for anchor, label, _ in _SECTIONS)
     parts = [
+        page_bar,
         _safe("header", "Study", _header, data),
         f"<nav>{nav}</nav>",
         _safe("verdict", "Verdict", _verdict, data),
         *(_safe(anchor, label, build, data) for anchor, label, build in _SECTIONS),
         _safe("footer", "Footer", _footer, data),
     ]
+    is_page = bool(page_bar or scripts)
+    css = _CSS + (_PAGE_CSS if is_page else "")
+    script_tags = "".join(f'<script src="{_esc(url)}" defer></script>' for url in scripts)
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
+        f'<meta http-equiv="Content-Security-Policy" content="{_PAGE_CSP if is_page else _CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>Evaluation report: {_esc(title)}</title><style>{_CSS}</style></head>"
-        f"<body><main>{''.join(parts)}</main></body></html>\n"
+        f"<title>Evaluation report: {_esc(title)}</title><style>{css}</style>{script_tags}"
+        f"</head><body><main>{''.join(parts)}</main></body></html>\n"
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 import pytest
 from django.test import override_settings
@@ -186,3 +187,42 @@ def test_the_review_page_shows_import_ids(split_study, researcher) -> None:
         assert f'data-item="{item_id}"' in page
     assert "sha-" not in page
     assert "<th>Shown as Response 1</th>" in page and "Shown left" not in page
+
+
+def test_report_page_leads_back_and_offers_every_export(split_study, researcher, tmp_path):
+    from django.test import Client
+
+    study, _ = split_study
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(researcher)
+    page = client.get(f"/studies/{study.slug}/report/").content.decode()
+    assert f'href="/studies/{study.slug}/" id="back-to-study"' in page
+    kinds = re.findall(r'data-kind="([a-z_]+)"', page)
+    assert sorted(kinds) == sorted(ExportKind.values)
+    assert f'data-export-start="/api/v1/studies/{study.slug}/exports/"' in page
+    assert 'name="csrfmiddlewaretoken"' in page
+    assert '<script src="/static/js/exports.js" defer></script>' in page
+    assert "script-src 'self'; connect-src 'self'" in page
+    # The disagreement table on the page has the texts, as the HTML export has.
+    assert "Tuned says scattering." in page and "Name a prime." in page
+    # The file a researcher mails has neither the bar nor any script.
+    exported = export_text(study, "report_html", tmp_path)
+    assert "<script" not in exported and "data-export-start" not in exported
+    assert "script-src" not in exported
+    detail = client.get(f"/studies/{study.slug}/").content.decode()
+    assert sorted(re.findall(r'data-kind="([a-z_]+)"', detail)) == sorted(ExportKind.values)
+    assert '<script src="/static/js/exports.js" defer></script>' in detail
+
+
+def test_release_owner_gets_the_report_without_export_buttons(split_study) -> None:
+    from django.test import Client
+
+    study, _ = split_study
+    owner = make_user("release_owner")
+    client = Client()
+    client.force_login(owner)
+    response = client.get(f"/studies/{study.slug}/report/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "data-export-start" not in page and "back-to-study" not in page
+    assert 'href="/runs/"' in page  # no run for this study: back to the runs list
