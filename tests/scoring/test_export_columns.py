@@ -209,6 +209,10 @@ def test_report_page_leads_back_and_offers_every_export(split_study, researcher,
     exported = export_text(study, "report_html", tmp_path)
     assert "<script" not in exported and "data-export-start" not in exported
     assert "script-src" not in exported
+    without_flagged = client.get(f"/studies/{study.slug}/report/?exclude_flagged_raters=1")
+    # The report exports leave flagged raters out, as the page they are started from does.
+    assert 'data-exclude-flagged-raters="1"' in without_flagged.content.decode()
+    assert 'data-exclude-flagged-raters="1"' not in page
     detail = client.get(f"/studies/{study.slug}/").content.decode()
     assert sorted(re.findall(r'data-kind="([a-z_]+)"', detail)) == sorted(ExportKind.values)
     assert '<script src="/static/js/exports.js" defer></script>' in detail
