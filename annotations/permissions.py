@@ -92,6 +92,12 @@ def can_manage_collaborators(user: User, study: Study) -> bool:
     return can_delete_study(user, study)
 
 
+def can_export_study(user: User, study: Study) -> bool:
+    """Start and download a study's exports (the export API is the researcher's): release
+    owners read the report page but get no export buttons."""
+    return roles.is_researcher(user) and can_view_study(user, study)
+
+
 def can_reopen_study(user: User, study: Study) -> bool:
     """Take a signed-off or rejected study back to reconciling: the release owner's call."""
     return roles.is_release_owner(user)

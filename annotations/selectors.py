@@ -31,6 +31,7 @@ from annotations.models import (
     Assignment,
     AssignmentState,
     AuditEvent,
+    Choice,
     Item,
     Judgment,
     Output,
@@ -549,18 +550,29 @@ def blind_pair_from_lease(pair: LeasedPair) -> BlindPair:
 
 # --- exports --------------------------------------------------------------------------------
 
+# Slots are named the way raters saw them ("Response 1" / "Response 2"), not by where a wide
+# screen happens to lay them out; `preferred` and the two `*_system` columns keep the server's
+# truth (researchers may see systems).
 JUDGMENT_EXPORT_FIELDS = (
     "item_id",
     "rater",
     "preferred",
     "choice",
-    "left_system",
+    "response_1_system",
+    "response_2_system",
     "time_ms",
     "flagged_fast",
     "is_gold",
     "rationale",
     "created_at",
 )
+EXPORTED_CHOICES = {
+    Choice.LEFT: "response_1",
+    Choice.RIGHT: "response_2",
+    Choice.TIE: "tie",
+    Choice.BOTH_BAD: "both_bad",
+}
+OTHER_SYSTEM = {System.BASE: System.TUNED, System.TUNED: System.BASE}
 
 
 def judgment_export_rows(*, study: Study, chunk_size: int = 2_000) -> Iterator[dict[str, Any]]:
@@ -581,10 +593,31 @@ def judgment_export_rows(*, study: Study, chunk_size: int = 2_000) -> Iterator[d
             "created_at",
         )
     )
-    for values in rows.iterator(chunk_size=chunk_size):
-        row = dict(zip(JUDGMENT_EXPORT_FIELDS, values, strict=True))
-        row["created_at"] = row["created_at"].isoformat()
-        yield row
+    for (
+        item_id,
+        rater,
+        preferred,
+        choice,
+        slot_1,
+        time_ms,
+        flagged_fast,
+        is_gold,
+        rationale,
+        created_at,
+    ) in rows.iterator(chunk_size=chunk_size):
+        yield {
+            "item_id": item_id,
+            "rater": rater,
+            "preferred": preferred,
+            "choice": EXPORTED_CHOICES[choice],
+            "response_1_system": slot_1,
+            "response_2_system": OTHER_SYSTEM[slot_1],
+            "time_ms": time_ms,
+            "flagged_fast": flagged_fast,
+            "is_gold": is_gold,
+            "rationale": rationale,
+            "created_at": created_at.isoformat(),
+        }
 
 
 def audit_trail(*, study: Study, limit: int = 500) -> list[AuditEvent]:

@@ -730,7 +730,11 @@ def child_export(args) -> dict:
 # isoformat timestamps, empty fields unquoted), so the files can be compared line by line.
 PEER_SQL = """
 COPY (
-    SELECT i.external_id AS item_id, u.username AS rater, j.preferred, j.choice, j.left_system,
+    SELECT i.external_id AS item_id, u.username AS rater, j.preferred,
+           CASE j.choice WHEN 'left' THEN 'response_1' WHEN 'right' THEN 'response_2'
+                ELSE j.choice END AS choice,
+           j.left_system AS response_1_system,
+           CASE j.left_system WHEN 'base' THEN 'tuned' ELSE 'base' END AS response_2_system,
            j.time_ms,
            CASE WHEN j.flagged_fast THEN 'True' ELSE 'False' END AS flagged_fast,
            CASE WHEN i.is_gold THEN 'True' ELSE 'False' END AS is_gold,

@@ -237,7 +237,7 @@ class DisagreementListApi(ResearcherAPIView):
             class VoteSerializer(serializers.Serializer):
                 rater = serializers.CharField()
                 preferred = serializers.CharField()
-                left_system = serializers.CharField(help_text="system shown in slot 1 (left)")
+                left_system = serializers.CharField(help_text="the system shown as Response 1")
                 rationale = serializers.CharField()
                 time_ms = serializers.IntegerField(allow_null=True)
                 flagged_fast = serializers.BooleanField()

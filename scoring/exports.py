@@ -25,6 +25,7 @@ from scoring.reports import (
     ITEM_ROW_FIELDS,
     ReportOptions,
     canonical_json,
+    disagreement_texts,
     item_rows,
     preference_pairs,
 )
@@ -36,6 +37,7 @@ EXTENSIONS = {
     ExportKind.ITEMS_CSV: "csv",
     ExportKind.ITEMS_JSONL: "jsonl",
     ExportKind.JUDGMENTS_CSV: "csv",
+    ExportKind.JUDGMENTS_JSONL: "jsonl",
     ExportKind.DPO_JSONL: "jsonl",
 }
 OPTION_KEYS = {"exclude_flagged_raters", "include_judge"}
@@ -62,12 +64,16 @@ def write_export(*, study: Study, kind: str, options: dict[str, Any], path: Path
         if kind in (ExportKind.REPORT_JSON, ExportKind.REPORT_HTML, ExportKind.REPORT_CSV):
             report = study_report(study=study, options=report_options(options))
             if kind == ExportKind.REPORT_JSON:
+                report = disagreement_texts(report, study=study)
                 handle.write(json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False))
             elif kind == ExportKind.REPORT_HTML:
-                from scoring.report_html import render_report_html
+                from scoring.report_html import MAX_DISAGREEMENTS, render_report_html
 
+                # The HTML lists the first disagreements only: their texts are all it needs.
+                report = disagreement_texts(report, study=study, limit=MAX_DISAGREEMENTS)
                 handle.write(render_report_html(report))
             else:
+                report = disagreement_texts(report, study=study)
                 writer = csv.writer(handle)
                 writer.writerow(["key", "value"])
                 for key, value in flatten("", json.loads(canonical_json(report))):
@@ -77,9 +83,10 @@ def write_export(*, study: Study, kind: str, options: dict[str, Any], path: Path
             return write_rows(handle, item_rows(study=study), ITEM_ROW_FIELDS, "csv")
         if kind == ExportKind.ITEMS_JSONL:
             return write_rows(handle, item_rows(study=study), None, "jsonl")
-        if kind == ExportKind.JUDGMENTS_CSV:
+        if kind in (ExportKind.JUDGMENTS_CSV, ExportKind.JUDGMENTS_JSONL):
             rows = annotation_selectors.judgment_export_rows(study=study)
-            return write_rows(handle, rows, annotation_selectors.JUDGMENT_EXPORT_FIELDS, "csv")
+            fmt = "csv" if kind == ExportKind.JUDGMENTS_CSV else "jsonl"
+            return write_rows(handle, rows, annotation_selectors.JUDGMENT_EXPORT_FIELDS, fmt)
         if kind == ExportKind.DPO_JSONL:
             pairs = preference_pairs(study=study, include_judge=bool(options.get("include_judge")))
             return write_rows(handle, pairs, None, "jsonl")

@@ -195,6 +195,7 @@ class ExportKind(models.TextChoices):
     ITEMS_CSV = "items_csv", "Item-level rows (CSV)"
     ITEMS_JSONL = "items_jsonl", "Item-level rows (JSONL)"
     JUDGMENTS_CSV = "judgments_csv", "Judgments (CSV)"
+    JUDGMENTS_JSONL = "judgments_jsonl", "Judgments (JSONL)"
     DPO_JSONL = "dpo_jsonl", "Preference pairs for DPO (JSONL)"
 
 

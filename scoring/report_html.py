@@ -37,6 +37,7 @@ NOT_AVAILABLE = "not available"
 ALPHA_TENTATIVE = 0.667
 ALPHA_RELIABLE = 0.800
 MAX_DISAGREEMENTS = 200
+TEXT_EXCERPT_CHARS = 240  # a prompt or output in the disagreement table
 MAX_FOREST_ROWS = 40
 
 _COLOURS = {
@@ -101,10 +102,34 @@ pre{background:#f7fafc;border:1px solid #e2e8f0;padding:10px;overflow-x:auto;fon
 svg.plot{max-width:100%;height:auto;display:block;margin:6px 0}
 nav{font-size:12px;margin:8px 0}nav a{color:#2b6cb0;margin-right:10px;text-decoration:none}
 footer{color:#718096;font-size:12px;text-align:center;margin:24px 0}
+/* Phones: the document never scrolls sideways; a wide table scrolls inside its own box and
+   long ids wrap. */
+.scroll{max-width:100%;overflow-x:auto}
+td,th{overflow-wrap:break-word}
+h1,.id,.slug{overflow-wrap:anywhere}
+.excerpt{white-space:pre-wrap;overflow-wrap:break-word;min-width:12em;max-width:28em;font-size:12px}
+@media (max-width:600px){main{padding:12px}section{padding:10px 12px}table.kv th{width:auto}}
 .rationale{color:#4a5568;font-size:12px;margin-top:2px;white-space:pre-wrap}
 @media print{body{background:#fff}section{border:none;padding:0}nav{display:none}}
 """
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+# The web page adds a bar (the way back to the study, the export buttons) and their same-origin
+# script, which may call the API; the exported file keeps `_CSP` and no script.
+_PAGE_CSP = _CSP + "; script-src 'self'; connect-src 'self'"
+_PAGE_CSS = """
+.page-bar{background:#fff;border:1px solid #e2e8f0;border-radius:6px;padding:10px 14px;
+ margin:0 0 14px}
+.page-bar p{margin:4px 0}.page-bar a{color:#2b6cb0}
+.exports h2{font-size:15px;border:none;margin:10px 0 6px;padding:0}
+.export-buttons{display:flex;flex-wrap:wrap;gap:6px}
+.export-buttons button{font:inherit;font-size:13px;padding:5px 10px;border:1px solid #2b6cb0;
+ background:#2b6cb0;color:#fff;border-radius:4px;cursor:pointer}
+.export-buttons button:disabled{opacity:.6;cursor:progress}
+.export-option{display:block;font-size:12px;margin:6px 0}
+.export-status{list-style:none;padding:0;margin:6px 0 0;font-size:13px;overflow-wrap:anywhere}
+.export-status .error{color:#c53030}
+@media print{.page-bar{display:none}}
+"""
 
 
 # --- small value helpers ------------------------------------------------------------------------
@@ -196,12 +221,13 @@ def _table(
             for col, cell in enumerate(row)
         )
         body.append(f'<tr class="{css}">{cells}</tr>' if css else f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f'<div class="scroll">{table}</div>'
 
 
 def _kv_table(pairs: Sequence[tuple[str, str]]) -> str:
     rows = "".join(f"<tr><th>{_esc(k)}</th><td>{v}</td></tr>" for k, v in pairs)
-    return f'<table class="kv"><tbody>{rows}</tbody></table>'
+    return f'<div class="scroll"><table class="kv"><tbody>{rows}</tbody></table></div>'
 
 
 def _section(anchor: str, title: str, body: str) -> str:
@@ -598,8 +624,8 @@ def _raters(report: Mapping[str, Any]) -> str:
                 name,
                 _fmt(rater.get("votes")),
                 _fmt(rater.get("median_seconds"), 1),
-                _fmt(rater.get("left_rate")),
-                _fmt_p(rater.get("left_p_value")),
+                _fmt(rater.get("response_1_rate")),
+                _fmt_p(rater.get("response_1_p_value")),
                 _fmt(rater.get("loo_agreement")),
                 _fmt(rater.get("gold_accuracy")),
                 ", ".join(_esc(f) for f in flags) if flags else "—",
@@ -612,8 +638,8 @@ def _raters(report: Mapping[str, Any]) -> str:
             "Rater",
             "Votes",
             "Median s/vote",
-            "Left-choice rate",
-            "Left p-value",
+            "Response 1 choice rate",
+            "Response 1 p-value",
             "Agreement with others (LOO)",
             "Gold accuracy",
             "Flags",
@@ -874,9 +900,22 @@ def _votes_text(votes: object) -> str:
     return " · ".join(f"{_esc(_VOTE_LABELS.get(k, k))} {_fmt(v)}" for k, v in data.items())
 
 
+def _excerpt(value: object, limit: int = TEXT_EXCERPT_CHARS) -> str:
+    """HTML for a prompt or an output, cut at `limit` characters (the exports carry it whole)."""
+    if not isinstance(value, str) or not value.strip():
+        return _na()
+    text = value.strip()
+    if len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    return f'<div class="excerpt">{_esc(text)}</div>'
+
+
 def _disagreements(report: Mapping[str, Any]) -> str:
     entries = [e for e in _list(report.get("disagreements")) if isinstance(e, dict)]
     shown = entries[:MAX_DISAGREEMENTS]
+    # Texts are added for readers (`scoring.reports.disagreement_texts`); a report without them
+    # keeps the table narrow instead of three columns of "not available".
+    with_texts = any("prompt" in entry for entry in shown)
     rows, classes = [], []
     for entry in shown:
         adjudication = _dict(entry.get("adjudication"))
@@ -891,15 +930,21 @@ def _disagreements(report: Mapping[str, Any]) -> str:
         else:
             cell = "not adjudicated"
         reasons = [_esc(r) for r in _list(entry.get("reasons"))]
-        rows.append(
-            [
-                _na() if entry.get("item_id") in (None, "") else _esc(entry["item_id"]),
-                ", ".join(reasons) if reasons else _na(),
-                _votes_text(entry.get("votes")),
-                _fmt(entry.get("judge_p_tuned")),
-                cell,
+        item = entry.get("item_id")
+        row = [f'<span class="id">{_esc(item)}</span>' if item not in (None, "") else _na()]
+        if with_texts:
+            row += [
+                _excerpt(entry.get("prompt")),
+                _excerpt(entry.get("base_output")),
+                _excerpt(entry.get("tuned_output")),
             ]
-        )
+        row += [
+            ", ".join(reasons) if reasons else _na(),
+            _votes_text(entry.get("votes")),
+            _fmt(entry.get("judge_p_tuned")),
+            cell,
+        ]
+        rows.append(row)
         classes.append("adjudicated" if adjudication else "")
     body = ""
     if entries:
@@ -908,13 +953,22 @@ def _disagreements(report: Mapping[str, Any]) -> str:
             f'<p class="muted">Showing {len(shown)} of {len(entries)} items worth a second look '
             f"({n_adjudicated} of those shown adjudicated).</p>"
         )
+    headers = ["Item"]
+    if with_texts:
+        headers += ["Prompt", "Base output", "Tuned output"]
+    headers += ["Reasons", "Votes", "Judge P(tuned)", "Adjudication"]
     body += _table(
-        ["Item", "Reasons", "Votes", "Judge P(tuned)", "Adjudication"],
+        headers,
         rows,
         row_classes=classes,
-        numeric=(3,),
+        numeric=(len(headers) - 2,),
         empty="not available (no disagreements listed)",
     )
+    if with_texts and rows:
+        body += (
+            f'<p class="muted">Prompts and outputs are cut at {TEXT_EXCERPT_CHARS} characters '
+            "here; the item rows export (CSV, JSONL) and the JSON report hold them in full.</p>"
+        )
     return _section("disagreements", "Disagreements", body)
 
 
@@ -1137,14 +1191,20 @@ def _safe(anchor: str, title: str, build: Callable[[Mapping[str, Any]], str], re
         return _section(anchor, title, f"<p>{_na()}</p>")
 
 
-def render_report_html(report: dict[str, Any]) -> str:
+def render_report_html(
+    report: dict[str, Any], *, page_bar: str = "", scripts: Sequence[str] = ()
+) -> str:
     """Render a study report (see :mod:`scoring.reports`) as one self-contained HTML document.
 
     Args:
         report: the report dict; every key is optional and may be null or empty.
+        page_bar: for the web page only, trusted HTML (rendered by a Django template) put above
+            the report: the way back to the study and the export buttons.
+        scripts: for the web page only, same-origin script URLs the page loads (deferred).
 
     Returns:
-        The HTML text (UTF-8, no scripts, no external resources), ready to write to a file.
+        The HTML text, ready to write to a file: UTF-8, no external resources, and without
+        `page_bar` and `scripts` no script either.
     """
     data: Mapping[str, Any] = report if isinstance(report, dict) else {}
     study = _dict(data.get("study"))
@@ -1153,17 +1213,21 @@ def render_report_html(report: dict[str, Any]) -> str:
     title = f"{name} ({slug})" if slug else str(name)
     nav = "".join(f'<a href="#{anchor}">{_esc(label)}</a>' for anchor, label, _ in _SECTIONS)
     parts = [
+        page_bar,
         _safe("header", "Study", _header, data),
         f"<nav>{nav}</nav>",
         _safe("verdict", "Verdict", _verdict, data),
         *(_safe(anchor, label, build, data) for anchor, label, build in _SECTIONS),
         _safe("footer", "Footer", _footer, data),
     ]
+    is_page = bool(page_bar or scripts)
+    css = _CSS + (_PAGE_CSS if is_page else "")
+    script_tags = "".join(f'<script src="{_esc(url)}" defer></script>' for url in scripts)
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
+        f'<meta http-equiv="Content-Security-Policy" content="{_PAGE_CSP if is_page else _CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>Evaluation report: {_esc(title)}</title><style>{_CSS}</style></head>"
-        f"<body><main>{''.join(parts)}</main></body></html>\n"
+        f"<title>Evaluation report: {_esc(title)}</title><style>{css}</style>{script_tags}"
+        f"</head><body><main>{''.join(parts)}</main></body></html>\n"
     )

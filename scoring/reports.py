@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.db.models.functions import Length
 from django.utils import timezone
 
@@ -30,13 +30,15 @@ from scoring import selectors
 from scoring.models import JudgeVerdict
 
 # 2: item-clustered win-rate inference, length-adjusted (renamed), pairwise judge agreement,
-# sequential decision from recorded looks, one verdict.
-REPORT_SCHEMA_VERSION = 2
+# sequential decision from recorded looks, one verdict. 3: a rater's position bias is named by
+# the slot raters saw (`response_1_rate`, `response_1_p_value`; were `left_*`).
+REPORT_SCHEMA_VERSION = 3
 CODES = {"base": 0, "tuned": 1, "tie": 2, "both_bad": 3}
 NAMES = {v: k for k, v in CODES.items()}
 ALPHA_TENTATIVE = 0.667
 ALPHA_RELIABLE = 0.800
 MAX_REPORTED_DISAGREEMENTS = 5_000
+ITEM_TEXT_CHUNK = 500  # items whose texts are read in one query
 
 
 @dataclass(frozen=True)
@@ -156,8 +158,9 @@ def rater_rows(study: Study, votes: VoteRows, gold_votes: VoteRows) -> list[dict
             "rater": str(r.rater),
             "votes": r.n_votes,
             "median_seconds": finite(r.median_seconds),
-            "left_rate": finite(r.left_rate),
-            "left_p_value": finite(r.left_p_value),
+            # Position bias, named by the slot raters saw first ("Response 1").
+            "response_1_rate": finite(r.left_rate),
+            "response_1_p_value": finite(r.left_p_value),
             "loo_agreement": finite(r.majority_agreement),
             "gold_accuracy": finite(r.gold_accuracy),
             "gold_votes": r.n_gold,
@@ -635,6 +638,45 @@ def disagreement_section(
     ]
 
 
+def disagreement_texts(
+    report: dict[str, Any], *, study: Study, limit: int | None = None
+) -> dict[str, Any]:
+    """A copy of `report` whose first `limit` disagreements (all without a limit) carry the
+    item's `prompt`, `base_output` and `tuned_output` in full, for the page and the exports a
+    researcher reads. Kept out of `build_report` on purpose: the texts are item content, not
+    evidence, so the stored builds, the JSON API and the sign-off hash stay the size they were."""
+    entries = [e for e in report.get("disagreements") or [] if isinstance(e, dict)]
+    wanted = entries if limit is None else entries[:limit]
+    texts: dict[str, tuple[str, str, str]] = {}
+    ids = [str(e.get("item_id")) for e in wanted]
+    for start in range(0, len(ids), ITEM_TEXT_CHUNK):
+        items = {
+            pk: (external_id, prompt)
+            for pk, external_id, prompt in Item.objects.filter(
+                study=study, external_id__in=ids[start : start + ITEM_TEXT_CHUNK]
+            ).values_list("id", "external_id", "prompt")
+        }
+        outputs = {
+            (item_id, system): text
+            for item_id, system, text in Output.objects.filter(item_id__in=items).values_list(
+                "item_id", "system", "text"
+            )
+        }
+        for pk, (external_id, prompt) in items.items():
+            texts[external_id] = (
+                prompt,
+                outputs.get((pk, System.BASE), ""),
+                outputs.get((pk, System.TUNED), ""),
+            )
+    enriched = []
+    for entry in wanted:
+        prompt, base_text, tuned_text = texts.get(str(entry.get("item_id")), ("", "", ""))
+        enriched.append(
+            {**entry, "prompt": prompt, "base_output": base_text, "tuned_output": tuned_text}
+        )
+    return {**report, "disagreements": enriched + entries[len(wanted) :]}
+
+
 def decision_section(study: Study) -> dict[str, Any]:
     """The sequential decision from the study's design and its recorded looks: a read, so
     building or reading a report never spends alpha (`scoring.release.sequential`)."""
@@ -831,12 +873,49 @@ ITEM_ROW_FIELDS = (
     "adjudicated",
     "judge_verdict",
     "judge_p_tuned",
+    "prompt",
+    "base_output",
+    "tuned_output",
 )
 
 
+def item_texts(
+    *, study: Study, chunk_size: int = ITEM_TEXT_CHUNK
+) -> Iterator[tuple[int, str, str, str, str]]:
+    """`(pk, external_id, prompt, base output, tuned output)` of every item in id order, read
+    a chunk of items at a time (keyset pages), so a big study's texts never sit in memory at
+    once. `external_id` is the id given at import (a content hash only for a row that had
+    none)."""
+    last = 0
+    while True:
+        chunk = list(
+            Item.objects.filter(study=study, pk__gt=last)
+            .order_by("id")
+            .values_list("id", "external_id", "prompt")[:chunk_size]
+        )
+        if not chunk:
+            return
+        outputs = {
+            (item_id, system): text
+            for item_id, system, text in Output.objects.filter(
+                item_id__in=[pk for pk, _, _ in chunk]
+            ).values_list("item_id", "system", "text")
+        }
+        for pk, external_id, prompt in chunk:
+            yield (
+                pk,
+                external_id,
+                prompt,
+                outputs.get((pk, System.BASE), ""),
+                outputs.get((pk, System.TUNED), ""),
+            )
+        last = chunk[-1][0]
+
+
 def item_rows(*, study: Study) -> Iterator[dict[str, Any]]:
-    """One row per item: votes by preference, majority (adjudication wins), judge verdict and
-    probability, and each metric's delta (tuned - base) as `delta:<metric>` columns."""
+    """One row per item, by the id given at import: votes by preference, majority (adjudication
+    wins), judge verdict and probability, the prompt and both outputs in full, and each
+    metric's delta (tuned - base) as `delta:<metric>` columns."""
     from scoring.stats.votes import majority_vote
 
     counts: dict[int, Counter] = defaultdict(Counter)
@@ -857,9 +936,7 @@ def item_rows(*, study: Study) -> Iterator[dict[str, Any]]:
         .values_list("item_id", "verdict", "p_tuned")
     }
     paired = selectors.paired_values(study=study)
-    for item_id, external_id in (
-        Item.objects.filter(study=study).order_by("id").values_list("id", "external_id")
-    ):
+    for item_id, external_id, prompt, base_text, tuned_text in item_texts(study=study):
         c = counts.get(item_id, Counter())
         codes = [CODES[name] for name, n in c.items() for _ in range(n)]
         majority = (
@@ -878,6 +955,9 @@ def item_rows(*, study: Study) -> Iterator[dict[str, Any]]:
             "adjudicated": item_id in adjudicated,
             "judge_verdict": judge.get(item_id, (None, None))[0],
             "judge_p_tuned": judge.get(item_id, (None, None))[1],
+            "prompt": prompt,
+            "base_output": base_text,
+            "tuned_output": tuned_text,
         }
         for (metric, _version), per_item in sorted(paired.items()):
             v = per_item.get(item_id, {})
@@ -892,31 +972,25 @@ def item_rows(*, study: Study) -> Iterator[dict[str, Any]]:
 def preference_pairs(*, study: Study, include_judge: bool = False) -> Iterator[dict[str, str]]:
     """Chosen / rejected pairs in the JSONL shape TRL's DPO trainer reads (`prompt`, `chosen`,
     `rejected`), from the human majority (an adjudication wins); ties, both-bad and splits give
-    no pair. With `include_judge`, items without a human majority use the judge's verdict."""
-    items = list(
+    no pair. With `include_judge`, items without a human majority use the judge's verdict.
+    Streams `item_rows` (same id order), whose rows carry the prompt and both outputs."""
+    left_out = set(
         Item.objects.filter(study=study)
-        .order_by("id")
-        .values_list("id", "prompt", "is_gold", "excluded")
+        .filter(Q(is_gold=True) | Q(excluded=True))
+        .values_list("external_id", flat=True)
     )
-    rows = dict(zip((pk for pk, *_ in items), item_rows(study=study), strict=True))
-    texts = {
-        (i, s): t
-        for i, s, t in Output.objects.filter(item__study=study).values_list(
-            "item_id", "system", "text"
-        )
-    }
-    for item_id, prompt, is_gold, excluded in items:
-        if is_gold or excluded:
+    for row in item_rows(study=study):
+        if row["item_id"] in left_out:
             continue
-        winner, source = rows[item_id]["majority"], "human"
+        winner, source = row["majority"], "human"
         if winner is None and include_judge:
-            winner, source = rows[item_id]["judge_verdict"], "judge"
+            winner, source = row["judge_verdict"], "judge"
         if winner not in ("base", "tuned"):
             continue
         loser = "tuned" if winner == "base" else "base"
         yield {
-            "prompt": prompt,
-            "chosen": texts[(item_id, winner)],
-            "rejected": texts[(item_id, loser)],
+            "prompt": row["prompt"],
+            "chosen": row[f"{winner}_output"],
+            "rejected": row[f"{loser}_output"],
             "source": source,
         }

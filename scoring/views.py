@@ -7,6 +7,8 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.templatetags.static import static
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -69,16 +71,32 @@ def identity_decide(request: HttpRequest, slug: str, flag_id: int) -> HttpRespon
 
 @release_access_required
 def study_report(request: HttpRequest, slug: str) -> HttpResponse:
-    """The HTML report, built from the same dict as the API and the exports."""
+    """The HTML report, built from the same dict as the API and the exports, under a bar with
+    the way back to the study (or, for a release owner, to the run's sign-off) and the export
+    buttons."""
+    from annotations import permissions, roles
+    from scoring.models import TrainingRun
     from scoring.release import study_report
-    from scoring.report_html import render_report_html
-    from scoring.reports import ReportOptions
+    from scoring.report_html import MAX_DISAGREEMENTS, render_report_html
+    from scoring.reports import ReportOptions, disagreement_texts
 
     study = page_errors(lambda: study_for_view(user=request.user, slug=slug))
     exclude = request.GET.get("exclude_flagged_raters") in ("1", "true", "yes")
     options = ReportOptions(exclude_flagged_raters=exclude)
     report = study_report(study=study, options=options)
-    return HttpResponse(render_report_html(report))
+    report = disagreement_texts(report, study=study, limit=MAX_DISAGREEMENTS)
+    bar = render_to_string(
+        "scoring/_report_page_bar.html",
+        {
+            "study": study,
+            "run": TrainingRun.objects.filter(study=study).first(),
+            "back_to_study": roles.is_researcher(request.user),
+            "can_export": permissions.can_export_study(request.user, study),
+            "exclude_flagged_raters": exclude,
+        },
+        request=request,
+    )
+    return HttpResponse(render_report_html(report, page_bar=bar, scripts=[static("js/exports.js")]))
 
 
 @release_access_required

@@ -150,6 +150,8 @@ FORBIDDEN_KEYS = {
     "system",
     "left_system",
     "right_system",
+    "response_1_system",
+    "response_2_system",
     "model",
     "model_name",
     "base",
@@ -281,7 +283,18 @@ def test_researcher_creates_study_imports_assigns_and_exports(researcher_api) ->
     assert export.status_code == 200
     rows = list(csv.DictReader(io.StringIO(b"".join(export.streaming_content).decode())))
     assert len(rows) == 3
-    assert {"item_id", "rater", "preferred", "left_system", "time_ms", "created_at"} <= set(rows[0])
+    assert {
+        "item_id",
+        "rater",
+        "preferred",
+        "choice",
+        "response_1_system",
+        "response_2_system",
+        "time_ms",
+        "created_at",
+    } <= set(rows[0])
+    assert not {"left_system", "right_system"} & set(rows[0])
+    assert {r["choice"] for r in rows} == {"tie"}
     assert {r["preferred"] for r in rows} == {"tie"}
     assert rows[0]["item_id"].startswith("item-")
     jsonl = researcher_api.get("/api/v1/studies/api-study/judgments/?format=jsonl")

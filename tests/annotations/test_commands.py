@@ -51,9 +51,10 @@ def test_full_cli_flow(tmp_path) -> None:
     rows = list(csv.DictReader(out_file.open()))
     assert len(rows) == 4 and {r["rater"] for r in rows} == {"ann"}
     for row in rows:
-        # Every choice was slot 2, so the preferred system is whichever was not on the left.
-        assert row["choice"] == "right"
-        assert row["preferred"] == ({"base": "tuned", "tuned": "base"}[row["left_system"]])
+        # Every choice was Response 2, so the preferred system is the one shown as Response 2.
+        assert row["choice"] == "response_2"
+        assert {row["response_1_system"], row["response_2_system"]} == {"base", "tuned"}
+        assert row["preferred"] == row["response_2_system"]
     out, _ = run("export_judgments", "cli-study", "--format", "jsonl")
     assert len([json.loads(line) for line in out.splitlines()]) == 4
 

@@ -81,6 +81,7 @@ def test_raters_cannot_read_reports_or_exports(judged_study) -> None:
         "items_csv",
         "items_jsonl",
         "judgments_csv",
+        "judgments_jsonl",
         "dpo_jsonl",
     ],
 )
@@ -103,6 +104,10 @@ def test_background_exports_stream_to_files(
     elif kind == "items_csv":
         rows = list(csv.DictReader(io.StringIO(content)))
         assert len(rows) == 8 and "majority" in rows[0]
+    elif kind == "judgments_jsonl":
+        rows = [json.loads(line) for line in content.splitlines()]
+        assert len(rows) == 24
+        assert {r["choice"] for r in rows} <= {"response_1", "response_2", "tie"}
     elif kind == "dpo_jsonl":
         first = json.loads(content.splitlines()[0])
         assert set(first) >= {"prompt", "chosen", "rejected"}

@@ -103,8 +103,8 @@ def full_report() -> dict[str, Any]:
                 "rater": "alice",
                 "votes": 120,
                 "median_seconds": 21.5,
-                "left_rate": 0.51,
-                "left_p_value": 0.8,
+                "response_1_rate": 0.51,
+                "response_1_p_value": 0.8,
                 "loo_agreement": 0.8,
                 "gold_accuracy": 1.0,
                 "flags": [],
@@ -114,8 +114,8 @@ def full_report() -> dict[str, Any]:
                 "rater": "mallory",
                 "votes": 120,
                 "median_seconds": 1.2,
-                "left_rate": 0.9,
-                "left_p_value": 1e-9,
+                "response_1_rate": 0.9,
+                "response_1_p_value": 1e-9,
                 "loo_agreement": 0.4,
                 "gold_accuracy": None,
                 "flags": ["too_fast", "position_bias"],
@@ -281,6 +281,9 @@ def test_flagged_raters_marked(full_html: str) -> None:
     assert raters.count('<tr class="flagged">') == 1
     assert "mallory" in raters and "flagged</span>" in raters
     assert "too_fast" in raters and "position_bias" in raters
+    # Position bias is named by the slot raters saw, not by a screen side.
+    assert "Response 1 choice rate" in raters and "0.900" in raters
+    assert "left" not in raters.lower()
 
 
 def test_minimal_report_degrades() -> None:
