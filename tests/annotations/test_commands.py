@@ -144,3 +144,31 @@ def test_create_user_refuses_weak_passwords(password) -> None:
     from django.contrib.auth import get_user_model
 
     assert not get_user_model().objects.filter(username="weak").exists()
+
+
+def test_create_study_says_the_state_it_made_and_how_to_open_it(tmp_path) -> None:
+    out, _ = run("create_study", "drafted", "--name", "D", "--task", "generation")
+    assert "created study drafted: draft (Draft)" in out
+    assert "manage.py import_pairs drafted FILE" in out
+    assert "manage.py transition_study drafted open" in out and "/studies/drafted/" in out
+    path = tmp_path / "pairs.jsonl"
+    path.write_bytes(jsonl_bytes(pair_records(6)))
+    run("import_pairs", "drafted", str(path))
+    # The command it names works as printed.
+    out, _ = run("transition_study", "drafted", "open")
+    assert "study drafted: draft -> open (Collecting)" in out
+    assert Study.objects.get(slug="drafted").status == "open"
+
+    out, _ = run(
+        "create_study", "opened", "--name", "O", "--task", "generation", "--status", "open"
+    )
+    assert "created study opened: open (Collecting)" in out
+    assert "manage.py assign_raters opened" in out and "/rate/" in out
+
+
+def test_transition_study_refuses_a_move_the_study_cannot_make() -> None:
+    run("create_study", "stuck", "--name", "S", "--task", "generation")
+    with pytest.raises(CommandError, match="cannot move from draft to ready"):
+        run("transition_study", "stuck", "ready")
+    with pytest.raises(CommandError, match="no user 'ghost'"):
+        run("transition_study", "stuck", "open", "--as", "ghost")
