@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from annotations import services
-from annotations.models import Item, Judgment, Output, Study, StudyRater
+from annotations.models import Item, Output, Study, StudyRater
 from tests.factories import jsonl_bytes, make_user, pair_records
 
 pytestmark = pytest.mark.django_db
@@ -107,21 +107,6 @@ def test_unknown_study_and_non_rater_are_clear_errors() -> None:
     services.study_create(slug="s2", name="s", task_type="chat")
     with pytest.raises(CommandError, match="without the rater role: res"):
         run("assign_raters", "s2", "res")
-
-
-def test_seed_demo_is_idempotent_and_prints_logins() -> None:
-    out, _ = run("seed_demo")
-    assert "rater1" in out and "researcher" in out
-    run("seed_demo")
-    study = Study.objects.get(slug="demo-support-assistant")
-    assert study.items.count() >= 30
-    assert {i.task_type for i in study.items.all()} == {
-        "generation",
-        "classification",
-        "structured",
-    }
-    assert study.memberships.count() == 3
-    assert Judgment.objects.count() == 0
 
 
 def test_import_with_a_lone_surrogate_is_a_clear_error_not_a_traceback(tmp_path) -> None:
