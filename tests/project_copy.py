@@ -25,6 +25,10 @@ LEFT_OUT = {
     "media",
     ".pytest_cache",
     ".ruff_cache",
+    ".import_linter_cache",
+    "build",
+    ".whl",
+    ".gl",
     "db.sqlite3",
     "db.sqlite3-journal",
 }

@@ -36,7 +36,7 @@ EXPECTED = {
     "export_scores": r"\S",
     "agreement_report": r"\S|^$",
     "submit_run": r"run \S+ created study \S+",
-    "seed_demo": r"demo run (\S+): ready for sign-off \(.*verdict pass\).*/runs/\1/signoff/",
+    "seed_demo": r"demo run (\S+): ready for sign-off; .*; verdict pass; .*/runs/\1/signoff/",
     "signoff": r"approve recorded \(report [0-9a-f]{12}\.\.\.\); study is signed_off",
 }
 SECONDS_PER_COMMAND = 240

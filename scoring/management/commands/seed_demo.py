@@ -50,8 +50,8 @@ class Command(BaseCommand):
         votes = next(c for c in decision["criteria"] if c["name"] == "human_votes")["evidence"]
         self.stdout.write(
             self.style.SUCCESS(
-                f"demo run {run.run_id}: {StudyStatus(run.study.status).label.lower()} "
-                f"({votes}; verdict {decision['verdict']}); "
+                f"demo run {run.run_id}: {StudyStatus(run.study.status).label.lower()}; "
+                f"{votes}; verdict {decision['verdict']}; "
                 f"the release owner decides at {SERVER}/runs/{run.run_id}/signoff/"
             )
         )
