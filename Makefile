@@ -14,7 +14,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[ml,dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# A local-development .env (DEBUG on, a freshly generated SECRET_KEY), read by manage.py, the
+# WSGI app and celery; variables set in the environment win. Made only when there is none: an
+# existing .env is never overwritten. Git and Docker ignore it.
+.env:
+	@umask 077 && $(PYTHON) -c 'import secrets; print("# Local development only (written by make; never commit it).\n# Variables set in the environment win over this file.\nDEBUG=1\nSECRET_KEY=" + secrets.token_urlsafe(50))' > $@.tmp && mv $@.tmp $@
+	@echo "wrote $@ for local development (DEBUG=1, a new SECRET_KEY)"
+
+install: $(STAMP) .env
 
 demo: install
 	$(DEV_ENV) $(BIN)/python manage.py migrate --noinput

@@ -8,6 +8,9 @@ import sys
 
 
 def main() -> None:
+    from evalplatform.env_file import load_env_file
+
+    load_env_file()  # the local .env; variables already in the environment win
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "evalplatform.settings")
     from django.core.management import execute_from_command_line
 

@@ -396,4 +396,5 @@ DEMO_USERS = [
     ("rater2", "rater", "rate-demo-2"),
     ("rater3", "rater", "rate-demo-3"),
     ("admin", "admin", "admin-demo"),
+    ("releaseowner", "release_owner", "sign-demo-pass"),
 ]

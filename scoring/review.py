@@ -190,8 +190,10 @@ def disagreement_review(
     adjudicated_ids = set(
         Adjudication.objects.filter(item__study=study).values_list("item_id", flat=True)
     )
+    # `.order_by()`: Judgment's default ordering by id would make DISTINCT per judgment.
     raters = sorted(
         Judgment.objects.filter(item__study=study, item__is_gold=False)
+        .order_by()
         .values_list("rater__username", flat=True)
         .distinct()
     )

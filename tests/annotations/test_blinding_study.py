@@ -9,6 +9,7 @@ import json
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.test import Client
 from rest_framework.test import APIClient
 
@@ -309,3 +310,33 @@ def test_import_reports_the_audit(researcher, researcher_api) -> None:
     assert response.status_code == 201
     audit = response.json()["blinding_audit"]
     assert audit["at_risk"] is True and audit["tells_displayed"][0]["feature"] == "first_word:Sure!"
+
+
+def test_transition_study_command_opens_only_with_an_acknowledged_blinding_risk(
+    researcher,
+) -> None:
+    study = sure_study("sure-cli", owner=researcher)
+    err = io.StringIO()
+    with pytest.raises(CommandError, match="Sure!"):
+        call_command("transition_study", study.slug, "open", stdout=io.StringIO(), stderr=err)
+    study.refresh_from_db()
+    assert study.status == "draft"
+    out = io.StringIO()
+    call_command(
+        "transition_study",
+        study.slug,
+        "open",
+        "--acknowledge-blinding-risk",
+        "--reason",
+        "openers are part of the product",
+        "--as",
+        researcher.username,
+        stdout=out,
+    )
+    assert f"study {study.slug}: draft -> open (Collecting)" in out.getvalue()
+    assert "next states: closed, reconciling" in out.getvalue()
+    study.refresh_from_db()
+    assert study.status == "open"
+    event = AuditEvent.objects.filter(study=study, action="status").latest("id")
+    assert event.actor == researcher and event.after == "open"
+    assert event.details["reason"] == "openers are part of the product"

@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from annotations import services
-from annotations.models import Item, Judgment, Output, Study, StudyRater
+from annotations.models import Item, Output, Study, StudyRater
 from tests.factories import jsonl_bytes, make_user, pair_records
 
 pytestmark = pytest.mark.django_db
@@ -110,21 +110,6 @@ def test_unknown_study_and_non_rater_are_clear_errors() -> None:
         run("assign_raters", "s2", "res")
 
 
-def test_seed_demo_is_idempotent_and_prints_logins() -> None:
-    out, _ = run("seed_demo")
-    assert "rater1" in out and "researcher" in out
-    run("seed_demo")
-    study = Study.objects.get(slug="demo-support-assistant")
-    assert study.items.count() >= 30
-    assert {i.task_type for i in study.items.all()} == {
-        "generation",
-        "classification",
-        "structured",
-    }
-    assert study.memberships.count() == 3
-    assert Judgment.objects.count() == 0
-
-
 def test_import_with_a_lone_surrogate_is_a_clear_error_not_a_traceback(tmp_path) -> None:
     services.study_create(slug="sur", name="s", task_type="generation")
     path = tmp_path / "sur.jsonl"
@@ -145,3 +130,31 @@ def test_create_user_refuses_weak_passwords(password) -> None:
     from django.contrib.auth import get_user_model
 
     assert not get_user_model().objects.filter(username="weak").exists()
+
+
+def test_create_study_says_the_state_it_made_and_how_to_open_it(tmp_path) -> None:
+    out, _ = run("create_study", "drafted", "--name", "D", "--task", "generation")
+    assert "created study drafted: draft (Draft)" in out
+    assert "manage.py import_pairs drafted FILE" in out
+    assert "manage.py transition_study drafted open" in out and "/studies/drafted/" in out
+    path = tmp_path / "pairs.jsonl"
+    path.write_bytes(jsonl_bytes(pair_records(6)))
+    run("import_pairs", "drafted", str(path))
+    # The command it names works as printed.
+    out, _ = run("transition_study", "drafted", "open")
+    assert "study drafted: draft -> open (Collecting)" in out
+    assert Study.objects.get(slug="drafted").status == "open"
+
+    out, _ = run(
+        "create_study", "opened", "--name", "O", "--task", "generation", "--status", "open"
+    )
+    assert "created study opened: open (Collecting)" in out
+    assert "manage.py assign_raters opened" in out and "/rate/" in out
+
+
+def test_transition_study_refuses_a_move_the_study_cannot_make() -> None:
+    run("create_study", "stuck", "--name", "S", "--task", "generation")
+    with pytest.raises(CommandError, match="cannot move from draft to ready"):
+        run("transition_study", "stuck", "ready")
+    with pytest.raises(CommandError, match="no user 'ghost'"):
+        run("transition_study", "stuck", "open", "--as", "ghost")

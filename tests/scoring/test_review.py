@@ -248,6 +248,16 @@ def test_filters(review_study, client) -> None:
     assert len(shown_items(response.content.decode())) == 20  # falls back to no filter
 
 
+def test_the_rater_filter_offers_each_rater_once(review_study, client) -> None:
+    study, _ = review_study
+    names = sorted(m.rater.username for m in study.memberships.all())
+    review = disagreement_review(study=study, filters=ReviewFilters())
+    assert review.raters == names
+    html = client.get(f"/studies/{study.slug}/disagreements/").content.decode()
+    for name in names:
+        assert html.count(f'<option value="{name}"') == 1
+
+
 def test_pagination(review_study, client) -> None:
     study, items = review_study
     url = f"/studies/{study.slug}/disagreements/"

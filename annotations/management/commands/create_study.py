@@ -65,8 +65,34 @@ class Command(BaseCommand):
             display_strip_prefixes=options["strip_prefixes"],
             created_by=owner,
         )
-        self.stdout.write(self.style.SUCCESS(f"created study {study.slug} ({study.status})"))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"created study {study.slug}: {study.status} ({StudyStatus(study.status).label})"
+            )
+        )
+        for line in next_steps(study.slug, study.status):
+            self.stdout.write(f"  {line}")
         # Planned by scoring when the study was created (`study_created`), read back here.
         planning = getattr(type(study).objects.get(pk=study.pk), "planning", None)
         if planning is not None:
             self.stdout.write(f"planning: {planning.summary}")
+
+
+def next_steps(slug: str, status: str) -> list[str]:
+    """What to do with a study just created, by its state: a draft serves no pairs until it
+    opens, and opening runs the blinding audit on its items."""
+    page = f"study page: /studies/{slug}/"
+    if status == StudyStatus.DRAFT:
+        return [
+            "raters are served nothing until it opens; import its pairs first:",
+            f"  manage.py import_pairs {slug} FILE",
+            f"then open it (the blinding audit runs first): manage.py transition_study {slug} "
+            f"open, or the {page}",
+        ]
+    if status == StudyStatus.OPEN:
+        return [
+            f"raters assigned to it (manage.py assign_raters {slug} NAME ...) are served its "
+            "pairs at /rate/",
+            page,
+        ]
+    return [f"move it on with manage.py transition_study {slug} STATE, or the {page}"]

@@ -1,0 +1,1 @@
+"""The demo's training run (`manage.py seed_demo`): see `scoring.demo.run`."""
