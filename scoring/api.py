@@ -432,12 +432,8 @@ def run_body(run, *, created: bool | None = None) -> dict:
             "rated_items": planning.data["rated_items"],
             "can_ever_pass": planning.data["can_ever_pass"],
         }
-    if run.study.status == "draft" and run.study.blinding_audit:
-        from annotations.services import blinding_risk_message
-
-        body["human_study_waiting"] = blinding_risk_message(
-            slug=slug, audit=run.study.blinding_audit
-        )
+    if run.study.status == "draft":
+        body["human_study_waiting"] = selectors.run_waiting_reason(run=run, slug=slug)
     if created is not None:
         body["created"] = created
     return body

@@ -14,7 +14,7 @@ import numpy as np
 from django.db.models import Avg, Count, Q
 
 from annotations.errors import NotFoundError
-from annotations.models import Item, Output, Study, System
+from annotations.models import AuditEvent, Item, Output, Study, System
 from scoring.models import (
     ChunkState,
     IdentityDecision,
@@ -383,3 +383,21 @@ def primary_judge_id(*, study: Study) -> str | None:
         .first()
     )
     return top["judge_id"] if top else None
+
+
+def run_waiting_reason(*, run: TrainingRun, slug: str) -> str:
+    """Why a run's human study is still a draft: the blinding risk when the audit found one,
+    otherwise the reason recorded when opening was deferred (e.g. too few items to audit)."""
+    from annotations.services import blinding_risk_message
+
+    audit = run.study.blinding_audit or {}
+    if audit.get("at_risk"):
+        return blinding_risk_message(slug=slug, audit=audit)
+    deferred = (
+        AuditEvent.objects.filter(entity="run", entity_id=run.run_id, action="open_deferred")
+        .order_by("-id")
+        .values_list("details", flat=True)
+        .first()
+    )
+    reason = (deferred or {}).get("reason")
+    return reason or f"the human study {slug!r} is a draft: open it from its study page"

@@ -118,6 +118,28 @@ def test_a_trainer_state_object_is_accepted_as_the_training_log(researcher_api) 
     assert response.status_code == 201, response.content[:300]
 
 
+def test_a_run_whose_study_stays_a_draft_for_another_reason_says_why(
+    researcher_api, monkeypatch
+) -> None:
+    """Opening refused for a reason other than blinding: no AUC to quote, the reason instead."""
+    from annotations import services as annotation_services
+    from annotations.errors import ConflictError
+
+    def refuse(**kwargs):
+        raise ConflictError("the study needs at least one rater before it opens")
+
+    monkeypatch.setattr(annotation_services, "study_transition", refuse)
+    response = post_text(researcher_api, json.dumps(submission()))
+    assert response.status_code == 201, response.content[:300]
+    study = TrainingRun.objects.get().study
+    assert study.status == "draft"
+    assert not (study.blinding_audit or {}).get("at_risk")
+    waiting = response.json()["human_study_waiting"]
+    assert waiting == "the study needs at least one rater before it opens"
+    again = researcher_api.get("/api/v1/runs/run-001/")
+    assert again.status_code == 200 and again.json()["human_study_waiting"] == waiting
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_identical_concurrent_submissions_give_one_201_and_the_rest_200() -> None:
