@@ -717,9 +717,14 @@ def study_crowd_links(*, study: Study) -> QuerySet[CrowdLink]:
         .annotate(n=Count("pk"))
         .values("n")
     )
-    return CrowdLink.objects.filter(study=study).annotate(
-        participants=Count("memberships", distinct=True),
-        judgments=Coalesce(Subquery(judgments), Value(0)),
+    # Explicit order: a GROUP BY query leaves out Meta.ordering.
+    return (
+        CrowdLink.objects.filter(study=study)
+        .annotate(
+            participants=Count("memberships", distinct=True),
+            judgments=Coalesce(Subquery(judgments), Value(0)),
+        )
+        .order_by("-created_at", "-id")
     )
 
 
