@@ -136,3 +136,22 @@ def test_a_crowd_participant_rates_their_pairs_and_gets_the_completion_code(
     assert [(row["rater"], row["participant_id"]) for row in rows] == [
         (account.username, participant_id)
     ] * 2
+
+
+def test_a_removed_raters_open_page_says_so_and_saves_nothing(page, live_server):
+    researcher = make_user("researcher")
+    rater = make_user("rater", username="browser-rater", password=PASSWORD)
+    study = make_study(items=3, overlap=1, owner=researcher, raters=[rater])
+    login(page, live_server, rater.username)
+    page.goto(f"{live_server.url}/rate/{study.public_id}/")
+    wait_for_pair(page)
+
+    services.rater_remove(study=study, username=rater.username, actor=researcher)
+    time.sleep(READ_S)
+    page.keyboard.press("1")
+    page.wait_for_selector("#done", state="visible")
+    assert "no longer in this study" in page.text_content("#done-reason")
+    assert "Not saved" in page.text_content("#notice")
+    assert page.is_hidden("#error") and page.is_hidden("#pair")
+    assert page.js_errors == []
+    assert not Judgment.objects.filter(rater=rater).exists()
