@@ -347,7 +347,6 @@ class JudgmentLock(NamedTuple):
     text_chars: int  # both outputs together, for the minimum reading time
     member: bool  # the rater is (still) in the study
     item_cap: int | None  # a crowd participant's most judgments; None for other raters
-    judged: int  # the rater's judgments in the study, counted only with a cap (else 0)
 
 
 def assignment_lock_for_judgment(
@@ -362,8 +361,7 @@ def assignment_lock_for_judgment(
         f"i.id, i.is_gold, i.extra_votes, s.id, s.status, s.overlap, s.max_overlap, "
         f"s.lease_minutes, s.min_time_ms, "
         f"(SELECT COALESCE(SUM(LENGTH(o.text)), 0) FROM {OUTPUT} o WHERE o.item_id = i.id), "
-        f"CASE WHEN m.id IS NOT NULL AND m.removed_at IS NULL THEN 1 ELSE 0 END, "
-        f"{CROWD_CAP}, {CROWD_JUDGED} "
+        f"CASE WHEN m.id IS NOT NULL AND m.removed_at IS NULL THEN 1 ELSE 0 END, {CROWD_CAP} "
         f"FROM {ITEM} i JOIN {ASSIGNMENT} a ON a.item_id = i.id "
         f"JOIN {STUDY} s ON s.id = i.study_id "
         f"LEFT JOIN {MEMBERSHIP} m ON m.study_id = s.id AND m.rater_id = a.rater_id {CROWD_JOIN} "
@@ -376,6 +374,24 @@ def assignment_lock_for_judgment(
     return row._replace(
         lease_live=bool(row.lease_live), is_gold=bool(row.is_gold), member=bool(row.member)
     )
+
+
+def crowd_judged_lock(*, study_id: int, rater_id: int) -> int:
+    """Locks a crowd participant's membership row (after the item and assignment rows), then
+    counts their judgments in the study: two of their submissions at once are counted one
+    after the other, so neither takes them past their cap. Two statements on purpose: the
+    count must be read after the lock is granted (PostgreSQL: a new snapshot)."""
+    if row_locks():
+        _run(
+            f"SELECT id FROM {MEMBERSHIP} WHERE study_id = %s AND rater_id = %s FOR UPDATE",
+            [study_id, rater_id],
+        )
+    rows = _run(
+        f"SELECT COUNT(*) FROM {JUDGMENT} j JOIN {ITEM} i ON i.id = j.item_id "
+        f"WHERE i.study_id = %s AND j.rater_id = %s",
+        [study_id, rater_id],
+    )
+    return int(rows[0][0])
 
 
 def places_held_by_others(*, item_id: int, assignment_id: int, now: datetime) -> int:

@@ -165,27 +165,28 @@ def rater_remove(
     (expired now, so other raters are served those items), their judgments stay, in the report
     and the exports. Audited with the counts. Raises NotFoundError (not a rater of the study),
     ConflictError (removed already)."""
-    membership = (
-        StudyRater.objects.select_for_update()
-        .select_related("rater")
+    found = (
+        StudyRater.objects.select_related("rater")
         .filter(study=study, rater__username=username)
         .first()
     )
-    if membership is None:
+    if found is None:
         raise NotFoundError(f"{username!r} is not a rater of {study.slug!r}")
-    if membership.removed_at is not None:
-        raise ConflictError(f"{username!r} was removed from {study.slug!r} already")
     now = timezone.now()
-    membership.removed_at = now
-    membership.save(update_fields=["removed_at"])
     # Expired, not deleted: the rater's open page then hears "removed" for that pair rather
-    # than "no such pair", and an expired lease holds no place in the queue.
+    # than "no such pair", and an expired lease holds no place in the queue. Assignment rows
+    # before the membership row: the order a judgment locks them in.
     released = Assignment.objects.filter(
         item__study=study,
-        rater=membership.rater,
+        rater=found.rater,
         state=AssignmentState.LEASED,
         leased_until__gt=now,
     ).update(leased_until=now, updated_at=now)
+    membership = StudyRater.objects.select_for_update().select_related("rater").get(pk=found.pk)
+    if membership.removed_at is not None:
+        raise ConflictError(f"{username!r} was removed from {study.slug!r} already")
+    membership.removed_at = now
+    membership.save(update_fields=["removed_at"])
     judgments = Judgment.objects.filter(item__study=study, rater=membership.rater).count()
     audit_record(
         entity="rater",

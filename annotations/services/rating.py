@@ -506,7 +506,12 @@ def judgment_submit(
         raise RaterRemovedError(RATER_REMOVED_MESSAGE + "; this pair was not saved")
     if row.status != StudyStatus.OPEN:
         raise StudyNotOpenError("the study was closed for rating; this pair was not saved")
-    if row.item_cap is not None and row.judged >= row.item_cap:
+    judged = (
+        queue_sql.crowd_judged_lock(study_id=row.study_id, rater_id=rater.pk)
+        if row.item_cap is not None
+        else 0
+    )
+    if row.item_cap is not None and judged >= row.item_cap:
         raise ParticipantDoneError(
             f"you have judged the {row.item_cap} pairs this study asks of you; this pair was "
             "not saved"
