@@ -156,3 +156,34 @@ def test_a_crowd_participant_starts_resumes_and_is_refused_a_bad_id(owner) -> No
     researcher.post(f"/studies/{study.slug}/raters/crowd-links/{link_id}/deactivate/")
     assert Client().get(path + "NEW1").status_code == 410
     assert not StudyRater.objects.filter(participant_id__in=["Q1", "NEW1"]).exists()
+
+
+def test_the_admin_reads_invites_crowd_links_and_memberships_without_tokens(owner) -> None:
+    study = make_study(items=1, overlap=1, owner=owner)
+    new = services.invite_create(study=study, actor=owner)
+    link = services.crowd_link_create(study=study, actor=owner, items_per_participant=1)
+    joined = services.crowd_participant_join(token=link.token, participant_id="ADM1")
+    admin_client = signed_in(User.objects.create_superuser("root", password=GOOD_PASSWORD))
+    pages = [
+        "/admin/annotations/studyinvite/",
+        f"/admin/annotations/studyinvite/{new.invite.pk}/change/",
+        "/admin/annotations/crowdlink/",
+        f"/admin/annotations/crowdlink/{link.pk}/change/",
+        f"/admin/annotations/studyrater/{joined.membership.pk}/change/",
+    ]
+    for url in pages:
+        response = admin_client.get(url)
+        assert response.status_code == 200, url
+        body = response.content.decode()
+        assert new.token not in body and link.token not in body
+        assert new.invite.token_hash not in body
+    assert b"ADM1" in admin_client.get(pages[-1]).content
+
+
+def test_the_crowd_start_page_names_the_study_only_by_its_rater_title(owner) -> None:
+    study = make_study(items=1, overlap=1, owner=owner)
+    link = services.crowd_link_create(study=study, actor=owner, items_per_participant=1)
+    body = Client().get(f"/crowd/{link.token}/?PROLIFIC_PID=abc").content.decode()
+    assert "Comparison study" in body
+    for secret in (study.name, study.slug, study.base_model, study.tuned_model):
+        assert secret not in body
