@@ -348,7 +348,7 @@ class StudyRatersApi(ResearcherAPIView):
         serializer = self.StudyRatersInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         memberships = services.raters_assign(
-            study=study, usernames=serializer.validated_data["usernames"]
+            study=study, usernames=serializer.validated_data["usernames"], actor=request.user
         )
         return Response({"raters": [m.rater.username for m in memberships]})
 
