@@ -730,8 +730,10 @@ def child_export(args) -> dict:
 # isoformat timestamps, empty fields unquoted), so the files can be compared line by line.
 PEER_SQL = """
 COPY (
-    SELECT i.external_id AS item_id, u.username AS rater, j.preferred, j.choice, j.left_system,
-           j.time_ms,
+    SELECT i.external_id AS item_id, u.username AS rater,
+           (SELECT nullif(m.participant_id, '') FROM annotations_studyrater m
+            WHERE m.study_id = i.study_id AND m.rater_id = j.rater_id) AS participant_id,
+           j.preferred, j.choice, j.left_system, j.time_ms,
            CASE WHEN j.flagged_fast THEN 'True' ELSE 'False' END AS flagged_fast,
            CASE WHEN i.is_gold THEN 'True' ELSE 'False' END AS is_gold,
            nullif(j.rationale, '') AS rationale,
