@@ -18,11 +18,13 @@ from annotations.models import (
     Adjudication,
     Assignment,
     AuditEvent,
+    CrowdLink,
     Item,
     Judgment,
     Output,
     Study,
     StudyCollaborator,
+    StudyInvite,
     StudyRater,
     StudyStatus,
 )
@@ -152,9 +154,29 @@ class ItemAdmin(ReadOnlyAdmin):
 
 @admin.register(StudyRater)
 class StudyRaterAdmin(ReadOnlyAdmin):
-    list_display = ("study", "rater", "added_at")
-    list_select_related = ("study", "rater")
+    """Membership changes (invites, crowd links, removal) go through the study's raters page
+    (`annotations.services.raters`), audited."""
+
+    list_display = ("study", "rater", "added_at", "removed_at", "crowd_link", "participant_id")
+    list_filter = ("study",)
+    search_fields = ("rater__username", "participant_id")
+    list_select_related = ("study", "rater", "crowd_link")
     exclude = ("order_multiplier", "order_offset", "queue_window", "queue_window_at")
+    readonly_fields = ("removed_at", "crowd_link", "participant_id")
+
+
+@admin.register(StudyInvite)
+class StudyInviteAdmin(ReadOnlyAdmin):
+    list_display = ("id", "study", "username", "created_at", "expires_at", "accepted_by")
+    list_select_related = ("study", "accepted_by")
+    exclude = ("token_hash",)
+
+
+@admin.register(CrowdLink)
+class CrowdLinkAdmin(ReadOnlyAdmin):
+    list_display = ("id", "study", "label", "items_per_participant", "deactivated_at")
+    list_select_related = ("study",)
+    exclude = ("token",)
 
 
 @admin.register(Assignment)

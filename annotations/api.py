@@ -337,7 +337,7 @@ class StudyRatersApi(ResearcherAPIView):
         serializer = self.StudyRatersInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         memberships = services.raters_assign(
-            study=study, usernames=serializer.validated_data["usernames"]
+            study=study, usernames=serializer.validated_data["usernames"], actor=request.user
         )
         return Response({"raters": [m.rater.username for m in memberships]})
 
@@ -454,6 +454,14 @@ class RaterStudySerializer(serializers.Serializer):
     judged_by_me = serializers.IntegerField()
     can_judge = serializers.IntegerField()
     left_for_me = serializers.IntegerField()
+    item_cap = serializers.IntegerField(
+        allow_null=True, help_text="a crowd participant's most pairs; null for other raters"
+    )
+    completion_code = serializers.CharField(
+        allow_null=True,
+        help_text="a crowd participant's completion code, only once the server counts them "
+        "done (their cap reached, or nothing left for them)",
+    )
 
 
 class MyStudiesApi(RaterAPIView):
@@ -577,7 +585,8 @@ class JudgmentSubmitApi(RaterAPIView):
             201: JudgmentSubmitOutputSerializer,
             409: OpenApiResponse(
                 description="not saved; `code` says why: already_judged, key_reused, "
-                "lease_lost, study_closed, skipped"
+                "lease_lost, study_closed, skipped, removed (the rater is no longer in the "
+                "study), participant_done (a crowd participant's cap)"
             ),
         },
     )

@@ -56,3 +56,21 @@ class AssignmentSkippedError(ConflictError):
 
 class WithdrawRefusedError(ConflictError):
     code = "withdraw_refused"
+
+
+RATER_REMOVED_MESSAGE = "you are no longer in this study; the judgments you saved are kept"
+
+
+class RaterRemovedError(ConflictError):
+    """The rater was removed from the study: no more pairs; their saved judgments stay."""
+
+    code = "removed"
+
+    def __init__(self, message: str = RATER_REMOVED_MESSAGE, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+
+
+class ParticipantDoneError(ConflictError):
+    """A crowd participant already judged as many pairs as their link asks for."""
+
+    code = "participant_done"

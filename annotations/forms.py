@@ -5,6 +5,7 @@ from django.conf import settings
 from django.template.defaultfilters import filesizeformat
 
 from annotations.models import QueueOrder, StudyStatus, TaskType
+from annotations.services.raters import CROWD_ITEMS_MAX, INVITE_DAYS_DEFAULT, INVITE_DAYS_MAX
 
 
 class StudyForm(forms.Form):
@@ -132,3 +133,54 @@ class DisplayPrefixesForm(forms.Form):
     def clean_prefixes(self) -> list[str]:
         lines = [line.strip() for line in self.cleaned_data["prefixes"].splitlines()]
         return [line for line in lines if line]
+
+
+class InviteForm(forms.Form):
+    usernames = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4}),
+        required=False,
+        label="Usernames, one a line (optional)",
+        help_text="An existing rater is added at once; any other name gets an invite link that "
+        "creates that account. Leave empty for one link whose user picks their own name.",
+    )
+    days = forms.IntegerField(
+        min_value=1, max_value=INVITE_DAYS_MAX, initial=INVITE_DAYS_DEFAULT, label="Valid for days"
+    )
+
+    def clean_usernames(self) -> list[str]:
+        return self.cleaned_data["usernames"].splitlines()
+
+
+class InviteAcceptForm(forms.Form):
+    username = forms.CharField(max_length=150, required=False)
+    password = forms.CharField(widget=forms.PasswordInput, strip=False, label="Password")
+    password_again = forms.CharField(
+        widget=forms.PasswordInput, strip=False, label="Password again"
+    )
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if cleaned.get("password") != cleaned.get("password_again"):
+            self.add_error("password_again", "the two passwords differ")
+        return cleaned
+
+
+class CrowdLinkForm(forms.Form):
+    label = forms.CharField(
+        max_length=100, required=False, help_text="For you, e.g. 'Prolific wave 1'."
+    )
+    param_name = forms.CharField(
+        max_length=40,
+        initial="PROLIFIC_PID",
+        label="Participant id parameter",
+        help_text="The URL parameter the platform fills in (Prolific: PROLIFIC_PID; MTurk: "
+        "workerId).",
+    )
+    items_per_participant = forms.IntegerField(
+        min_value=1, max_value=CROWD_ITEMS_MAX, initial=20, label="Pairs per participant"
+    )
+    completion_code = forms.CharField(
+        max_length=64,
+        required=False,
+        help_text="Shown when a participant is done; blank: a random one.",
+    )

@@ -275,14 +275,96 @@ class StudyRater(models.Model):
     queue_window = models.TextField(blank=True, default="", editable=False)
     queue_window_at = models.DateTimeField(null=True, blank=True, editable=False)
     added_at = models.DateTimeField(auto_now_add=True)
+    # A removed rater keeps the row (and every judgment), gets no more pairs and no page of
+    # the study; `annotations.services.raters.rater_remove` ends their open leases at once.
+    removed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # A crowd participant (`crowd_link` set): the id their platform gave them (Prolific,
+    # MTurk), kept for payment reconciliation and in the judgments export.
+    crowd_link = models.ForeignKey(
+        "CrowdLink",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="memberships",
+        editable=False,
+    )
+    participant_id = models.CharField(max_length=64, blank=True, default="", editable=False)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["study", "rater"], name="study_rater_unique"),
+            # Resuming with the same participant id on the same link finds the same account.
+            models.UniqueConstraint(
+                fields=["crowd_link", "participant_id"],
+                condition=Q(crowd_link__isnull=False),
+                name="study_rater_crowd_participant_unique",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.study_id}:{self.rater_id}"
+
+
+class StudyInvite(models.Model):
+    """A one-time link that lets one person join a study as a rater (a new account, or a rater
+    already signed in). Only the SHA-256 of its token is stored: the link is shown once, when
+    it is made. Its state (pending, accepted, expired, revoked) is read in
+    `annotations.selectors.study_invite_rows`."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="invites")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    # Set for an invite made from a list of names: the account it creates takes this name.
+    username = models.CharField(max_length=150, blank=True, default="")
+    created_by = models.ForeignKey(
+        conf.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_by = models.ForeignKey(
+        conf.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        conf.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"invite {self.pk} to {self.study_id}"
+
+
+class CrowdLink(models.Model):
+    """An open link for crowd participants (Prolific, MTurk): each arrives with their platform's
+    id in the URL parameter `param_name`, gets (or resumes) a rater account of their own on
+    this study, judges at most `items_per_participant` pairs and is then shown
+    `completion_code`. The token stays readable (the link is posted to the platform and
+    copied again later); deactivating the link closes it."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="crowd_links")
+    token = models.CharField(max_length=64, unique=True, editable=False)
+    label = models.CharField(max_length=100, blank=True, default="")
+    param_name = models.CharField(max_length=40, default="PROLIFIC_PID")
+    items_per_participant = models.PositiveIntegerField()
+    completion_code = models.CharField(max_length=64)
+    created_by = models.ForeignKey(
+        conf.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    deactivated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(items_per_participant__gte=1), name="crowd_link_cap_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"crowd link {self.pk} to {self.study_id}"
 
 
 class Assignment(models.Model):

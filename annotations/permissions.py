@@ -13,10 +13,16 @@ Roles (`annotations.roles`) say what kind of work a user does; this module adds 
 
 ** `settings.STUDIES_READABLE_BY_ALL_RESEARCHERS` (default yes).
 
-*change: edit fields, import, assign raters, move its state, pre-score, adjudicate, decide
-identity flags, manage collaborators (owner and admin only). A training run follows its study.
+*change: edit fields, import, assign, invite and remove raters, make crowd links, move its
+state, pre-score, adjudicate, decide identity flags, manage collaborators (owner and admin
+only). A training run follows its study.
 An archived study is read-only for everyone. Signing off is the release owner's
 (`scoring.release.signoff_record` checks it); editing a release policy is the admin's.
+
+Two pages are open without signing in: following an invite link or a crowd link
+(`annotations.views_raters`). The link's token is the credential; the services check it (an
+invite once, against its stored hash, while it is pending; a crowd link while it is active) and
+a crowd participant's account can rate that one study only, with no password.
 
 API views and pages call `study_for_view` / `study_for_change` / `study_for_delete`, which
 raise a domain error (404 when the user may not even read the study, 403 when they may read but

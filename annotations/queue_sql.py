@@ -20,7 +20,15 @@ from uuid import UUID
 
 from django.db import connection
 
-from annotations.models import Assignment, AssignmentState, Item, Judgment, Output, Study
+from annotations.models import (
+    Assignment,
+    AssignmentState,
+    CrowdLink,
+    Item,
+    Judgment,
+    Output,
+    Study,
+)
 from annotations.models import StudyRater as Membership
 from annotations.queue_rules import has_room_sql, holds_a_place_sql, item_capacity_sql
 
@@ -30,6 +38,7 @@ OUTPUT = Output._meta.db_table
 MEMBERSHIP = Membership._meta.db_table
 ASSIGNMENT = Assignment._meta.db_table
 JUDGMENT = Judgment._meta.db_table
+CROWD_LINK = CrowdLink._meta.db_table
 
 JUDGED = AssignmentState.JUDGED.value
 SKIPPED = AssignmentState.SKIPPED.value
@@ -70,6 +79,20 @@ def row_locks() -> bool:
     return connection.features.has_select_for_update
 
 
+# A crowd participant's cap (their link's items per participant; NULL for other raters) and
+# their judgments in the study, counted only when there is a cap: the rater loop of everyone
+# else pays nothing for it. Both expect `s` (study), `m` (membership) and `cl` (crowd link,
+# LEFT JOINed on the membership).
+CROWD_JOIN = f"LEFT JOIN {CROWD_LINK} cl ON cl.id = m.crowd_link_id"
+CROWD_CAP = "cl.items_per_participant"
+CROWD_JUDGED = (
+    f"CASE WHEN cl.items_per_participant IS NULL THEN 0 ELSE (SELECT COUNT(*) FROM {JUDGMENT} cj "
+    f"JOIN {ITEM} ci ON ci.id = cj.item_id WHERE ci.study_id = s.id AND cj.rater_id = m.rater_id) "
+    "END"
+)
+REMOVED = "CASE WHEN m.removed_at IS NULL THEN 0 ELSE 1 END"
+
+
 # --- next pair ------------------------------------------------------------------------------
 
 
@@ -92,6 +115,9 @@ class RaterStudyRow(NamedTuple):
     membership_id: int
     memo: str  # the queue memo if written after `memo_since`, else ""
     display_strip_prefixes: Any  # the study's display prefixes as stored (JSON)
+    removed: bool  # the rater was removed from the study
+    item_cap: int | None  # a crowd participant's most judgments; None for other raters
+    judged: int  # the rater's judgments in the study, counted only with a cap (else 0)
 
 
 def rater_study_read(
@@ -120,14 +146,17 @@ def rater_study_read(
         f"(SELECT COUNT(*) {leases}), "
         f"(SELECT a.id {leases}{not_excluded} ORDER BY a.created_at, a.id LIMIT 1), "
         f"m.id, CASE WHEN m.queue_window_at > %s THEN m.queue_window ELSE '' END, "
-        f"s.display_strip_prefixes "
-        f"FROM {STUDY} s JOIN {MEMBERSHIP} m ON m.study_id = s.id "
+        f"s.display_strip_prefixes, {REMOVED}, {CROWD_CAP}, {CROWD_JUDGED} "
+        f"FROM {STUDY} s JOIN {MEMBERSHIP} m ON m.study_id = s.id {CROWD_JOIN} "
         f"WHERE {by} AND m.rater_id = %s"
     )
     when = db_time(now)
     key = _uuid_param(public_id) if public_id is not None else slug
     rows = _run(sql, [when, when, *exclude_ids, db_time(memo_since), key, rater_id])
-    return RaterStudyRow(*rows[0]) if rows else None
+    if not rows:
+        return None
+    row = RaterStudyRow(*rows[0])
+    return row._replace(removed=bool(row.removed))
 
 
 def lease_extend(*, assignment_id: int, leased_until: datetime, now: datetime) -> None:
@@ -320,6 +349,8 @@ class JudgmentLock(NamedTuple):
     lease_minutes: int
     min_time_ms: int | None
     text_chars: int  # both outputs together, for the minimum reading time
+    member: bool  # the rater is (still) in the study
+    item_cap: int | None  # a crowd participant's most judgments; None for other raters
 
 
 def assignment_lock_for_judgment(
@@ -333,15 +364,38 @@ def assignment_lock_for_judgment(
         f"SELECT a.state, a.left_system, CASE WHEN a.leased_until > %s THEN 1 ELSE 0 END, "
         f"i.id, i.is_gold, i.extra_votes, s.id, s.status, s.overlap, s.max_overlap, "
         f"s.lease_minutes, s.min_time_ms, "
-        f"(SELECT COALESCE(SUM(LENGTH(o.text)), 0) FROM {OUTPUT} o WHERE o.item_id = i.id) "
+        f"(SELECT COALESCE(SUM(LENGTH(o.text)), 0) FROM {OUTPUT} o WHERE o.item_id = i.id), "
+        f"CASE WHEN m.id IS NOT NULL AND m.removed_at IS NULL THEN 1 ELSE 0 END, {CROWD_CAP} "
         f"FROM {ITEM} i JOIN {ASSIGNMENT} a ON a.item_id = i.id "
-        f"JOIN {STUDY} s ON s.id = i.study_id WHERE a.id = %s AND a.rater_id = %s{lock}",
+        f"JOIN {STUDY} s ON s.id = i.study_id "
+        f"LEFT JOIN {MEMBERSHIP} m ON m.study_id = s.id AND m.rater_id = a.rater_id {CROWD_JOIN} "
+        f"WHERE a.id = %s AND a.rater_id = %s{lock}",
         [db_time(now), assignment_id, rater_id],
     )
     if not rows:
         return None
     row = JudgmentLock(*rows[0])
-    return row._replace(lease_live=bool(row.lease_live), is_gold=bool(row.is_gold))
+    return row._replace(
+        lease_live=bool(row.lease_live), is_gold=bool(row.is_gold), member=bool(row.member)
+    )
+
+
+def crowd_judged_lock(*, study_id: int, rater_id: int) -> int:
+    """Locks a crowd participant's membership row (after the item and assignment rows), then
+    counts their judgments in the study: two of their submissions at once are counted one
+    after the other, so neither takes them past their cap. Two statements on purpose: the
+    count must be read after the lock is granted (PostgreSQL: a new snapshot)."""
+    if row_locks():
+        _run(
+            f"SELECT id FROM {MEMBERSHIP} WHERE study_id = %s AND rater_id = %s FOR UPDATE",
+            [study_id, rater_id],
+        )
+    rows = _run(
+        f"SELECT COUNT(*) FROM {JUDGMENT} j JOIN {ITEM} i ON i.id = j.item_id "
+        f"WHERE i.study_id = %s AND j.rater_id = %s",
+        [study_id, rater_id],
+    )
+    return int(rows[0][0])
 
 
 def places_held_by_others(*, item_id: int, assignment_id: int, now: datetime) -> int:
@@ -418,25 +472,31 @@ class RaterStudy(NamedTuple):
     status: str
     overlap: int
     judged: int  # the rater's judgments in the study
+    removed: bool  # the rater was removed from the study
+    item_cap: int | None  # a crowd participant's most judgments; None for other raters
+    completion_code: str | None  # a crowd participant's link's code (shown only when done)
 
 
 def rater_studies_read(*, rater_id: int, public_id: UUID | None = None) -> list[RaterStudy]:
-    """The rater's studies (or only `public_id`), each with the rater's judgments in it."""
+    """The rater's studies (or only `public_id`), each with the rater's judgments in it. The
+    list leaves out studies the rater was removed from; one study by `public_id` comes with
+    `removed` set instead, so the page can say so."""
     judged = (
         f"SELECT COUNT(*) FROM {JUDGMENT} j JOIN {ITEM} ji ON ji.id = j.item_id "
         f"WHERE ji.study_id = s.id AND j.rater_id = m.rater_id"
     )
-    only = " AND s.public_id = %s" if public_id is not None else ""
+    only = " AND s.public_id = %s" if public_id is not None else " AND m.removed_at IS NULL"
     params: list[Any] = [rater_id]
     if public_id is not None:
         params.append(_uuid_param(public_id))
     rows = _run(
         f"SELECT s.id, s.public_id, s.rater_title, s.instructions, s.status, s.overlap, "
-        f"({judged}) FROM {STUDY} s JOIN {MEMBERSHIP} m ON m.study_id = s.id "
+        f"({judged}), {REMOVED}, {CROWD_CAP}, cl.completion_code "
+        f"FROM {STUDY} s JOIN {MEMBERSHIP} m ON m.study_id = s.id {CROWD_JOIN} "
         f"WHERE m.rater_id = %s{only} ORDER BY s.created_at DESC, s.id",
         params,
     )
-    return [RaterStudy(*row) for row in rows]
+    return [RaterStudy(*row)._replace(removed=bool(row[7])) for row in rows]
 
 
 def items_left_for_rater(*, study_id: int, overlap: int, rater_id: int, now: datetime) -> int:

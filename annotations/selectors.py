@@ -14,13 +14,13 @@ from uuid import UUID
 
 import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, F, Max, Q, QuerySet, Sum, Value
+from django.db.models import Count, F, Max, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from annotations import queue_sql
 from annotations.blinding import display_text
-from annotations.errors import NotFoundError
+from annotations.errors import NotFoundError, RaterRemovedError
 from annotations.queue_rules import item_capacity_expr
 
 if TYPE_CHECKING:
@@ -32,10 +32,12 @@ from annotations.models import (
     AssignmentState,
     AuditEvent,
     Choice,
+    CrowdLink,
     Item,
     Judgment,
     Output,
     Study,
+    StudyInvite,
     StudyRater,
     StudyStatus,
     System,
@@ -47,7 +49,9 @@ from annotations.models import (
 def study_list() -> QuerySet[Study]:
     return Study.objects.annotate(
         item_count=Count("items", distinct=True),
-        rater_count=Count("memberships", distinct=True),
+        rater_count=Count(
+            "memberships", filter=Q(memberships__removed_at__isnull=True), distinct=True
+        ),
     ).order_by("-created_at")
 
 
@@ -69,6 +73,11 @@ class RaterStudyRow:
     status: str
     judged_by_me: int
     left_for_me: int
+    # A crowd participant's cap (None for other raters) and their link's completion code,
+    # set only once the server counts them done: at the cap, or nothing left for them in the
+    # open study.
+    item_cap: int | None = None
+    completion_code: str | None = None
 
     @property
     def can_judge(self) -> int:
@@ -88,13 +97,21 @@ def _rater_study_row(row: queue_sql.RaterStudy, *, rater: AbstractBaseUser) -> R
     left = queue_sql.items_left_for_rater(
         study_id=row.study_id, overlap=row.overlap, rater_id=rater.pk, now=timezone.now()
     )
+    judged = int(row.judged)
+    done = False
+    if row.item_cap is not None:
+        # The queue serves a crowd participant no more than their cap (rating.pair_next).
+        left = max(0, min(left, row.item_cap - judged))
+        done = judged >= row.item_cap or (row.status == StudyStatus.OPEN and left == 0)
     return RaterStudyRow(
         public_id=UUID(str(row.public_id)),
         title=row.rater_title or NEUTRAL_RATER_TITLE,
         instructions=row.instructions,
         status=row.status,
-        judged_by_me=int(row.judged),
+        judged_by_me=judged,
         left_for_me=left,
+        item_cap=row.item_cap,
+        completion_code=row.completion_code if done else None,
     )
 
 
@@ -109,10 +126,13 @@ def rater_study_list(*, rater: AbstractBaseUser) -> list[RaterStudyRow]:
 
 def rater_progress_get(*, public_id: UUID, rater: AbstractBaseUser) -> RaterStudyRow:
     """One study of the rater with their progress: the rating page's counter ("12 of 200 for
-    you"). Raises NotFoundError when the rater is not in the study."""
+    you"). Raises NotFoundError when the rater is not in the study, RaterRemovedError when
+    they were removed from it."""
     rows = queue_sql.rater_studies_read(rater_id=rater.pk, public_id=public_id)
     if not rows:
         raise NotFoundError("no such study assigned to you")
+    if rows[0].removed:
+        raise RaterRemovedError()
     return _rater_study_row(rows[0], rater=rater)
 
 
@@ -120,11 +140,17 @@ def rater_study_get(
     *, rater: AbstractBaseUser, public_id: UUID | None = None, slug: str | None = None
 ) -> Study:
     """A study of the rater by its public id (or, for old links, its slug). Raises
-    NotFoundError when the rater is not in it."""
+    NotFoundError when the rater is not in it, RaterRemovedError when they were removed."""
     lookup = {"public_id": public_id} if public_id is not None else {"slug": slug}
-    study = Study.objects.filter(memberships__rater=rater, **lookup).first()
+    study = (
+        Study.objects.filter(memberships__rater=rater, **lookup)
+        .annotate(rater_removed_at=F("memberships__removed_at"))
+        .first()
+    )
     if study is None:
         raise NotFoundError("no such study assigned to you")
+    if study.rater_removed_at is not None:
+        raise RaterRemovedError()
     return study
 
 
@@ -350,7 +376,7 @@ def study_blockers(*, study: Study) -> StudyBlockers:
     a rater who does not exist.
     """
     now = timezone.now()
-    member_ids = StudyRater.objects.filter(study=study).values("rater_id")
+    member_ids = StudyRater.objects.filter(study=study, removed_at__isnull=True).values("rater_id")
     n_raters = member_ids.count()
     live = Q(assignments__state=AssignmentState.LEASED, assignments__leased_until__gt=now)
     met = Q(assignments__rater_id__in=member_ids) & (
@@ -556,6 +582,7 @@ def blind_pair_from_lease(pair: LeasedPair) -> BlindPair:
 JUDGMENT_EXPORT_FIELDS = (
     "item_id",
     "rater",
+    "participant_id",  # a crowd participant's platform id (payment reconciliation); else ""
     "preferred",
     "choice",
     "response_1_system",
@@ -577,12 +604,17 @@ OTHER_SYSTEM = {System.BASE: System.TUNED, System.TUNED: System.BASE}
 
 def judgment_export_rows(*, study: Study, chunk_size: int = 2_000) -> Iterator[dict[str, Any]]:
     """One row per judgment, streamed in id order (constant memory on large studies)."""
+    participant = StudyRater.objects.filter(study=study, rater_id=OuterRef("rater_id")).values(
+        "participant_id"
+    )[:1]
     rows = (
         Judgment.objects.filter(item__study=study)
+        .annotate(participant_id=Coalesce(Subquery(participant), Value("")))
         .order_by("id")
         .values_list(
             "item__external_id",
             "rater__username",
+            "participant_id",
             "preferred",
             "choice",
             "left_system",
@@ -596,6 +628,7 @@ def judgment_export_rows(*, study: Study, chunk_size: int = 2_000) -> Iterator[d
     for (
         item_id,
         rater,
+        participant_id,
         preferred,
         choice,
         slot_1,
@@ -608,6 +641,7 @@ def judgment_export_rows(*, study: Study, chunk_size: int = 2_000) -> Iterator[d
         yield {
             "item_id": item_id,
             "rater": rater,
+            "participant_id": participant_id,
             "preferred": preferred,
             "choice": EXPORTED_CHOICES[choice],
             "response_1_system": slot_1,
@@ -625,3 +659,152 @@ def audit_trail(*, study: Study, limit: int = 500) -> list[AuditEvent]:
     keeps, so the trail of a deleted study is found too)."""
     events = AuditEvent.objects.filter(study_slug=study.slug).select_related("actor")
     return list(reversed(events.order_by("-id")[:limit]))
+
+
+# --- who rates a study: members, invites, crowd links ---------------------------------------
+
+
+def invite_state(invite: StudyInvite, now: datetime) -> str:
+    """pending, accepted, revoked or expired (in that precedence)."""
+    if invite.accepted_at is not None:
+        return "accepted"
+    if invite.revoked_at is not None:
+        return "revoked"
+    if invite.expires_at <= now:
+        return "expired"
+    return "pending"
+
+
+@dataclass(frozen=True)
+class StudyMemberRow:
+    """A rater of the study as its researchers see them (removed ones too: their judgments
+    stay)."""
+
+    username: str
+    via: str  # "crowd link" | "invite or assignment"
+    participant_id: str
+    crowd_link_id: int | None
+    added_at: datetime
+    removed_at: datetime | None
+    judged: int
+    open_pairs: int
+
+
+def study_member_rows(*, study: Study) -> list[StudyMemberRow]:
+    """The study's raters, active first, in two queries."""
+    now = timezone.now()
+    counts = {
+        row["rater_id"]: row
+        for row in Assignment.objects.filter(item__study=study)
+        .values("rater_id")
+        .annotate(
+            judged=Count("pk", filter=Q(state=AssignmentState.JUDGED)),
+            open_pairs=Count("pk", filter=Q(state=AssignmentState.LEASED, leased_until__gt=now)),
+        )
+    }
+    memberships = (
+        StudyRater.objects.filter(study=study)
+        .select_related("rater")
+        .order_by(F("removed_at").asc(nulls_first=True), "rater__username")
+    )
+    return [
+        StudyMemberRow(
+            username=m.rater.get_username(),
+            via="crowd link" if m.crowd_link_id else "invite or assignment",
+            participant_id=m.participant_id,
+            crowd_link_id=m.crowd_link_id,
+            added_at=m.added_at,
+            removed_at=m.removed_at,
+            judged=counts.get(m.rater_id, {}).get("judged", 0),
+            open_pairs=counts.get(m.rater_id, {}).get("open_pairs", 0),
+        )
+        for m in memberships
+    ]
+
+
+@dataclass(frozen=True)
+class InviteRow:
+    id: int
+    username: str  # the name the invite creates, or "" (the person chooses)
+    state: str  # pending | accepted | expired | revoked
+    created_by: str
+    created_at: datetime
+    expires_at: datetime
+    accepted_by: str
+    accepted_at: datetime | None
+    revoked_by: str
+    revoked_at: datetime | None
+
+
+def study_invite_rows(*, study: Study, limit: int = 500) -> list[InviteRow]:
+    """The study's latest invites with their state, newest first (one query)."""
+    now = timezone.now()
+    invites = StudyInvite.objects.filter(study=study).select_related(
+        "created_by", "accepted_by", "revoked_by"
+    )[:limit]
+
+    def name(user) -> str:
+        return user.get_username() if user is not None else ""
+
+    return [
+        InviteRow(
+            id=invite.pk,
+            username=invite.username,
+            state=invite_state(invite, now),
+            created_by=name(invite.created_by),
+            created_at=invite.created_at,
+            expires_at=invite.expires_at,
+            accepted_by=name(invite.accepted_by),
+            accepted_at=invite.accepted_at,
+            revoked_by=name(invite.revoked_by),
+            revoked_at=invite.revoked_at,
+        )
+        for invite in invites
+    ]
+
+
+def study_crowd_links(*, study: Study) -> QuerySet[CrowdLink]:
+    """The study's crowd links, newest first, each with its participants (`participants`) and
+    their judgments (`judgments`)."""
+    judgments = (
+        Judgment.objects.filter(
+            item__study_id=OuterRef("study_id"),
+            rater__study_memberships__crowd_link_id=OuterRef("pk"),
+        )
+        .order_by()
+        .values("item__study_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    # Explicit order: a GROUP BY query leaves out Meta.ordering.
+    return (
+        CrowdLink.objects.filter(study=study)
+        .annotate(
+            participants=Count("memberships", distinct=True),
+            judgments=Coalesce(Subquery(judgments), Value(0)),
+        )
+        .order_by("-created_at", "-id")
+    )
+
+
+def invite_by_token(*, token_hash: str) -> StudyInvite:
+    """An invite by its token's hash, with its study. Raises NotFoundError."""
+    invite = StudyInvite.objects.select_related("study").filter(token_hash=token_hash).first()
+    if invite is None:
+        raise NotFoundError("this invite link is not valid")
+    return invite
+
+
+def crowd_link_by_token(*, token: str) -> CrowdLink:
+    """A crowd link by its token, with its study. Raises NotFoundError."""
+    link = CrowdLink.objects.select_related("study").filter(token=token).first()
+    if link is None:
+        raise NotFoundError("this study link is not valid")
+    return link
+
+
+def crowd_membership_of(user: AbstractBaseUser) -> StudyRater | None:
+    """The crowd membership of a participant's account (None for any other account)."""
+    if not user.is_authenticated:
+        return None
+    return StudyRater.objects.filter(rater_id=user.pk, crowd_link__isnull=False).first()

@@ -18,7 +18,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from annotations import permissions, roles, selectors, services
-from annotations.errors import DomainError
+from annotations.errors import DomainError, RaterRemovedError
 from annotations.forms import (
     DisplayPrefixesForm,
     ImportConfirmForm,
@@ -37,6 +37,7 @@ from annotations.permissions import (
     study_for_view,
 )
 from annotations.queue_rules import KEY_GUARD_MS, WITHDRAW_SECONDS
+from annotations.views_raters import notice_page
 
 
 @login_required
@@ -62,6 +63,14 @@ def rater_home(request: HttpRequest) -> HttpResponse:
 def rate(request: HttpRequest, study: UUID) -> HttpResponse:
     try:
         row = selectors.rater_study_get(public_id=study, rater=request.user)
+    except RaterRemovedError:
+        return notice_page(
+            request,
+            title="No longer in this study",
+            message="You are no longer in this study; the judgments you saved are kept. "
+            "Thank you for your work.",
+            status=410,
+        )
     except DomainError as exc:
         raise PermissionDenied(exc.message) from exc
     return render(
@@ -255,23 +264,6 @@ def study_settings(request: HttpRequest, slug: str) -> HttpResponse:
             return redirect("study-detail", slug=slug)
     context = {"study": study, "form": form, "setup": selectors.study_setup(study=study)}
     return render(request, "annotations/study_settings.html", context)
-
-
-@researcher_required
-@require_POST
-def study_raters(request: HttpRequest, slug: str) -> HttpResponse:
-    study = page_errors(lambda: study_for_change(user=request.user, slug=slug))
-    form = RatersForm(request.POST)
-    if form.is_valid():
-        try:
-            services.raters_assign(study=study, usernames=form.cleaned_data["usernames"])
-        except DomainError as exc:
-            messages.error(request, exc.message)
-        else:
-            messages.success(request, "Raters assigned.")
-    else:
-        messages.error(request, form.errors.as_text())
-    return redirect("study-detail", slug=slug)
 
 
 @researcher_required

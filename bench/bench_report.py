@@ -730,7 +730,10 @@ def child_export(args) -> dict:
 # isoformat timestamps, empty fields unquoted), so the files can be compared line by line.
 PEER_SQL = """
 COPY (
-    SELECT i.external_id AS item_id, u.username AS rater, j.preferred,
+    SELECT i.external_id AS item_id, u.username AS rater,
+           (SELECT nullif(m.participant_id, '') FROM annotations_studyrater m
+            WHERE m.study_id = i.study_id AND m.rater_id = j.rater_id) AS participant_id,
+           j.preferred,
            CASE j.choice WHEN 'left' THEN 'response_1' WHEN 'right' THEN 'response_2'
                 ELSE j.choice END AS choice,
            j.left_system AS response_1_system,

@@ -215,7 +215,85 @@ TABLE: tuple[Row, ...] = (
     Row("study-import-confirm", "POST", "302 403 403 302 302 403 403 302", S, data={}, fmt="form"),
     Row("study-settings", "GET", "302 403 403 200 200 403 403 200", S, fmt="form"),
     Row("study-settings", "POST", "302 403 403 200 200 403 403 200", S, data={}, fmt="form"),
+    Row("study-raters", "GET", "302 403 403 200 200 200 403 200", S, fmt="form"),
     Row("study-raters", "POST", "302 403 403 302 302 403 403 302", S, data={}, fmt="form"),
+    # A new invite link is shown once, on the page the POST answers.
+    Row(
+        "study-invites",
+        "POST",
+        "302 403 403 200 200 403 403 200",
+        S,
+        data={"days": "7"},
+        fmt="form",
+    ),
+    Row(
+        "study-invite-revoke",
+        "POST",
+        "302 403 403 302 302 403 403 302",
+        {"slug": "{slug}", "invite_id": "{invite_id}"},
+        data={},
+        fmt="form",
+    ),
+    Row(
+        "study-rater-remove",
+        "POST",
+        "302 403 403 302 302 403 403 302",
+        {"slug": "{slug}", "username": "{rater}"},
+        data={},
+        fmt="form",
+    ),
+    Row(
+        "study-crowd-links",
+        "POST",
+        "302 403 403 302 302 403 403 302",
+        S,
+        data={"param_name": "PROLIFIC_PID", "items_per_participant": "3"},
+        fmt="form",
+    ),
+    Row(
+        "study-crowd-link-deactivate",
+        "POST",
+        "302 403 403 302 302 403 403 302",
+        {"slug": "{slug}", "link_id": "{crowd_link_id}"},
+        data={},
+        fmt="form",
+    ),
+    # Links that let raters in: the token is the credential, so anonymous visitors may open
+    # them. An invite adds a signed-in rater (302 to the rating page) and refuses any other
+    # account (403); an empty sign-up form is bad input (400).
+    Row(
+        "invite-accept",
+        "GET",
+        "200 200 200 200 200 200 200 200",
+        {"token": "{invite_token}"},
+        fmt="form",
+    ),
+    Row(
+        "invite-accept",
+        "POST",
+        "400 302 302 403 403 403 403 403",
+        {"token": "{invite_token}"},
+        data={},
+        fmt="form",
+    ),
+    # A crowd link is for crowd participants: anyone signed in with another account is told
+    # to sign out first (409); a participant starts (302 to the rating page).
+    Row(
+        "crowd-join",
+        "GET",
+        "200 409 409 409 409 409 409 409",
+        {"token": "{crowd_token}"},
+        query="PROLIFIC_PID=P1",
+        fmt="form",
+    ),
+    Row(
+        "crowd-join",
+        "POST",
+        "302 409 409 409 409 409 409 409",
+        {"token": "{crowd_token}"},
+        data={"participant_id": "P1"},
+        fmt="form",
+    ),
     Row(
         "study-status",
         "POST",
@@ -356,6 +434,8 @@ def world(db) -> dict[str, Any]:
         output=item.outputs.get(system="tuned"), item=item, matches=["acme"]
     )
     job = ScoringJob.objects.create(study=study)
+    invite = services.invite_create(study=study, actor=users["owner"])
+    crowd = services.crowd_link_create(study=study, actor=users["owner"], items_per_participant=2)
     export = ReportExport.objects.create(study=study, kind="report_json")
     return {
         "users": users,
@@ -369,6 +449,10 @@ def world(db) -> dict[str, Any]:
             "job_id": str(job.pk),
             "export_id": str(export.pk),
             "signoff_id": str(signoff.pk),
+            "invite_token": invite.token,
+            "invite_id": str(invite.invite.pk),
+            "crowd_token": crowd.token,
+            "crowd_link_id": str(crowd.pk),
             **{role: user.username for role, user in users.items()},
         },
     }

@@ -24,6 +24,7 @@ from django.utils import timezone
 from annotations import queue_sql
 from annotations.blinding import strip_prefixes_from
 from annotations.errors import (
+    RATER_REMOVED_MESSAGE,
     AlreadyJudgedError,
     AssignmentSkippedError,
     ConflictError,
@@ -31,6 +32,8 @@ from annotations.errors import (
     IdempotencyKeyReusedError,
     LeaseLostError,
     NotFoundError,
+    ParticipantDoneError,
+    RaterRemovedError,
     StudyNotOpenError,
     WithdrawRefusedError,
 )
@@ -42,6 +45,7 @@ from annotations.models import (
     Judgment,
     Preference,
     Study,
+    StudyRater,
     StudyStatus,
     System,
 )
@@ -77,6 +81,7 @@ __all__ = [
     "judgment_withdraw",
     "lease_from_pool",
     "lease_retake_own",
+    "membership_check",
     "overlap_extend_if_split",
     "pair_next",
     "preferred_for",
@@ -157,9 +162,11 @@ def pair_next(
     page names it); None when nothing is left for them.
 
     A live lease the rater already holds (and did not list in `exclude_ids`) is returned first,
-    with its lease renewed, so a retried or reloaded request never strands a lease. Raises
-    NotFoundError when the rater is not in the study, StudyNotOpenError when it is not open,
-    ConflictError when the rater already holds the most leases allowed.
+    with its lease renewed, so a retried or reloaded request never strands a lease. A crowd
+    participant gets None once their judgments plus live leases reach their link's cap. Raises
+    NotFoundError when the rater is not in the study, RaterRemovedError when they were removed
+    from it, StudyNotOpenError when it is not open, ConflictError when the rater already holds
+    the most leases allowed.
     """
     if (slug is None) == (public_id is None):
         raise DomainValidationError("name the study by slug or by public id")
@@ -175,6 +182,8 @@ def pair_next(
     )
     if row is None:
         raise NotFoundError("no such study assigned to you")
+    if row.removed:
+        raise RaterRemovedError()
     if row.status != StudyStatus.OPEN:
         raise StudyNotOpenError("this study is closed for rating")
     study = _RaterStudy(
@@ -199,6 +208,10 @@ def pair_next(
             study.title, study.instructions, texts.prompt, texts.base_text, texts.tuned_text,
             study.strip_prefixes,
         )  # fmt: skip
+    if row.item_cap is not None and row.judged + row.leases_held >= row.item_cap:
+        # The participant's cap counts the pairs they hold too, so a prefetched pair never
+        # takes them past it.
+        return None
     if row.leases_held >= settings.MAX_LEASES_PER_RATER:
         raise ConflictError(
             f"you already hold {row.leases_held} pairs in this study; judge or skip one first"
@@ -321,6 +334,15 @@ def assignment_next(
     return Assignment.objects.select_related("item__study").get(pk=pair.assignment_id)
 
 
+def membership_check(*, study_id: int, rater: AbstractBaseUser) -> None:
+    """Raises RaterRemovedError unless the rater is (still) in the study."""
+    active = StudyRater.objects.filter(
+        study_id=study_id, rater_id=rater.pk, removed_at__isnull=True
+    ).exists()
+    if not active:
+        raise RaterRemovedError()
+
+
 def assignment_for_rater(*, assignment_id: int, rater: AbstractBaseUser) -> Assignment:
     assignment = (
         Assignment.objects.select_related("item__study")
@@ -343,6 +365,7 @@ def assignment_renew(*, assignment_id: int, rater: AbstractBaseUser) -> Assignme
     if assignment.state != AssignmentState.LEASED:
         raise ConflictError(f"assignment is {assignment.state}")
     study = assignment.item.study
+    membership_check(study_id=study.pk, rater=rater)
     now = timezone.now()
     if assignment.leased_until <= now and not expired_lease_can_count(
         assignment_id=assignment.pk,
@@ -372,6 +395,7 @@ def assignment_skip(*, assignment_id: int, rater: AbstractBaseUser) -> Assignmen
         raise ConflictError("assignment is already judged")
     if assignment.state == AssignmentState.SKIPPED:
         return assignment
+    membership_check(study_id=assignment.item.study_id, rater=rater)
     assignment.state = AssignmentState.SKIPPED
     assignment.save(update_fields=["state", "updated_at"])
     return assignment
@@ -443,8 +467,9 @@ def judgment_submit(
     Raises DomainValidationError for an unknown choice or a bad key, NotFoundError for someone
     else's assignment, IdempotencyKeyReusedError when the key's judgment holds another
     choice, AlreadyJudgedError when the pair holds the rater's judgment already (the first
-    counts), AssignmentSkippedError, StudyNotOpenError, and LeaseLostError when an expired
-    lease's item has meanwhile been completed by others.
+    counts), AssignmentSkippedError, RaterRemovedError (removed from the study),
+    StudyNotOpenError, ParticipantDoneError (a crowd participant at their cap), and
+    LeaseLostError when an expired lease's item has meanwhile been completed by others.
     """
     normalised = CHOICE_ALIASES.get(str(choice).strip().lower())
     if normalised is None:
@@ -477,8 +502,20 @@ def judgment_submit(
         )
     if row.state == AssignmentState.SKIPPED:
         raise AssignmentSkippedError("you skipped this pair; it was not saved")
+    if not row.member:
+        raise RaterRemovedError(RATER_REMOVED_MESSAGE + "; this pair was not saved")
     if row.status != StudyStatus.OPEN:
         raise StudyNotOpenError("the study was closed for rating; this pair was not saved")
+    judged = (
+        queue_sql.crowd_judged_lock(study_id=row.study_id, rater_id=rater.pk)
+        if row.item_cap is not None
+        else 0
+    )
+    if row.item_cap is not None and judged >= row.item_cap:
+        raise ParticipantDoneError(
+            f"you have judged the {row.item_cap} pairs this study asks of you; this pair was "
+            "not saved"
+        )
     capacity = item_capacity(overlap=row.overlap, extra_votes=row.extra_votes, is_gold=row.is_gold)
     if not row.lease_live and not expired_lease_can_count(
         assignment_id=assignment_id, item_id=row.item_id, capacity=capacity, now=now
@@ -557,6 +594,7 @@ def judgment_withdraw(*, assignment_id: int, rater: AbstractBaseUser) -> Assignm
     judgment = Judgment.objects.filter(assignment_id=assignment.pk).first()
     if judgment is None or assignment.state != AssignmentState.JUDGED:
         raise WithdrawRefusedError("this pair holds no judgment of yours to undo")
+    membership_check(study_id=study.pk, rater=rater)
     if study.status != StudyStatus.OPEN:
         raise WithdrawRefusedError("the study was closed for rating; judgments stay as saved")
     now = timezone.now()

@@ -1,9 +1,8 @@
-"""Writes: users, studies, study states and the audit log, rater membership, adjudication."""
+"""Writes: users, studies, study states and the audit log, adjudication (rater membership:
+`annotations.services.raters`)."""
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Sequence
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -25,15 +24,12 @@ from annotations.jsonsafety import json_problem
 from annotations.models import (
     SIGN_OFF_STATES,
     STUDY_TRANSITIONS,
-    Assignment,
-    AssignmentState,
     AuditEvent,
     Item,
     Judgment,
     Preference,
     Study,
     StudyCollaborator,
-    StudyRater,
     StudyStatus,
 )
 from annotations.signals import evidence_changed, study_created, study_opened
@@ -49,8 +45,6 @@ __all__ = [
     "evidence_changed_notify",
     "evidence_version_bump",
     "password_check",
-    "rater_remove",
-    "raters_assign",
     "roles_ensure",
     "status_transition_check",
     "study_archive",
@@ -568,50 +562,6 @@ def collaborator_remove(*, study: Study, username: str, actor: AbstractBaseUser 
         study=study,
         details={"username": username},
     )
-
-
-# --- raters ---------------------------------------------------------------------------------
-
-
-@transaction.atomic
-def raters_assign(*, study: Study, usernames: Sequence[str]) -> list[StudyRater]:
-    """Adds raters to a study (idempotent). Raises DomainValidationError for unknown users or
-    users without the rater role."""
-    users = {
-        u.username: u
-        for u in User.objects.filter(username__in=usernames).prefetch_related("groups")
-    }
-    missing = [name for name in usernames if name not in users]
-    if missing:
-        raise DomainValidationError(f"unknown user(s): {', '.join(missing)}")
-    not_raters = [name for name, user in users.items() if not roles.is_rater(user)]
-    if not_raters:
-        raise DomainValidationError(
-            f"user(s) without the rater role: {', '.join(sorted(not_raters))}"
-        )
-    memberships = []
-    for name in usernames:
-        membership, _ = StudyRater.objects.get_or_create(
-            study=study,
-            rater=users[name],
-            defaults={
-                "order_multiplier": 1 + secrets.randbelow(ORDER_MODULUS - 1),
-                "order_offset": secrets.randbelow(ORDER_MODULUS),
-            },
-        )
-        memberships.append(membership)
-    return memberships
-
-
-@transaction.atomic
-def rater_remove(*, study: Study, username: str) -> None:
-    """Removes a rater from a study and releases their live leases; their judgments stay."""
-    deleted, _ = StudyRater.objects.filter(study=study, rater__username=username).delete()
-    if not deleted:
-        raise NotFoundError(f"{username!r} is not a rater of {study.slug!r}")
-    Assignment.objects.filter(
-        item__study=study, rater__username=username, state=AssignmentState.LEASED
-    ).delete()
 
 
 # --- adjudication -----------------------------------------------------------------------------

@@ -163,7 +163,7 @@ def run_create(*, fields: dict, items: list, holdout: list, log, sha: str, actor
             actor=actor,
         )
     if fields.get("raters"):
-        annotation_services.raters_assign(study=study, usernames=fields["raters"])
+        annotation_services.raters_assign(study=study, usernames=fields["raters"], actor=actor)
     run = TrainingRun.objects.create(
         run_id=fields["run_id"],
         payload_sha256=sha,

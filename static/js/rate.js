@@ -24,6 +24,7 @@
   const csrf = app.querySelector("input[name=csrfmiddlewaretoken]").value;
   const el = (id) => document.getElementById(id);
   const LABELS = { "1": "Response 1 is better", "2": "Response 2 is better", "tie": "Tie", "both_bad": "Both bad" };
+  const REMOVED = "You are no longer in this study. The judgments you saved are kept. Thank you for your work.";
 
   let current = null;      // the pair on screen
   let upcoming = [];       // pairs leased for later (prefetched, or put back by an undo)
@@ -87,6 +88,10 @@
   async function refreshProgress() {
     try {
       const result = await api("GET", progressUrl);
+      if (result.status === 409 && result.data && result.data.code === "removed") {
+        showDone(REMOVED);
+        return null;
+      }
       if (result.status !== 200) return null;
       lastProgress = result.data;
       el("progress").textContent = result.data.judged_by_me + " of " + result.data.can_judge + " for you";
@@ -123,7 +128,9 @@
     container.scrollTop = 0;
   }
 
-  function showDone(reason) {
+  // `completionCode`: a crowd participant's code, only ever from the server's counter, which
+  // sends it once the server counts them done.
+  function showDone(reason, completionCode) {
     current = null;
     paintedAt = null;
     el("loading").hidden = true;
@@ -131,12 +138,18 @@
     el("pair").hidden = true;
     el("done").hidden = false;
     el("done-reason").textContent = reason;
-    el("announce").textContent = reason;
+    el("completion-code").textContent = completionCode || "";
+    el("completion").hidden = !completionCode;
+    el("announce").textContent = reason + (completionCode ? " Your completion code: " + completionCode + "." : "");
   }
 
   async function showNothingLeft() {
     const progress = await refreshProgress();
-    if (progress && progress.status !== "open") {
+    if (progress && progress.completion_code) {
+      showDone("You have done all the pairs this study asks of you. Thank you!", progress.completion_code);
+    } else if (!progress && !el("done").hidden) {
+      return;  // the counter already said why (removed from the study)
+    } else if (progress && progress.status !== "open") {
       showDone("This study is closed for rating right now. Your saved judgments are kept.");
     } else if (progress && progress.left_for_me > 0) {
       showDone("Nothing is free for you right now: the remaining items are being judged by " +
@@ -196,6 +209,10 @@
           showDone("This study was closed for rating. Your saved judgments are kept.");
           return;
         }
+        if (error.code === "removed") {
+          showDone(REMOVED);
+          return;
+        }
         // Nothing on screen can be judged now, so a key press cannot count anything twice.
         el("pair").hidden = true;
         el("retry").hidden = false;
@@ -248,6 +265,16 @@
       await refreshProgress();
       showNotice("Not saved: " + detail(result, "the study was closed") + ".", true);
       showDone("This study was closed for rating. Your saved judgments are kept.");
+      return;
+    } else if (result.status === 409 && code === "removed") {
+      busy = false;
+      showNotice("Not saved: you are no longer in this study.", true);
+      showDone(REMOVED);
+      return;
+    } else if (result.status === 409 && code === "participant_done") {
+      busy = false;
+      showNotice("Not saved: " + detail(result, "you have done all the pairs asked of you") + ".", true);
+      await showNothingLeft();
       return;
     } else if (result.status === 409 || result.status === 404) {
       // The lease was lost and others completed the item, or it was skipped: not counted.
@@ -371,6 +398,7 @@
   refreshProgress().then(function () { return fetchNext([]); }).then(show).catch(function (error) {
     el("loading").hidden = true;
     if (error.code === "study_closed") showDone("This study is closed for rating right now.");
+    else if (error.code === "removed") showDone(REMOVED);
     else showError(error.message);
   });
 })();

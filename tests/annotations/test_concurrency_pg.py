@@ -10,7 +10,7 @@ from django.db import connection, connections
 
 from annotations import services
 from annotations.errors import ConflictError
-from annotations.models import Assignment, AssignmentState, Judgment
+from annotations.models import Assignment, AssignmentState, CrowdLink, Judgment
 from tests.factories import make_study, make_user
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -93,3 +93,26 @@ def test_double_submit_race_counts_once() -> None:
     assert run_in_threads(10, submit) == []
     assert sorted(outcomes) == ["conflict"] * 9 + ["ok"]
     assert Judgment.objects.count() == 1
+
+
+def test_a_crowd_participants_simultaneous_submissions_stop_at_the_cap() -> None:
+    owner = make_user("researcher")
+    study = make_study(items=6, overlap=1, owner=owner)
+    link = services.crowd_link_create(study=study, actor=owner, items_per_participant=2)
+    participant = services.crowd_participant_join(token=link.token, participant_id="race").user
+    first = services.pair_next(rater=participant, slug=study.slug)
+    second = services.pair_next(
+        rater=participant, slug=study.slug, exclude_ids=[first.assignment_id]
+    )
+    assert first is not None and second is not None
+    # Two pairs held at a cap of one (as two requests racing past the queue's check could
+    # leave them), each judged at once in its own thread.
+    CrowdLink.objects.filter(pk=link.pk).update(items_per_participant=1)
+    leases = [first.assignment_id, second.assignment_id]
+
+    def submit(index: int) -> None:
+        services.judgment_submit(assignment_id=leases[index], rater=participant, choice="1")
+
+    errors = run_in_threads(2, submit)
+    assert Judgment.objects.filter(rater=participant).count() == 1
+    assert [type(e).__name__ for e in errors] == ["ParticipantDoneError"]

@@ -356,6 +356,9 @@ def test_rater_pages_show_the_rater_title_and_an_opaque_id_only() -> None:
             "judged_by_me": 0,
             "can_judge": 2,
             "left_for_me": 2,
+            # Crowd participants' fields; null for a rater who joined otherwise.
+            "item_cap": None,
+            "completion_code": None,
         }
     ]
     pair = next_pair(api_client_for(rater), study)
