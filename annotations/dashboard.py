@@ -1,0 +1,332 @@
+"""Reads for the live study dashboard: the pace of judgments, the completion estimate, each
+rater's activity and quality flags, and the items that wait and why.
+
+Every figure is an aggregate in SQL, in a fixed number of queries whatever the study's size:
+
+1. one pass over the study's judgments grouped by rater and time bucket (hourly for the last
+   48 hours, daily before), with the conditional counts the page needs (flagged too fast,
+   gold and gold answered right, counted votes, the recent windows of the estimate);
+2. one pass over the study's items with their judgments (votes wanted and still open, items
+   complete without a majority and not adjudicated);
+3. skips and pairs held now per rater (the assignment index on rater and state);
+4. `selectors.study_blockers` for why the remaining items are not being rated.
+
+The arithmetic (buckets, rate, estimate, flags) is in the pure `annotations.pace`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.db.models import (
+    Case,
+    Count,
+    DateTimeField,
+    Exists,
+    F,
+    Max,
+    OuterRef,
+    Q,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce, Least, TruncDay, TruncHour
+from django.utils import timezone
+
+from annotations import pace, selectors
+from annotations.models import (
+    Adjudication,
+    Assignment,
+    AssignmentState,
+    Item,
+    Judgment,
+    Preference,
+    Study,
+    StudyRater,
+    StudyStatus,
+)
+from annotations.queue_rules import item_capacity_expr
+
+
+@dataclass(frozen=True)
+class RaterActivity:
+    """One rater's work in the study. `judged` counts every judgment (gold too); `hourly` is
+    the last `pace.RECENT_HOURS` hours, oldest first."""
+
+    rater: str
+    judged: int
+    last_hour: int
+    last_24_hours: int
+    last_judged_at: datetime | None
+    flagged_fast: int
+    gold_judged: int
+    gold_correct: int
+    skipped: int
+    leased_now: int
+    hourly: tuple[int, ...]
+    flags: tuple[str, ...]
+
+    @property
+    def fast_share(self) -> float | None:
+        return pace.share(self.flagged_fast, self.judged)
+
+    @property
+    def gold_accuracy(self) -> float | None:
+        return pace.share(self.gold_correct, self.gold_judged)
+
+    @property
+    def skip_share(self) -> float | None:
+        return pace.share(self.skipped, self.judged + self.skipped)
+
+    @property
+    def flag_labels(self) -> list[str]:
+        return [pace.FLAG_LABELS[flag] for flag in self.flags]
+
+
+@dataclass(frozen=True)
+class WaitingItems:
+    """Items (not gold, not excluded) still wanting votes, and why they are not done.
+
+    `rateable`: items the queue can serve an assigned rater now (they wait for the raters'
+    pace); `blocked`: `selectors.study_blockers`' reasons; `needs_adjudication`: items with all
+    their votes but no majority, with no researcher's ruling yet (they are not waiting for
+    votes, but the study is not decided without them)."""
+
+    items_open: int
+    rateable: int
+    leased_now: int
+    needs_adjudication: int
+    blocked: list[selectors.Blocker]
+
+
+@dataclass(frozen=True)
+class StudyDashboard:
+    generated_at: datetime
+    status: str
+    status_display: str
+    judgments: int
+    votes_wanted: int
+    votes_done: int
+    hourly: list[pace.Bucket]
+    daily: list[pace.Bucket]
+    estimate: pace.CompletionEstimate
+    raters: list[RaterActivity]
+    waiting: WaitingItems
+    thresholds: pace.ActivityThresholds
+
+    @property
+    def votes_remaining(self) -> int:
+        return self.votes_wanted - self.votes_done
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.votes_done / self.votes_wanted if self.votes_wanted else 0.0
+
+    @property
+    def judgments_last_hour(self) -> int:
+        return sum(r.last_hour for r in self.raters)
+
+    @property
+    def judgments_last_24_hours(self) -> int:
+        return sum(r.last_24_hours for r in self.raters)
+
+    @property
+    def hour_starts(self) -> tuple[datetime, ...]:
+        return tuple(b.start for b in self.hourly)
+
+
+def _judgment_buckets(study: Study, now: datetime) -> list[dict]:
+    """Query 1: the study's judgments by rater and bucket start (an hour from `cutoff` on, a
+    day before it), with every per-bucket count the dashboard shows."""
+    cutoff = pace.floor_hour(now) - pace.HOUR * (pace.RECENT_HOURS - 1)
+    counted = Q(item__is_gold=False, item__excluded=False)
+    windows = {
+        f"window_{hours}": Count(
+            "pk", filter=counted & Q(created_at__gte=now - timedelta(hours=hours))
+        )
+        for hours in pace.RATE_WINDOWS_HOURS
+    }
+    return list(
+        Judgment.objects.filter(item__study=study)
+        .annotate(
+            bucket=Case(
+                When(created_at__gte=cutoff, then=TruncHour("created_at", tzinfo=UTC)),
+                default=TruncDay("created_at", tzinfo=UTC),
+                output_field=DateTimeField(),
+            )
+        )
+        .values("rater_id", "rater__username", "bucket")
+        .annotate(
+            n=Count("pk"),
+            fast=Count("pk", filter=Q(flagged_fast=True)),
+            gold=Count("pk", filter=Q(item__is_gold=True)),
+            gold_correct=Count(
+                "pk", filter=Q(item__is_gold=True, preferred=F("item__gold_preference"))
+            ),
+            last=Max("created_at"),
+            **windows,
+        )
+        .order_by()
+    )
+
+
+def _item_totals(study: Study) -> dict[str, int]:
+    """Query 2: votes wanted and done (each item's judgments up to its capacity) over the
+    items that count, and the complete items without a majority and without a ruling.
+
+    "No majority" is the report's: the plurality of base, tuned and tie (both-bad counted as
+    tie) is shared."""
+    tie_like = [Preference.TIE, Preference.BOTH_BAD]
+    items = (
+        Item.objects.filter(study=study, is_gold=False, excluded=False)
+        .annotate(
+            wanted=item_capacity_expr(overlap=study.overlap),
+            judged=Count("judgments"),
+            n_base=Count("judgments", filter=Q(judgments__preferred=Preference.BASE)),
+            n_tuned=Count("judgments", filter=Q(judgments__preferred=Preference.TUNED)),
+            n_tie=Count("judgments", filter=Q(judgments__preferred__in=tie_like)),
+            adjudicated=Exists(Adjudication.objects.filter(item=OuterRef("pk"))),
+        )
+        .order_by()
+    )
+    shared_top = (
+        (Q(n_base=F("n_tuned")) & Q(n_base__gte=F("n_tie")))
+        | (Q(n_base=F("n_tie")) & Q(n_base__gte=F("n_tuned")))
+        | (Q(n_tuned=F("n_tie")) & Q(n_tuned__gte=F("n_base")))
+    )
+    totals = items.aggregate(
+        votes_wanted=Coalesce(Sum("wanted"), Value(0)),
+        votes_done=Coalesce(Sum(Least(F("judged"), F("wanted"))), Value(0)),
+        needs_adjudication=Count(
+            "pk",
+            filter=Q(judged__gte=F("wanted"), judged__gt=0, adjudicated=False) & shared_top,
+        ),
+    )
+    return {key: int(value) for key, value in totals.items()}
+
+
+def _assignment_counts(study: Study, rater_ids: list[int], now: datetime) -> dict[str, dict]:
+    """Query 3: skips and pairs held now, per rater. Filtered on the raters' ids so the
+    database reads the (rater, state, leased_until) index, not every assignment."""
+    rows = (
+        Assignment.objects.filter(item__study=study, rater_id__in=rater_ids)
+        .filter(
+            Q(state=AssignmentState.SKIPPED) | Q(state=AssignmentState.LEASED, leased_until__gt=now)
+        )
+        .values("rater__username")
+        .annotate(
+            skipped=Count("pk", filter=Q(state=AssignmentState.SKIPPED)),
+            leased=Count("pk", filter=Q(state=AssignmentState.LEASED)),
+        )
+        .order_by()
+    )
+    return {row["rater__username"]: row for row in rows}
+
+
+def study_dashboard(*, study: Study, now: datetime | None = None) -> StudyDashboard:
+    """Everything the dashboard shows, as of `now` (default: the current time)."""
+    now = now or timezone.now()
+    cutoff = pace.floor_hour(now) - pace.HOUR * (pace.RECENT_HOURS - 1)
+    thresholds = pace.activity_thresholds((study.settings or {}).get("rater_thresholds"))
+
+    rows = _judgment_buckets(study, now)
+    hourly_counts: dict[datetime, list[int]] = {}
+    daily_counts: dict[datetime, list[int]] = {}
+    per_rater: dict[str, dict] = {}
+    window_counts = dict.fromkeys(pace.RATE_WINDOWS_HOURS, 0)
+    for row in rows:
+        n, fast = row["n"], row["fast"]
+        # Trunc inside Case loses Trunc's own conversion: PostgreSQL returns the UTC wall time
+        # naive, SQLite an aware datetime.
+        bucket = row["bucket"]
+        if timezone.is_naive(bucket):
+            bucket = bucket.replace(tzinfo=UTC)
+        day = daily_counts.setdefault(pace.floor_day(bucket), [0, 0])
+        day[0] += n
+        day[1] += fast
+        mine = per_rater.setdefault(
+            row["rater__username"],
+            {"n": 0, "fast": 0, "gold": 0, "gold_correct": 0, "last": None, "hourly": {}},
+        )
+        for key in ("n", "fast", "gold", "gold_correct"):
+            mine[key] += row[key]
+        mine["last"] = max(filter(None, (mine["last"], row["last"])))
+        if bucket >= cutoff:
+            hour = hourly_counts.setdefault(bucket, [0, 0])
+            hour[0] += n
+            hour[1] += fast
+            mine["hourly"][bucket] = n
+            for hours in pace.RATE_WINDOWS_HOURS:
+                window_counts[hours] += row[f"window_{hours}"]
+                mine.setdefault(f"window_{hours}", 0)
+                mine[f"window_{hours}"] += row[f"window_{hours}"]
+
+    hourly = pace.hourly_buckets({k: tuple(v) for k, v in hourly_counts.items()}, now=now)
+    daily = pace.daily_buckets({k: tuple(v) for k, v in daily_counts.items()}, now=now)
+
+    members = dict(
+        StudyRater.objects.filter(study=study).values_list("rater__username", "rater_id")
+    )
+    rater_ids = set(members.values()) | {row["rater_id"] for row in rows}
+    assignments = _assignment_counts(study, sorted(rater_ids), now)
+    raters = []
+    for name in sorted(set(members) | set(per_rater) | set(assignments)):
+        mine = per_rater.get(name, {"n": 0, "fast": 0, "gold": 0, "gold_correct": 0, "last": None})
+        held = assignments.get(name, {})
+        skipped = held.get("skipped", 0)
+        raters.append(
+            RaterActivity(
+                rater=name,
+                judged=mine["n"],
+                last_hour=mine.get("window_1", 0),
+                last_24_hours=mine.get("window_24", 0),
+                last_judged_at=mine["last"],
+                flagged_fast=mine["fast"],
+                gold_judged=mine["gold"],
+                gold_correct=mine["gold_correct"],
+                skipped=skipped,
+                leased_now=held.get("leased", 0),
+                hourly=tuple(mine.get("hourly", {}).get(b.start, 0) for b in hourly),
+                flags=pace.rater_flags(
+                    judged=mine["n"],
+                    flagged_fast=mine["fast"],
+                    gold_judged=mine["gold"],
+                    gold_correct=mine["gold_correct"],
+                    skipped=skipped,
+                    thresholds=thresholds,
+                ),
+            )
+        )
+
+    totals = _item_totals(study)
+    blockers = selectors.study_blockers(study=study)
+    votes_remaining = totals["votes_wanted"] - totals["votes_done"]
+    estimate = pace.completion_estimate(
+        votes_remaining=votes_remaining,
+        window_counts=window_counts,
+        now=now,
+        collecting=study.status == StudyStatus.OPEN,
+        servable=blockers.rateable > 0,
+    )
+    return StudyDashboard(
+        generated_at=now,
+        status=study.status,
+        status_display=study.get_status_display(),
+        judgments=sum(b.judgments for b in daily),
+        votes_wanted=totals["votes_wanted"],
+        votes_done=totals["votes_done"],
+        hourly=hourly,
+        daily=daily,
+        estimate=estimate,
+        raters=raters,
+        waiting=WaitingItems(
+            items_open=blockers.items_open,
+            rateable=blockers.rateable,
+            leased_now=sum(r.leased_now for r in raters),
+            needs_adjudication=totals["needs_adjudication"],
+            blocked=blockers.blocked,
+        ),
+        thresholds=thresholds,
+    )
