@@ -264,8 +264,8 @@ DASHBOARD_REFRESH_SECONDS = 10
 
 
 def _svg(markup: str) -> SafeString:
-    """matplotlib's SVG: drawn from counts and rater names it escapes, so nothing a user typed
-    reaches the page unescaped."""
+    """`annotations.dashboard_plots`' SVG: drawn from counts, dates and rater names it escapes,
+    so nothing a user typed reaches the page unescaped."""
     return mark_safe(markup)  # noqa: S308
 
 
