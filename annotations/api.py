@@ -459,11 +459,22 @@ class StudyDashboardApi(ResearcherAPIView):
         votes_remaining = serializers.IntegerField()
         percent = serializers.FloatField()
 
+    class SnapshotSerializer(serializers.Serializer):
+        from_snapshot = serializers.BooleanField(
+            help_text="a stored snapshot (a large study), not computed for this request"
+        )
+        refreshing = serializers.BooleanField(help_text="a newer snapshot is being computed")
+        compute_seconds = serializers.FloatField(source="board.compute_seconds")
+        max_age_seconds = serializers.FloatField(
+            help_text="a snapshot older than this is recomputed in the background"
+        )
+
     @extend_schema(
         responses=inline_serializer(
             "StudyDashboard",
             {
                 "summary": StudyDashboardOutputSerializer(),
+                "snapshot": SnapshotSerializer(),
                 "estimate": EstimateSerializer(),
                 "hourly": BucketSerializer(many=True),
                 "daily": BucketSerializer(many=True),
@@ -474,10 +485,12 @@ class StudyDashboardApi(ResearcherAPIView):
     )
     def get(self, request: Request, slug: str) -> Response:
         study = study_for_view(user=request.user, slug=slug)
-        board = dashboard.study_dashboard(study=study)
+        read = dashboard.study_dashboard_read(study=study)
+        board = read.board
         response = Response(
             {
                 "summary": self.StudyDashboardOutputSerializer(board).data,
+                "snapshot": self.SnapshotSerializer(read).data,
                 "estimate": self.EstimateSerializer(board.estimate).data,
                 "hourly": self.BucketSerializer(board.hourly, many=True).data,
                 "daily": self.BucketSerializer(board.daily, many=True).data,

@@ -16,9 +16,15 @@ The arithmetic (buckets, rate, estimate, flags) is in the pure `annotations.pace
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.db import connections, transaction
 from django.db.models import (
     Case,
     Count,
@@ -48,6 +54,8 @@ from annotations.models import (
     StudyStatus,
 )
 from annotations.queue_rules import item_capacity_expr
+
+User = get_user_model()
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,9 @@ class StudyDashboard:
     raters: list[RaterActivity]
     waiting: WaitingItems
     thresholds: pace.ActivityThresholds
+    # What computing these figures took, and the study's last change they saw.
+    compute_seconds: float
+    study_updated_at: datetime
 
     @property
     def votes_remaining(self) -> int:
@@ -157,7 +168,7 @@ def _judgment_buckets(study: Study, now: datetime) -> list[dict]:
                 output_field=DateTimeField(),
             )
         )
-        .values("rater_id", "rater__username", "bucket")
+        .values("rater_id", "bucket")
         .annotate(
             n=Count("pk"),
             fast=Count("pk", filter=Q(flagged_fast=True)),
@@ -207,7 +218,7 @@ def _item_totals(study: Study) -> dict[str, int]:
     return {key: int(value) for key, value in totals.items()}
 
 
-def _assignment_counts(study: Study, rater_ids: list[int], now: datetime) -> dict[str, dict]:
+def _assignment_counts(study: Study, rater_ids: list[int], now: datetime) -> dict[int, dict]:
     """Query 3: skips and pairs held now, per rater. Filtered on the raters' ids so the
     database reads the (rater, state, leased_until) index, not every assignment."""
     rows = (
@@ -215,18 +226,20 @@ def _assignment_counts(study: Study, rater_ids: list[int], now: datetime) -> dic
         .filter(
             Q(state=AssignmentState.SKIPPED) | Q(state=AssignmentState.LEASED, leased_until__gt=now)
         )
-        .values("rater__username")
+        .values("rater_id")
         .annotate(
             skipped=Count("pk", filter=Q(state=AssignmentState.SKIPPED)),
             leased=Count("pk", filter=Q(state=AssignmentState.LEASED)),
         )
         .order_by()
     )
-    return {row["rater__username"]: row for row in rows}
+    return {row["rater_id"]: row for row in rows}
 
 
 def study_dashboard(*, study: Study, now: datetime | None = None) -> StudyDashboard:
-    """Everything the dashboard shows, as of `now` (default: the current time)."""
+    """Everything the dashboard shows, as of `now` (default: the current time), computed now.
+    Pages use `study_dashboard_read`, which serves large studies from a snapshot."""
+    started = time.perf_counter()
     now = now or timezone.now()
     cutoff = pace.floor_hour(now) - pace.HOUR * (pace.RECENT_HOURS - 1)
     thresholds = pace.activity_thresholds((study.settings or {}).get("rater_thresholds"))
@@ -234,7 +247,7 @@ def study_dashboard(*, study: Study, now: datetime | None = None) -> StudyDashbo
     rows = _judgment_buckets(study, now)
     hourly_counts: dict[datetime, list[int]] = {}
     daily_counts: dict[datetime, list[int]] = {}
-    per_rater: dict[str, dict] = {}
+    per_rater: dict[int, dict] = {}
     window_counts = dict.fromkeys(pace.RATE_WINDOWS_HOURS, 0)
     for row in rows:
         n, fast = row["n"], row["fast"]
@@ -247,7 +260,7 @@ def study_dashboard(*, study: Study, now: datetime | None = None) -> StudyDashbo
         day[0] += n
         day[1] += fast
         mine = per_rater.setdefault(
-            row["rater__username"],
+            row["rater_id"],
             {"n": 0, "fast": 0, "gold": 0, "gold_correct": 0, "last": None, "hourly": {}},
         )
         for key in ("n", "fast", "gold", "gold_correct"):
@@ -266,19 +279,22 @@ def study_dashboard(*, study: Study, now: datetime | None = None) -> StudyDashbo
     hourly = pace.hourly_buckets({k: tuple(v) for k, v in hourly_counts.items()}, now=now)
     daily = pace.daily_buckets({k: tuple(v) for k, v in daily_counts.items()}, now=now)
 
-    members = dict(
-        StudyRater.objects.filter(study=study).values_list("rater__username", "rater_id")
-    )
-    rater_ids = set(members.values()) | {row["rater_id"] for row in rows}
-    assignments = _assignment_counts(study, sorted(rater_ids), now)
+    # Names in one look-up: grouping the judgments by name would join the user table to every
+    # judgment. Raters removed from the study keep their rows.
+    member_ids = set(StudyRater.objects.filter(study=study).values_list("rater_id", flat=True))
+    rater_ids = sorted(member_ids | set(per_rater))
+    names = dict(User.objects.filter(pk__in=rater_ids).values_list("pk", "username"))
+    assignments = _assignment_counts(study, rater_ids, now)
     raters = []
-    for name in sorted(set(members) | set(per_rater) | set(assignments)):
-        mine = per_rater.get(name, {"n": 0, "fast": 0, "gold": 0, "gold_correct": 0, "last": None})
-        held = assignments.get(name, {})
+    for rater_id in sorted(rater_ids, key=lambda pk: names[pk]):
+        mine = per_rater.get(
+            rater_id, {"n": 0, "fast": 0, "gold": 0, "gold_correct": 0, "last": None}
+        )
+        held = assignments.get(rater_id, {})
         skipped = held.get("skipped", 0)
         raters.append(
             RaterActivity(
-                rater=name,
+                rater=names[rater_id],
                 judged=mine["n"],
                 last_hour=mine.get("window_1", 0),
                 last_24_hours=mine.get("window_24", 0),
@@ -329,4 +345,104 @@ def study_dashboard(*, study: Study, now: datetime | None = None) -> StudyDashbo
             blocked=blockers.blocked,
         ),
         thresholds=thresholds,
+        compute_seconds=time.perf_counter() - started,
+        study_updated_at=study.updated_at,
     )
+
+
+# --- snapshots of large studies -------------------------------------------------------------
+# The figures above are a few passes over the study's judgments and assignments: milliseconds
+# for most studies, seconds for one with a million judgments. A study whose figures cost more
+# than `LIVE_COMPUTE_SECONDS` is served from a stored snapshot, recomputed in the background
+# once it is older than `snapshot_max_age` (at least `SNAPSHOT_MIN_AGE_SECONDS`, and
+# `SNAPSHOT_AGE_FACTOR` times what it took, so watching a large study costs a bounded share of
+# one core); pages show when it was computed. A snapshot is a cache entry: nothing is lost
+# when it is evicted (the next view computes it again).
+
+logger = logging.getLogger(__name__)
+
+SNAPSHOT_VERSION = 1
+LIVE_COMPUTE_SECONDS = 0.5
+SNAPSHOT_MIN_AGE_SECONDS = 10
+SNAPSHOT_AGE_FACTOR = 10
+SNAPSHOT_TTL_SECONDS = 6 * 3600
+# A refresh already queued for a study is not queued again within this many seconds (it may
+# have failed; the next view after this queues another).
+REFRESH_DEDUPE_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class DashboardRead:
+    """The figures a page shows. `from_snapshot`: a stored snapshot, not computed for this
+    request; `refreshing`: it is older than its study's refresh age (or the study changed
+    since), and a newer one is being computed in the background."""
+
+    board: StudyDashboard
+    from_snapshot: bool
+    refreshing: bool
+
+    @property
+    def max_age_seconds(self) -> float:
+        return snapshot_max_age(self.board.compute_seconds)
+
+
+def snapshot_max_age(compute_seconds: float) -> float:
+    return max(SNAPSHOT_MIN_AGE_SECONDS, SNAPSHOT_AGE_FACTOR * compute_seconds)
+
+
+def _snapshot_key(study_id: int) -> str:
+    return f"study-dashboard:{SNAPSHOT_VERSION}:{study_id}"
+
+
+def dashboard_snapshot_refresh(*, study: Study) -> StudyDashboard:
+    """Computes the study's figures now and stores them as its snapshot."""
+    board = study_dashboard(study=study)
+    cache.set(_snapshot_key(study.pk), board, timeout=SNAPSHOT_TTL_SECONDS)
+    cache.delete(f"study-dashboard-refresh:{study.pk}")
+    return board
+
+
+def dashboard_refresh_schedule(*, study_id: int) -> bool:
+    """Queues a background refresh of the study's snapshot unless one is queued already: a
+    Celery task with a broker; in-process (no broker), a thread, so the request that asked
+    does not wait for it."""
+    if not cache.add(f"study-dashboard-refresh:{study_id}", 1, timeout=REFRESH_DEDUPE_SECONDS):
+        return False
+    from annotations.tasks import refresh_study_dashboard
+
+    if refresh_study_dashboard.app.conf.task_always_eager:
+        thread = threading.Thread(
+            target=_refresh_in_thread, args=[study_id], name=f"dashboard-{study_id}", daemon=True
+        )
+        transaction.on_commit(thread.start)
+    else:
+        transaction.on_commit(lambda: refresh_study_dashboard.delay(study_id))
+    return True
+
+
+def _refresh_in_thread(study_id: int) -> None:
+    try:
+        study = Study.objects.filter(pk=study_id).first()
+        if study is not None:
+            dashboard_snapshot_refresh(study=study)
+    except Exception:  # a background thread has nobody to raise to: log it
+        logger.exception("dashboard refresh of study %s failed", study_id)
+    finally:
+        connections.close_all()
+
+
+def study_dashboard_read(*, study: Study, now: datetime | None = None) -> DashboardRead:
+    """The figures to show now: computed for this request when they are cheap (or no snapshot
+    exists yet), else the stored snapshot, with a background refresh queued when it is too
+    old or the study changed since."""
+    now = now or timezone.now()
+    stored = cache.get(_snapshot_key(study.pk))
+    if stored is None or stored.compute_seconds < LIVE_COMPUTE_SECONDS:
+        return DashboardRead(dashboard_snapshot_refresh(study=study), False, False)
+    age = (now - stored.generated_at).total_seconds()
+    if age <= snapshot_max_age(stored.compute_seconds) and (
+        stored.study_updated_at == study.updated_at
+    ):
+        return DashboardRead(stored, True, False)
+    dashboard_refresh_schedule(study_id=study.pk)
+    return DashboardRead(stored, True, True)

@@ -271,7 +271,8 @@ def _svg(markup: str) -> SafeString:
 
 def _dashboard_context(request: HttpRequest, slug: str) -> dict:
     study = page_errors(lambda: study_for_view(user=request.user, slug=slug))
-    board = dashboard.study_dashboard(study=study)
+    read = dashboard.study_dashboard_read(study=study)
+    board = read.board
     # The grid shows who rated in the span, busiest first.
     active = sorted(
         (r for r in board.raters if any(r.hourly)), key=lambda r: (-sum(r.hourly), r.rater)
@@ -291,6 +292,7 @@ def _dashboard_context(request: HttpRequest, slug: str) -> dict:
     return {
         "study": study,
         "board": board,
+        "read": read,
         "plots": plots,
         "grid_max": dashboard_plots.MAX_GRID_RATERS,
         "grid_hidden": max(0, len(active) - dashboard_plots.MAX_GRID_RATERS),

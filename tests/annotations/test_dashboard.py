@@ -15,9 +15,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from annotations import pace, services
+from annotations import dashboard, pace, services
 from annotations.dashboard import study_dashboard
 from annotations.models import Assignment, Item, Judgment, StudyStatus
+from annotations.tasks import refresh_study_dashboard
 from tests.factories import make_study, make_user
 
 pytestmark = pytest.mark.django_db
@@ -306,3 +307,66 @@ def test_the_api_returns_the_same_figures(paced, now) -> None:
         (second.username, 7),
     ]
     assert body["waiting"]["blocked"] == []
+
+
+def test_a_large_study_is_served_from_a_snapshot_refreshed_in_the_background(
+    paced, monkeypatch
+) -> None:
+    study, (first, _) = paced
+    study.refresh_from_db()  # as a request loads it
+    monkeypatch.setattr(dashboard, "LIVE_COMPUTE_SECONDS", 0.0)  # every study counts as large
+    scheduled: list[int] = []
+    monkeypatch.setattr(
+        dashboard,
+        "dashboard_refresh_schedule",
+        lambda *, study_id: scheduled.append(study_id) or True,
+    )
+
+    computed = dashboard.study_dashboard_read(study=study)  # no snapshot yet: computed now
+    assert not computed.from_snapshot and computed.board.judgments == 12
+
+    # A judgment arrives; the snapshot, still young, is served as it is.
+    judge(study, first, 1)
+    young = dashboard.study_dashboard_read(study=study)
+    assert young.from_snapshot and not young.refreshing and scheduled == []
+    assert young.board.judgments == 12
+    assert young.board.generated_at == computed.board.generated_at
+
+    # Older than its refresh age: still served (marked), and a refresh is queued.
+    age = timedelta(seconds=dashboard.SNAPSHOT_MIN_AGE_SECONDS + 1)
+    old = dashboard.study_dashboard_read(study=study, now=computed.board.generated_at + age)
+    assert old.from_snapshot and old.refreshing and old.board.judgments == 12
+    assert scheduled == [study.pk]
+
+    # The refresh stores the new figures, which the next read serves.
+    refresh_study_dashboard(study.pk)
+    fresh = dashboard.study_dashboard_read(study=study)
+    assert fresh.from_snapshot and not fresh.refreshing and fresh.board.judgments == 13
+
+    # A change of the study (here its status) makes the snapshot stale whatever its age.
+    study.status = StudyStatus.CLOSED
+    study.save(update_fields=["status", "updated_at"])
+    changed = dashboard.study_dashboard_read(study=study)
+    assert changed.refreshing and scheduled == [study.pk, study.pk]
+
+
+def test_a_refresh_is_queued_once(paced, monkeypatch, django_capture_on_commit_callbacks) -> None:
+    study, _ = paced
+    started: list[str] = []
+
+    class RecordingThread:
+        def __init__(self, *, target, args, name, daemon) -> None:
+            self.name = name
+
+        def start(self) -> None:
+            started.append(self.name)
+
+    monkeypatch.setattr(dashboard.threading, "Thread", RecordingThread)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert dashboard.dashboard_refresh_schedule(study_id=study.pk) is True
+        assert dashboard.dashboard_refresh_schedule(study_id=study.pk) is False
+    assert started == [f"dashboard-{study.pk}"]  # in-process mode: off the request thread
+    # A finished refresh lets the next stale read queue another.
+    dashboard.dashboard_snapshot_refresh(study=study)
+    assert dashboard.dashboard_refresh_schedule(study_id=study.pk) is True

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from annotations import services, views
+from annotations import dashboard, services, views
 from tests.browser import test_browser_rating as harness
 from tests.factories import make_study, make_user
 
@@ -43,6 +43,9 @@ def wait_for_a_refresh(tab) -> None:
 
 def test_the_dashboard_follows_judgments_as_they_arrive(page, live_server, monkeypatch) -> None:
     monkeypatch.setattr(views, "DASHBOARD_REFRESH_SECONDS", REFRESH_SECONDS)
+    # Computed for every request, never from a snapshot refreshed in a background thread: the
+    # live server's in-memory SQLite database is not reachable from another connection.
+    monkeypatch.setattr(dashboard, "LIVE_COMPUTE_SECONDS", 3600.0)
     researcher = make_user("researcher", username="dash-researcher", password=PASSWORD)
     rater = make_user(username="dash-rater")
     study = make_study(items=10, overlap=2, raters=[rater], owner=researcher)
