@@ -370,3 +370,19 @@ def test_a_refresh_is_queued_once(paced, monkeypatch, django_capture_on_commit_c
     # A finished refresh lets the next stale read queue another.
     dashboard.dashboard_snapshot_refresh(study=study)
     assert dashboard.dashboard_refresh_schedule(study_id=study.pk) is True
+
+
+def test_votes_beyond_an_items_capacity_do_not_count_twice(now) -> None:
+    raters = [make_user(), make_user()]
+    study = make_study(items=3, overlap=2, raters=raters)
+    for rater in raters:
+        judge(study, rater, 3)
+    # k lowered after the votes: each item now wants one vote and holds two.
+    study.overlap = study.max_overlap = 1
+    study.save(update_fields=["overlap", "max_overlap"])
+
+    board = study_dashboard(study=study, now=now)
+
+    assert board.judgments == 6
+    assert (board.votes_wanted, board.votes_done, board.votes_remaining) == (3, 3, 0)
+    assert board.estimate.status == pace.COMPLETE
