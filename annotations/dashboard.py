@@ -256,6 +256,11 @@ def _assignment_counts(study: Study, rater_ids: list[int], now: datetime) -> dic
     return {row["rater_id"]: row for row in rows}
 
 
+# The blockers that the raters' pace does not resolve (`leases_in_flight` does by itself;
+# `study_not_open` is the estimate's own case).
+BLOCKING_REASONS = frozenset({"no_raters", "held", "raters_exhausted", "raters_short"})
+
+
 def study_dashboard(*, study: Study, now: datetime | None = None) -> StudyDashboard:
     """Everything the dashboard shows, as of `now` (default: the current time), computed now.
     Pages use `study_dashboard_read`, which serves large studies from a snapshot."""
@@ -344,7 +349,8 @@ def study_dashboard(*, study: Study, now: datetime | None = None) -> StudyDashbo
         window_counts=window_counts,
         now=now,
         collecting=study.status == StudyStatus.OPEN,
-        servable=blockers.rateable > 0,
+        items_open=blockers.items_open,
+        items_blocked=sum(b.items for b in blockers.blocked if b.reason in BLOCKING_REASONS),
     )
     return StudyDashboard(
         generated_at=now,

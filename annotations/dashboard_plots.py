@@ -22,6 +22,7 @@ COLOUR_GRID = "#e2e8f0"
 COLOUR_TEXT = "#4a5568"
 COLOUR_EMPTY = "#f1f3f6"
 WIDTH = 720
+MAX_BAR_SLOT = 40.0
 FONT = 'font-family="system-ui, sans-serif" font-size="11"'
 # Raters drawn in the activity grid; the table beside it lists every rater.
 MAX_GRID_RATERS = 40
@@ -71,7 +72,8 @@ def _bars(
     plot_w, plot_h = WIDTH - left - right, height - top - bottom
     peak, step = nice_axis(max((b.judgments for b in buckets), default=0))
     scale = plot_h / peak
-    slot = plot_w / max(1, len(buckets))
+    # A few buckets (a study's first days) get bars of a sensible width, not the whole axis.
+    slot = min(plot_w / max(1, len(buckets)), MAX_BAR_SLOT)
     gap = min(1.0, slot * 0.15)
     body = [_title(left, label)]
     # Legend, top right.

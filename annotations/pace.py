@@ -82,7 +82,8 @@ class CompletionEstimate:
 
     `window_hours` / `judgments_in_window`: the window the rate came from (None / 0 when no
     rate was taken); `per_hour`: votes per hour in it; `hours_left` and `finish_at` only when
-    `status` is "estimated"."""
+    `status` is "estimated"; `items_blocked` of `items_open` (items still wanting votes) wait
+    for something other than the raters' pace."""
 
     status: str
     votes_remaining: int
@@ -91,6 +92,8 @@ class CompletionEstimate:
     per_hour: float | None
     hours_left: float | None
     finish_at: datetime | None
+    items_open: int = 0
+    items_blocked: int = 0
 
     @property
     def message(self) -> str:
@@ -103,8 +106,8 @@ class CompletionEstimate:
             )
         if self.status == STUCK:
             return (
-                f"{self.votes_remaining:,} votes to go, but no remaining item can be served to "
-                "a rater now (see what is waiting below): no completion date."
+                f"{self.votes_remaining:,} votes to go, but every item still wanting votes is "
+                "blocked (see what is waiting, below): no completion date."
             )
         if self.status == NO_RECENT_ACTIVITY:
             return (
@@ -112,11 +115,18 @@ class CompletionEstimate:
                 f"(no counted judgment in the last {RATE_WINDOWS_HOURS[-1]} hours), "
                 "so no completion date."
             )
-        return (
+        text = (
             f"{self.votes_remaining:,} votes to go at {self.per_hour:,.1f} per hour "
             f"(the last {_hours(self.window_hours)}: {self.judgments_in_window:,} judgments): "
             f"about {_duration(self.hours_left)} more."
         )
+        if self.items_blocked:
+            text += (
+                f" {self.items_blocked:,} of the {self.items_open:,} items still wanting votes "
+                "are blocked (see what is waiting, below): the date assumes they are unblocked "
+                "in time."
+            )
+        return text
 
 
 def _hours(n: int | None) -> str:
@@ -152,31 +162,42 @@ def completion_estimate(
     window_counts: Mapping[int, int],
     now: datetime,
     collecting: bool,
-    servable: bool,
+    items_open: int,
+    items_blocked: int,
 ) -> CompletionEstimate:
     """The estimate from the counted judgments (non-gold, non-excluded items: the units of
     `votes_remaining`) in each recent window (hours -> judgments since now - hours).
 
-    `collecting`: the study serves pairs now; `servable`: some remaining item can be served to
-    an assigned rater now."""
+    `collecting`: the study serves pairs now; `items_blocked` of the `items_open` still
+    wanting votes cannot get them at the raters' pace (held, or more votes wanted than the
+    assigned raters can give): when that is all of them there is no date."""
     picked = pick_rate_window(window_counts)
     hours, n = picked if picked is not None else (None, 0)
     per_hour = n / hours if hours else None
 
-    def no_date(status: str) -> CompletionEstimate:
-        return CompletionEstimate(status, votes_remaining, hours, n, per_hour, None, None)
+    def estimate(status: str, hours_left: float | None = None) -> CompletionEstimate:
+        finish_at = now + timedelta(hours=hours_left) if hours_left is not None else None
+        return CompletionEstimate(
+            status,
+            votes_remaining,
+            hours,
+            n,
+            per_hour,
+            hours_left,
+            finish_at,
+            items_open,
+            items_blocked,
+        )
 
     if votes_remaining <= 0:
-        return no_date(COMPLETE)
+        return estimate(COMPLETE)
     if not collecting:
-        return no_date(NOT_COLLECTING)
-    if not servable:
-        return no_date(STUCK)
+        return estimate(NOT_COLLECTING)
+    if items_open and items_blocked >= items_open:
+        return estimate(STUCK)
     if not per_hour:
-        return no_date(NO_RECENT_ACTIVITY)
-    hours_left = votes_remaining / per_hour
-    finish_at = now + timedelta(hours=hours_left)
-    return CompletionEstimate(ESTIMATED, votes_remaining, hours, n, per_hour, hours_left, finish_at)
+        return estimate(NO_RECENT_ACTIVITY)
+    return estimate(ESTIMATED, votes_remaining / per_hour)
 
 
 # --- live rater quality flags ---------------------------------------------------------------

@@ -268,7 +268,8 @@ def test_the_page_and_its_fragment_show_the_figures(paced, client) -> None:
     assert '<span class="figure" data-stat="votes-done">12</span>' in html
     assert html.count('<svg class="plot"') == 3
     assert f'<tr data-rater="{first.username}">' in html
-    assert 'data-reason="rateable"' in html
+    assert 'data-stat="items-open"' in html and "can be served to an assigned rater now" in html
+    assert "Nothing blocks them: they fill at the raters' pace." in html
 
     fragment = client.get(f"/studies/{study.slug}/dashboard/fragment/")
     assert fragment.status_code == 200 and "no-cache" in fragment["Cache-Control"]

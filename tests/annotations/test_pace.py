@@ -56,7 +56,8 @@ def estimate(**overrides) -> pace.CompletionEstimate:
         "window_counts": {1: 5, 6: 60, 24: 200},
         "now": NOW,
         "collecting": True,
-        "servable": True,
+        "items_open": 40,
+        "items_blocked": 0,
     } | overrides
     return pace.completion_estimate(**arguments)
 
@@ -79,7 +80,7 @@ def test_estimate_divides_the_votes_left_by_the_recent_rate() -> None:
     [
         ({"votes_remaining": 0}, pace.COMPLETE, "Every item has the votes it wants."),
         ({"collecting": False}, pace.NOT_COLLECTING, "the study is not collecting"),
-        ({"servable": False}, pace.STUCK, "no remaining item can be served"),
+        ({"items_blocked": 40}, pace.STUCK, "every item still wanting votes is blocked"),
         ({"window_counts": {1: 0, 6: 0, 24: 0}}, pace.NO_RECENT_ACTIVITY, "no recent activity"),
     ],
 )
@@ -89,6 +90,16 @@ def test_no_date_is_invented(overrides, status, says) -> None:
     assert result.status == status
     assert result.finish_at is None and result.hours_left is None
     assert says in result.message
+
+
+def test_an_estimate_with_some_items_blocked_says_so() -> None:
+    result = estimate(items_blocked=3)
+
+    assert result.status == pace.ESTIMATED and result.finish_at == NOW + timedelta(hours=12)
+    assert result.message.endswith(
+        "3 of the 40 items still wanting votes are blocked (see what is waiting, below): the "
+        "date assumes they are unblocked in time."
+    )
 
 
 def test_durations_read_naturally() -> None:

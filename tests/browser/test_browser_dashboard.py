@@ -48,7 +48,8 @@ def test_the_dashboard_follows_judgments_as_they_arrive(page, live_server, monke
     monkeypatch.setattr(dashboard, "LIVE_COMPUTE_SECONDS", 3600.0)
     researcher = make_user("researcher", username="dash-researcher", password=PASSWORD)
     rater = make_user(username="dash-rater")
-    study = make_study(items=10, overlap=2, raters=[rater], owner=researcher)
+    # Two raters for k = 2, so nothing blocks the items: the estimate follows the pace.
+    study = make_study(items=10, overlap=2, raters=[rater, make_user()], owner=researcher)
 
     login(page, live_server, researcher.username)
     page.goto(f"{live_server.url}/studies/{study.slug}/")
