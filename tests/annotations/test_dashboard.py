@@ -354,6 +354,7 @@ def test_a_large_study_is_served_from_a_snapshot_refreshed_in_the_background(
 def test_a_refresh_is_queued_once(paced, monkeypatch, django_capture_on_commit_callbacks) -> None:
     study, _ = paced
     started: list[str] = []
+    sent: list[int] = []
 
     class RecordingThread:
         def __init__(self, *, target, args, name, daemon) -> None:
@@ -363,14 +364,23 @@ def test_a_refresh_is_queued_once(paced, monkeypatch, django_capture_on_commit_c
             started.append(self.name)
 
     monkeypatch.setattr(dashboard.threading, "Thread", RecordingThread)
+    monkeypatch.setattr(refresh_study_dashboard, "delay", sent.append)
+    conf = refresh_study_dashboard.app.conf
 
+    # In-process (no broker): a thread, off the request.
+    monkeypatch.setitem(conf, "task_always_eager", True)
     with django_capture_on_commit_callbacks(execute=True):
         assert dashboard.dashboard_refresh_schedule(study_id=study.pk) is True
         assert dashboard.dashboard_refresh_schedule(study_id=study.pk) is False
-    assert started == [f"dashboard-{study.pk}"]  # in-process mode: off the request thread
-    # A finished refresh lets the next stale read queue another.
+    assert started == [f"dashboard-{study.pk}"] and sent == []
+
+    # A finished refresh lets the next stale read queue another; with a broker, a task.
     dashboard.dashboard_snapshot_refresh(study=study)
-    assert dashboard.dashboard_refresh_schedule(study_id=study.pk) is True
+    monkeypatch.setitem(conf, "task_always_eager", False)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert dashboard.dashboard_refresh_schedule(study_id=study.pk) is True
+        assert dashboard.dashboard_refresh_schedule(study_id=study.pk) is False
+    assert sent == [study.pk] and len(started) == 1
 
 
 def test_votes_beyond_an_items_capacity_do_not_count_twice(now) -> None:
