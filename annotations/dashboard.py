@@ -418,14 +418,16 @@ def snapshot_max_age(compute_seconds: float) -> float:
     return max(SNAPSHOT_MIN_AGE_SECONDS, SNAPSHOT_AGE_FACTOR * compute_seconds)
 
 
-def _snapshot_key(study_id: int) -> str:
-    return f"study-dashboard:{SNAPSHOT_VERSION}:{study_id}"
+def snapshot_key(study: Study) -> str:
+    """The study's public id too: a cache shared by two databases (a benchmark's and a
+    development one) never serves one study's figures for another with the same id."""
+    return f"study-dashboard:{SNAPSHOT_VERSION}:{study.pk}:{study.public_id}"
 
 
 def dashboard_snapshot_refresh(*, study: Study) -> StudyDashboard:
     """Computes the study's figures now and stores them as its snapshot."""
     board = study_dashboard(study=study)
-    cache.set(_snapshot_key(study.pk), board, timeout=SNAPSHOT_TTL_SECONDS)
+    cache.set(snapshot_key(study), board, timeout=SNAPSHOT_TTL_SECONDS)
     cache.delete(f"study-dashboard-refresh:{study.pk}")
     return board
 
@@ -464,7 +466,7 @@ def study_dashboard_read(*, study: Study, now: datetime | None = None) -> Dashbo
     exists yet), else the stored snapshot, with a background refresh queued when it is too
     old or the study changed since."""
     now = now or timezone.now()
-    stored = cache.get(_snapshot_key(study.pk))
+    stored = cache.get(snapshot_key(study))
     if stored is None or stored.compute_seconds < LIVE_COMPUTE_SECONDS:
         return DashboardRead(dashboard_snapshot_refresh(study=study), False, False)
     age = (now - stored.generated_at).total_seconds()
