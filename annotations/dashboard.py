@@ -11,7 +11,9 @@ Every figure is an aggregate in SQL, in a fixed number of queries whatever the s
 3. skips and pairs held now per rater (the assignment index on rater and state);
 4. `selectors.study_blockers` for why the remaining items are not being rated.
 
-The arithmetic (buckets, rate, estimate, flags) is in the pure `annotations.pace`.
+The arithmetic (buckets, rate, estimate, flags) is in the pure `annotations.pace`. Those
+passes cost seconds on a study with a million judgments, so pages read through
+`study_dashboard_read`, which serves such a study from a snapshot (see the end of the module).
 """
 
 from __future__ import annotations
