@@ -22,7 +22,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotations import permissions, roles, selectors, services
+from annotations import dashboard, pace, permissions, roles, selectors, services
 from annotations.errors import DomainValidationError
 from annotations.exporting import FORMATS, stream_rows
 from annotations.importers import UNMATCHED_CHOICES
@@ -388,6 +388,107 @@ class StudyProgressApi(ResearcherAPIView):
             self.StudyProgressOutputSerializer(progress).data
             | self.StudyBlockersOutputSerializer(blockers).data
         )
+
+
+class StudyDashboardApi(ResearcherAPIView):
+    """The live dashboard's figures (the page's, as JSON): the pace, the completion estimate,
+    each rater's activity and flags, what waits and why. Never cached."""
+
+    class BucketSerializer(serializers.Serializer):
+        start = serializers.DateTimeField()
+        judgments = serializers.IntegerField()
+        flagged_fast = serializers.IntegerField()
+
+    class EstimateSerializer(serializers.Serializer):
+        status = serializers.CharField(
+            help_text="why there is or is no date: " + ", ".join(pace.ESTIMATE_STATUSES)
+        )
+        message = serializers.CharField()
+        votes_remaining = serializers.IntegerField()
+        window_hours = serializers.IntegerField(
+            allow_null=True, help_text="the recent window the rate was taken from"
+        )
+        judgments_in_window = serializers.IntegerField()
+        per_hour = serializers.FloatField(allow_null=True)
+        hours_left = serializers.FloatField(allow_null=True)
+        finish_at = serializers.DateTimeField(
+            allow_null=True, help_text="only when status is 'estimated': never invented"
+        )
+
+    class RaterSerializer(serializers.Serializer):
+        rater = serializers.CharField()
+        judged = serializers.IntegerField()
+        last_hour = serializers.IntegerField()
+        last_24_hours = serializers.IntegerField()
+        last_judged_at = serializers.DateTimeField(allow_null=True)
+        flagged_fast = serializers.IntegerField()
+        fast_share = serializers.FloatField(allow_null=True)
+        gold_judged = serializers.IntegerField()
+        gold_accuracy = serializers.FloatField(allow_null=True)
+        skipped = serializers.IntegerField()
+        leased_now = serializers.IntegerField()
+        hourly = serializers.ListField(child=serializers.IntegerField())
+        flags = serializers.ListField(child=serializers.ChoiceField(choices=list(pace.FLAG_LABELS)))
+
+    class WaitingSerializer(serializers.Serializer):
+        items_open = serializers.IntegerField()
+        rateable = serializers.IntegerField()
+        leased_now = serializers.IntegerField()
+        needs_adjudication = serializers.IntegerField()
+        blocked = StudyProgressApi.StudyBlockersOutputSerializer.BlockerSerializer(many=True)
+
+    class StudyDashboardOutputSerializer(serializers.Serializer):
+        generated_at = serializers.DateTimeField()
+        status = serializers.CharField()
+        judgments = serializers.IntegerField()
+        judgments_last_hour = serializers.IntegerField()
+        judgments_last_24_hours = serializers.IntegerField()
+        votes_wanted = serializers.IntegerField()
+        votes_done = serializers.IntegerField()
+        votes_remaining = serializers.IntegerField()
+        percent = serializers.FloatField()
+
+    class SnapshotSerializer(serializers.Serializer):
+        from_snapshot = serializers.BooleanField(
+            help_text="a stored snapshot (a large study), not computed for this request"
+        )
+        refreshing = serializers.BooleanField(help_text="a newer snapshot is being computed")
+        compute_seconds = serializers.FloatField(source="board.compute_seconds")
+        max_age_seconds = serializers.FloatField(
+            help_text="a snapshot older than this is recomputed in the background"
+        )
+
+    @extend_schema(
+        responses=inline_serializer(
+            "StudyDashboard",
+            {
+                "summary": StudyDashboardOutputSerializer(),
+                "snapshot": SnapshotSerializer(),
+                "estimate": EstimateSerializer(),
+                "hourly": BucketSerializer(many=True),
+                "daily": BucketSerializer(many=True),
+                "raters": RaterSerializer(many=True),
+                "waiting": WaitingSerializer(),
+            },
+        )
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        study = study_for_view(user=request.user, slug=slug)
+        read = dashboard.study_dashboard_read(study=study)
+        board = read.board
+        response = Response(
+            {
+                "summary": self.StudyDashboardOutputSerializer(board).data,
+                "snapshot": self.SnapshotSerializer(read).data,
+                "estimate": self.EstimateSerializer(board.estimate).data,
+                "hourly": self.BucketSerializer(board.hourly, many=True).data,
+                "daily": self.BucketSerializer(board.daily, many=True).data,
+                "raters": self.RaterSerializer(board.raters, many=True).data,
+                "waiting": self.WaitingSerializer(board.waiting).data,
+            }
+        )
+        add_never_cache_headers(response)
+        return response
 
 
 def export_response(

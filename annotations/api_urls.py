@@ -36,6 +36,11 @@ urlpatterns = [
         "studies/<slug:slug>/progress/", api.StudyProgressApi.as_view(), name="api-study-progress"
     ),
     path(
+        "studies/<slug:slug>/dashboard/",
+        api.StudyDashboardApi.as_view(),
+        name="api-study-dashboard",
+    ),
+    path(
         "studies/<slug:slug>/judgments/",
         api.StudyJudgmentsExportApi.as_view(),
         name="api-study-judgments",

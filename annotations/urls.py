@@ -16,6 +16,12 @@ urlpatterns = [
     path("studies/", views.study_list, name="study-list"),
     path("studies/new/", views.study_create, name="study-create"),
     path("studies/<slug:slug>/", views.study_detail, name="study-detail"),
+    path("studies/<slug:slug>/dashboard/", views.study_dashboard, name="study-dashboard"),
+    path(
+        "studies/<slug:slug>/dashboard/fragment/",
+        views.study_dashboard_fragment,
+        name="study-dashboard-fragment",
+    ),
     path("studies/<slug:slug>/import/", views.study_import, name="study-import"),
     path(
         "studies/<slug:slug>/import/confirm/",

@@ -14,10 +14,11 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from annotations import permissions, roles, selectors, services
+from annotations import dashboard, dashboard_plots, permissions, roles, selectors, services
 from annotations.errors import DomainError, RaterRemovedError
 from annotations.forms import (
     DisplayPrefixesForm,
@@ -317,3 +318,61 @@ def study_blinding_audit(request: HttpRequest, slug: str) -> HttpResponse:
     services.blinding_audit_run(study=study)
     messages.success(request, "Blinding audit updated.")
     return redirect("study-detail", slug=slug)
+
+
+# --- the live study dashboard ----------------------------------------------------------------
+
+# How often the dashboard page asks the server for fresh figures.
+DASHBOARD_REFRESH_SECONDS = 10
+
+
+def _svg(markup: str) -> SafeString:
+    """`annotations.dashboard_plots`' SVG: drawn from counts, dates and rater names it escapes,
+    so nothing a user typed reaches the page unescaped."""
+    return mark_safe(markup)  # noqa: S308
+
+
+def _dashboard_context(request: HttpRequest, slug: str) -> dict:
+    study = page_errors(lambda: study_for_view(user=request.user, slug=slug))
+    read = dashboard.study_dashboard_read(study=study)
+    board = read.board
+    # The grid shows who rated in the span, busiest first.
+    active = sorted(
+        (r for r in board.raters if any(r.hourly)), key=lambda r: (-sum(r.hourly), r.rater)
+    )
+    grid = (
+        dashboard_plots.rater_grid_svg(
+            board.hour_starts, tuple((r.rater, r.hourly) for r in active)
+        )
+        if active
+        else ""
+    )
+    plots = {
+        "hourly": _svg(dashboard_plots.hourly_svg(tuple(board.hourly))),
+        "daily": _svg(dashboard_plots.daily_svg(tuple(board.daily)) if board.daily else ""),
+        "raters": _svg(grid),
+    }
+    return {
+        "study": study,
+        "board": board,
+        "read": read,
+        "plots": plots,
+        "grid_max": dashboard_plots.MAX_GRID_RATERS,
+        "grid_hidden": max(0, len(active) - dashboard_plots.MAX_GRID_RATERS),
+        "refresh_seconds": DASHBOARD_REFRESH_SECONDS,
+    }
+
+
+@never_cache
+@researcher_required
+def study_dashboard(request: HttpRequest, slug: str) -> HttpResponse:
+    """The study's pace, completion estimate, raters and waiting items; the page replaces its
+    figures with the fragment below every few seconds."""
+    return render(request, "annotations/study_dashboard.html", _dashboard_context(request, slug))
+
+
+@never_cache
+@researcher_required
+def study_dashboard_fragment(request: HttpRequest, slug: str) -> HttpResponse:
+    """The dashboard's figures alone, as the page polls them."""
+    return render(request, "annotations/_study_dashboard.html", _dashboard_context(request, slug))

@@ -112,6 +112,7 @@ TABLE: tuple[Row, ...] = (
         data={"usernames": ["{other_rater}"]},
     ),
     Row("api-study-progress", "GET", "403 403 403 200 200 200 403 200", S),
+    Row("api-study-dashboard", "GET", "403 403 403 200 200 200 403 200", S),
     # The factory imports the study's items, which runs the audit: whoever may read it reads it.
     Row("api-study-blinding-audit", "GET", "403 403 403 200 200 200 403 200", S),
     Row("api-study-blinding-audit", "POST", "403 403 403 200 200 403 403 200", S, data={}),
@@ -216,6 +217,8 @@ TABLE: tuple[Row, ...] = (
     Row("study-settings", "GET", "302 403 403 200 200 403 403 200", S, fmt="form"),
     Row("study-settings", "POST", "302 403 403 200 200 403 403 200", S, data={}, fmt="form"),
     Row("study-raters", "GET", "302 403 403 200 200 200 403 200", S, fmt="form"),
+    Row("study-dashboard", "GET", "302 403 403 200 200 200 403 200", S, fmt="form"),
+    Row("study-dashboard-fragment", "GET", "302 403 403 200 200 200 403 200", S, fmt="form"),
     Row("study-raters", "POST", "302 403 403 302 302 403 403 302", S, data={}, fmt="form"),
     # A new invite link is shown once, on the page the POST answers.
     Row(

@@ -92,6 +92,11 @@ CASES = [
         [r"report_sha256 [0-9a-f]{64}", r"\([\d.]+x peer\)", r"files identical: True"],
     ),
     (
+        "bench_dashboard.py",
+        [pytest.mark.postgres],
+        [r"ratio dashboard/study page: [\d.]+x", r"figures agree with plain SQL counts: True"],
+    ),
+    (
         "bench_rater_page.py",
         [pytest.mark.browser],
         [r"ratio markdown/plain: median [\d.]+x, p95 [\d.]+x"],
@@ -102,6 +107,7 @@ SHORT_NAMES = {
     "bench_rater_loop.py": "eval",
     "profile_rater_loop.py": "profile",
     "bench_report.py": "report",
+    "bench_dashboard.py": "dashboard",
 }
 
 

@@ -11,7 +11,6 @@ import re
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
-from django.urls import NoReverseMatch, reverse
 
 from annotations import services
 from annotations.errors import StudyNotOpenError
@@ -290,17 +289,7 @@ def test_the_steps_link_each_stage(page, draft) -> None:
         assert f'href="{url}"' in html, url
 
 
-def test_watching_links_the_dashboard_where_there_is_one(page, draft) -> None:
-    try:
-        watch = reverse("study-dashboard", kwargs={"slug": draft.slug})
-    except NoReverseMatch:
-        watch = "#progress"
-    html = page.get(f"/studies/{draft.slug}/").content.decode()
-    assert f'<strong>Watch:</strong> <a href="{watch}">' in html
-
-
-@pytest.mark.urls("tests.annotations.urls_with_dashboard")
-def test_the_watch_step_links_an_installed_dashboard(page, draft) -> None:
+def test_the_watch_step_links_the_dashboard(page, draft) -> None:
     html = page.get(f"/studies/{draft.slug}/").content.decode()
     assert f'<strong>Watch:</strong> <a href="/studies/{draft.slug}/dashboard/">' in html
 
