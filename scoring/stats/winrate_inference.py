@@ -15,12 +15,11 @@ and without ties (tuned wins over decisive votes). What changes is the uncertain
   items, and collapses to a point when every vote agrees; it is not used here.
 * p-value (``p_value``): the sign-flip randomisation test on item totals, computed exactly
   (:func:`scoring.stats.clustered.sign_flip_test`); with one vote per item it is the exact sign
-  test. The reported p is the mid-p, whose test has the size nearest alpha among deterministic
-  tests, unless, for the observed item magnitudes, that size exceeds alpha by more than a fifth
-  (6% at 5%: the sign test on 5, 16, 50 ... decisive votes), where it is the exact p; both sizes
-  are computed exactly from the randomisation distribution (see :mod:`scoring.stats.clustered`).
-  ``p_value_exact`` is the conservative exact p. In the simulation the reported p's type I error
-  is within 5% +- 1 wherever a deterministic test can be (the bench prints the attainable size).
+  test. The reported p is the mid-p (its test has the size nearest alpha among deterministic
+  tests; the choice against the exact p and a hybrid is argued with arithmetic in
+  :mod:`scoring.stats.clustered`); ``p_method`` gives the exact size of the mid-p and exact tests
+  for the observed items, so a reader sees when discreteness moves them off alpha.
+  ``p_value_exact`` is the conservative exact p.
   When the test does not reject 1/2 at ``1 - confidence`` but the
   normal-theory interval excludes 1/2 (few informative items, e.g. 4 tuned wins and 16 ties),
   the interval is extended to 1/2 and a warning says so, so interval and test never disagree.
@@ -48,7 +47,6 @@ import numpy as np
 
 from scoring.stats._resampling import check_confidence
 from scoring.stats.clustered import (
-    MID_P_SIZE_TOLERANCE,
     Moments,
     check_counts,
     cluster_variance,
@@ -70,9 +68,8 @@ FEW_ITEMS = 10
 
 ITEM_METHOD = "item-clustered score interval (Korn-Graubard effective n, t on items - 1 df)"
 PANEL_METHOD = "two-way (items x raters) cluster-robust score interval, t with Satterthwaite df"
-P_METHOD = "sign-flip randomisation test on item totals, exact distribution"
-P_MID = "mid-p (its test's size here: {size:.1%})"
-P_EXACT = "exact p (the mid-p test's size here would be {size:.1%}, above {limit:.1%})"
+P_METHOD = "sign-flip randomisation test on item totals, exact distribution, mid-p"
+P_SIZES = "size at {level:.0%} for these items: mid-p {mid:.1%}, exact p {exact:.1%}"
 
 
 @dataclass(frozen=True)
@@ -87,11 +84,10 @@ class WinRateInference:
         ci: primary interval for ``win_rate`` (item-clustered); ``(nan, nan)`` without votes.
         ci_method: how ``ci`` was computed, with any fallback.
         ci_no_ties: the same interval for ``win_rate_no_ties``.
-        p_value: two-sided p of ``H0: win rate = 1/2`` (same for both tie conventions): the
-            mid-p, or the exact p where the mid-p test's size at ``1 - confidence`` would exceed
-            it by more than a fifth for these items (``p_method`` says which).
+        p_value: two-sided mid-p of ``H0: win rate = 1/2`` (same for both tie conventions).
         p_value_exact: the conservative exact p of the same test.
-        p_method: how the p-value was computed.
+        p_method: how the p-value was computed, with the exact size at ``1 - confidence`` of
+            the mid-p and the exact test for these items.
         se: item-clustered (CR1) standard error of ``win_rate`` (``nan`` below two items).
         design_effect: variance over the variance of as many independent votes (at least 1;
             the largest plausible value when it cannot be estimated, see ``warnings``).
@@ -369,11 +365,10 @@ def win_rate_inference(
     main = clustered_intervals(scores[None], votes[None], tie_counts[None], confidence=confidence)
     level = 1.0 - confidence
     test = sign_flip_test(tuned - base, level=level)
-    if test.uses_mid_p:
-        p_method = f"{P_METHOD}, " + P_MID.format(size=test.mid_p_size)
-    else:
-        limit = level * (1.0 + MID_P_SIZE_TOLERANCE)
-        p_method = f"{P_METHOD}, " + P_EXACT.format(size=test.mid_p_size, limit=limit)
+    p_method = P_METHOD
+    if test.informative_items:
+        sizes = P_SIZES.format(level=level, mid=test.mid_p_size, exact=test.exact_size)
+        p_method = f"{P_METHOD} ({sizes})"
     ci = (float(main.low[0]), float(main.high[0]))
     method = ITEM_METHOD
     if not main.estimable[0]:
@@ -382,16 +377,14 @@ def win_rate_inference(
             "Every vote is the same, so the design effect cannot be estimated; the interval "
             "assumes each item's votes are perfectly correlated (one unit per item)."
         )
-    low, high, extended = extend_unless_rejected(
-        main.low, main.high, test.reported_p_value, confidence
-    )
+    low, high, extended = extend_unless_rejected(main.low, main.high, test.mid_p_value, confidence)
     if extended[0]:
         ci = (float(low[0]), float(high[0]))
         method += "; extended to 1/2 because the exact sign-flip test does not reject 1/2"
         warnings.append(
             f"Only {test.informative_items} item(s) prefer one system; the normal approximation "
             "is unreliable, so the interval is extended to 1/2 where the exact test "
-            f"(p = {test.reported_p_value:.3g}) cannot exclude it."
+            f"(p = {test.mid_p_value:.3g}) cannot exclude it."
         )
     decisive = tuned + base
     if decisive.sum():
@@ -402,7 +395,7 @@ def win_rate_inference(
             confidence=confidence,
         )
         low, high, _ = extend_unless_rejected(
-            no_ties.low, no_ties.high, test.reported_p_value, confidence
+            no_ties.low, no_ties.high, test.mid_p_value, confidence
         )
         ci_no_ties = (float(low[0]), float(high[0]))
         rate_no_ties = float(tuned.sum() / decisive.sum())
@@ -456,7 +449,7 @@ def win_rate_inference(
         ci=ci,
         ci_method=method,
         ci_no_ties=ci_no_ties,
-        p_value=test.reported_p_value,
+        p_value=test.mid_p_value,
         p_value_exact=test.p_value,
         p_method=p_method,
         se=float(main.se[0]),
@@ -515,8 +508,8 @@ def gate_from_inference(
     """The gate's verdict from an inference already computed (see :func:`win_rate_gate`).
 
     A verdict also needs the exact sign-flip test to reject 1/2 (``p_value_exact`` below
-    ``1 - confidence``): the interval's guard uses the reported p, usually the mid-p, whose size
-    is near alpha but can pass a study whose exact p is above alpha (11 tuned wins, 3 base wins
+    ``1 - confidence``): the interval's guard uses the mid-p, whose size is nearest alpha
+    but can pass a study whose exact p is above alpha (11 tuned wins, 3 base wins
     and 6 ties: mid-p 0.035, exact 0.057). A release gate must never pass on such a study, so it
     is "undecided".
     """

@@ -95,7 +95,7 @@ def test_planned_study_has_its_power() -> None:
         tie_share=0.2,
         win_rate=0.6,
     )
-    low, _, _, _ = new_item_intervals(codes)
+    low, _, _, _, _ = new_item_intervals(codes)
     assert np.mean(low > 0.5) == pytest.approx(0.8, abs=TOLERANCE + 0.01)
     old_low, _, _ = old_vote_counting(codes)
     assert np.mean(old_low > 0.5) > 0.9  # counting votes overstates the power

@@ -267,9 +267,8 @@ def test_a_panel_interval_narrower_than_the_item_interval_is_flagged() -> None:
 
 
 def test_the_gate_needs_the_exact_test_too() -> None:
-    # One vote per item: 11 tuned wins, 3 base wins, 6 ties. The mid-p (0.035; its test's size
-    # with 14 decisive votes is 5.7%, so it is the reported p) lets the interval clear 1/2, but
-    # the exact sign test's p is 0.057: the gate must not pass on it.
+    # One vote per item: 11 tuned wins, 3 base wins, 6 ties. The mid-p (0.035) lets the
+    # interval clear 1/2, but the exact sign test's p is 0.057: the gate must not pass on it.
     counts = [[0, 1, 0, 0]] * 11 + [[1, 0, 0, 0]] * 3 + [[0, 0, 1, 0]] * 6
     result = win_rate_inference(counts)
     assert result.p_value == pytest.approx(0.03515625) and "mid-p" in result.p_method
@@ -277,22 +276,26 @@ def test_the_gate_needs_the_exact_test_too() -> None:
     assert result.ci[0] > 0.5
     gate = win_rate_gate(counts)
     assert gate.status == "undecided" and "exact sign-flip test" in gate.evidence
+    # So with 5 tuned wins and 15 ties (mid-p 0.031, exact 0.0625).
+    gate = win_rate_gate([[0, 1, 0, 0]] * 5 + [[0, 0, 1, 0]] * 15)
+    assert gate.status == "undecided" and "exact sign-flip test" in gate.evidence
     # With 8 wins the exact p (0.0078) rejects: pass.
     assert win_rate_gate([[0, 1, 0, 0]] * 8 + [[0, 0, 1, 0]] * 12).status == "pass"
     # 4 wins and 16 ties: not significant at all.
     assert win_rate_gate([[0, 1, 0, 0]] * 4 + [[0, 0, 1, 0]] * 16).status == "undecided"
 
 
-def test_the_exact_p_is_reported_where_the_mid_p_test_would_be_too_liberal() -> None:
+def test_the_p_method_gives_the_sizes_of_both_tests_for_these_items() -> None:
     # 5 tuned wins and 15 ties: with 5 decisive votes the mid-p test (reject 5-0, mid-p 1/32)
-    # has size 2/32 = 6.25%, above 6%: the exact p (1/16) is reported and the interval reaches
-    # 1/2.
+    # has size 2/32 = 6.25%, the exact test (exact p 1/16 never below 5%) size 0.
     counts = [[0, 1, 0, 0]] * 5 + [[0, 0, 1, 0]] * 15
     result = win_rate_inference(counts)
-    assert result.p_value == result.p_value_exact == pytest.approx(0.0625)
-    assert "exact p" in result.p_method and "6.2%" in result.p_method
-    assert result.ci[0] == 0.5 and "extended to 1/2" in result.ci_method
+    assert result.p_value == pytest.approx(0.03125)
+    assert result.p_value_exact == pytest.approx(0.0625)
+    assert "size at 5% for these items: mid-p 6.2%, exact p 0.0%" in result.p_method
     assert win_rate_gate(counts).status == "undecided"
+    # At 99% confidence the sizes refer to a 1% level.
+    assert "size at 1%" in win_rate_inference(counts, confidence=0.99).p_method
 
 
 @pytest.mark.parametrize(
@@ -306,8 +309,6 @@ def test_conditional_sizes_of_the_sign_test(
     test = sign_flip_test([1] * decisive)
     assert test.mid_p_size == pytest.approx(mid_size, abs=5e-5)
     assert test.exact_size == pytest.approx(exact_size, abs=5e-5)
-    assert test.uses_mid_p == (mid_size <= 0.06)
-    assert test.reported_p_value == (test.mid_p_value if mid_size <= 0.06 else test.p_value)
     # The same sizes by brute force over the binomial distribution.
     wins = np.arange(decisive + 1)
     pmf = binom.pmf(wins, decisive, 0.5)
