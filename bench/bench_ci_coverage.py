@@ -464,7 +464,7 @@ def main() -> None:
     studies = args.studies or (150 if args.smoke else 2000)
     confirm_studies = args.confirm_studies
     if confirm_studies is None:
-        confirm_studies = 1000 if args.smoke else 20_000
+        confirm_studies = 600 if args.smoke else 20_000
     rng = np.random.default_rng(args.seed)
     cells = [Cell(*values) for grid in grids for values in itertools.product(*grid.values())]
     print(f"{len(cells)} cells x {studies} studies x 2 regimes, panel of {args.raters} raters")

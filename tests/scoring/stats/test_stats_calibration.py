@@ -8,6 +8,7 @@ coverage is 1.1 points and of a 5% rejection rate 1.1 points, so the checks allo
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 import time
@@ -15,12 +16,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.stats import binom
 
 BENCH = Path(__file__).resolve().parents[3] / "bench"
 sys.path.insert(0, str(BENCH))
 
 from bench_ci_coverage import (  # noqa: E402
+    TARGETS,
     Cell,
+    confirm,
     new_item_intervals,
     old_vote_counting,
     run_cell,
@@ -76,9 +80,43 @@ def test_coverage_and_type_one_error_in_three_cells(cell: Cell) -> None:
     assert abs(result["panel"] - 0.95) <= TOLERANCE, result
     if cell.win == 0.5:
         assert abs(result["size"] - 0.05) <= TOLERANCE, result
+        # The sharp null holds in the simulation, so the rate is the attainable size up to
+        # Monte-Carlo noise (3.5 standard errors).
+        noise = math.sqrt(result["attainable"] * (1 - result["attainable"]) / STUDIES)
+        assert abs(result["size"] - result["attainable"]) <= 3.5 * noise, result
         # The peer, vote counting, in the same studies: several times the nominal error.
         assert result["old_size"] > 0.10, result
     assert result["old"] < 0.90, result
+
+
+def test_one_vote_per_item_type_one_error_is_the_sign_tests_size_by_arithmetic() -> None:
+    # 100 items, one vote each, no ties: 100 decisive votes in every study, so the attainable
+    # size is the mid-p sign test's size on Binomial(100, 1/2), 5.69% (the exact test's: 3.52%).
+    cell = Cell(items=100, per_item=1, agreement="mid", bias=0.5, ties=0.0, win=0.5)
+    result = run_cell(np.random.default_rng(5), cell, 2000, n_raters=10, regimes=("fixed",))
+    wins = np.arange(101)
+    mid_p = np.minimum(1, 2 * binom.cdf(np.minimum(wins, 100 - wins), 100, 0.5))
+    mid_p -= binom.pmf(wins, 100, 0.5)  # two-sided: P(|T| > t) + P(|T| = t) / 2
+    mid_p[50] = 1.0
+    size = binom.pmf(wins, 100, 0.5)[mid_p < 0.05].sum()
+    assert size == pytest.approx(0.0569, abs=1e-4)
+    assert result["attainable"] == pytest.approx(size, abs=1e-12)
+    assert abs(result["size"] - size) <= 3.5 * math.sqrt(size * (1 - size) / 2000), result
+    assert math.isnan(result["panel"])  # the random-panel regime was not run
+
+
+def test_only_cells_outside_a_band_are_rerun_with_the_regime_they_need() -> None:
+    cell = Cell(items=30, per_item=3, agreement="mid", bias=0.5, ties=0.2, win=0.5)
+    inside = {"item": 0.95, "panel": 0.95, "size": 0.05}
+    type_one_miss = {**inside, "size": 0.075}
+    panel_miss = {**inside, "panel": 0.92}
+    rows = [(cell, inside), (cell, type_one_miss), (cell, panel_miss)]
+    confirmed = confirm(3, rows, 300, n_raters=10)
+    assert set(confirmed) == {(1, "type I error"), (2, "panel coverage")}
+    assert not math.isnan(confirmed[(1, "type I error")]["size"])
+    assert math.isnan(confirmed[(1, "type I error")]["panel"])
+    assert math.isnan(confirmed[(2, "panel coverage")]["size"])
+    assert [t.name for t in TARGETS] == ["item coverage", "panel coverage", "type I error"]
 
 
 def test_planned_study_has_its_power() -> None:
@@ -114,3 +152,5 @@ def test_bench_smoke_runs_quickly_and_reports_the_peer() -> None:
     out = completed.stdout
     assert "ratio old/new" in out and "type I error" in out and "panel coverage" in out
     assert "win_rate_gate 1 distinct verdict(s)" in out
+    assert "confirmation: each cell outside a band rerun" in out
+    assert "against the attainable size" in out
