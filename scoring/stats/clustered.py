@@ -70,18 +70,18 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import fftconvolve
-from scipy.special import ndtr
-from scipy.stats import binom
+from scipy.fft import next_fast_len
+from scipy.special import gammaln, ndtr
 from scipy.stats import t as student_t
 
 from scoring.stats.votes import BASE, BOTH_BAD, TIE, TUNED
 
 # Bisection steps for the interval bounds: 2^-60 of the unit interval, far below any rounding.
 _BISECTION_STEPS = 60
-# Above this many support points the randomisation distribution is convolved by FFT (its
-# absolute error, ~1e-15, is irrelevant for p-values compared with 0.05 or 0.001).
-_DIRECT_CONVOLUTION_MAX = 500
+# When direct convolution would take more than this many multiply-adds, the randomisation
+# distribution is computed from its characteristic function by one inverse FFT (absolute error
+# ~1e-15, irrelevant for p-values compared with 0.05 or 0.001).
+_DIRECT_CONVOLUTION_COST = 500**2
 
 
 @dataclass(frozen=True)
@@ -246,15 +246,7 @@ def sign_flip_test(steps: np.ndarray | list, *, level: float = 0.05) -> SignFlip
     informative = int(groups.sum())
     if informative == 0:
         return SignFlipTest(1.0, 1.0, 0, 0, level)
-    # pmf over the support -total..total (index = value + total).
-    pmf = np.ones(1)
-    for magnitude, count in zip(magnitudes.tolist(), groups.tolist(), strict=True):
-        group = np.zeros(2 * magnitude * count + 1)
-        group[:: 2 * magnitude] = binom.pmf(np.arange(count + 1), count, 0.5)
-        if pmf.size * group.size > _DIRECT_CONVOLUTION_MAX**2:
-            pmf = np.clip(fftconvolve(pmf, group), 0.0, None)
-        else:
-            pmf = np.convolve(pmf, group)
+    pmf = _randomisation_pmf(magnitudes.tolist(), groups.tolist())
     total = (pmf.size - 1) // 2
     # Two-sided exact and mid p of every |t| = 0..total, from the upper tail P(T >= |t|).
     positive = pmf[total:]
@@ -275,6 +267,40 @@ def sign_flip_test(steps: np.ndarray | list, *, level: float = 0.05) -> SignFlip
         mid_size,
         exact_size,
     )
+
+
+def _half_binomial_pmf(count: int) -> np.ndarray:
+    """``P(B = b)``, ``b = 0..count``, for ``B ~ Binomial(count, 1/2)``."""
+    b = np.arange(count + 1)
+    log_pmf = gammaln(count + 1) - gammaln(b + 1) - gammaln(count - b + 1) - count * math.log(2)
+    return np.exp(log_pmf)
+
+
+def _randomisation_pmf(magnitudes: list[int], counts: list[int]) -> np.ndarray:
+    """``P(T = t)`` for ``t = -total..total`` (index ``t + total``), ``T = sum_v v (2 B_v - c_v)``
+    with independent ``B_v ~ Binomial(c_v, 1/2)`` (see :func:`sign_flip_test`)."""
+    total = sum(v * c for v, c in zip(magnitudes, counts, strict=True))
+    cost, width = 0, 1
+    for v, c in zip(magnitudes, counts, strict=True):
+        cost += width * (2 * v * c + 1)
+        width += 2 * v * c
+    if len(magnitudes) == 1 or cost <= _DIRECT_CONVOLUTION_COST:
+        pmf = np.ones(1)
+        for v, c in zip(magnitudes, counts, strict=True):
+            group = np.zeros(2 * v * c + 1)
+            group[:: 2 * v] = _half_binomial_pmf(c)
+            pmf = np.convolve(pmf, group)
+        return pmf
+    # Characteristic function of T: prod_v cos(v w)^c_v. Its inverse DFT on at least
+    # 2 total + 1 points gives the pmf without aliasing, at t mod n_fft.
+    n_fft = next_fast_len(2 * total + 1, real=True)
+    omega = 2.0 * math.pi * np.arange(n_fft // 2 + 1) / n_fft
+    characteristic = np.ones_like(omega)
+    for v, c in zip(magnitudes, counts, strict=True):
+        characteristic *= np.cos(v * omega) ** c
+    circular = np.fft.irfft(characteristic, n_fft)
+    pmf = np.concatenate((circular[n_fft - total :], circular[: total + 1]))
+    return np.clip(pmf, 0.0, None)
 
 
 def moments_from_totals(scores: np.ndarray, votes: np.ndarray, ties: np.ndarray) -> Moments:

@@ -345,3 +345,29 @@ def test_conditional_size_with_unequal_item_magnitudes_matches_enumeration() -> 
     assert gaps > 0
     with pytest.raises(ValueError, match="level"):
         sign_flip_test(steps, level=1.0)
+
+
+def test_large_studies_agree_with_direct_convolution() -> None:
+    # 1,000 items with up to 5 votes: computed from the characteristic function by one FFT;
+    # the same distribution by direct convolution of scaled binomials gives the same answers.
+    rng = np.random.default_rng(8)
+    steps = rng.integers(-5, 6, 1000)
+    steps[:40] = 5  # a modest lean to tuned, so the p-value is neither 1 nor tiny
+    magnitudes, counts = np.unique(np.abs(steps[steps != 0]), return_counts=True)
+    pmf = np.ones(1)
+    for v, c in zip(magnitudes, counts, strict=True):
+        group = np.zeros(2 * v * c + 1)
+        group[:: 2 * v] = binom.pmf(np.arange(c + 1), c, 0.5)
+        pmf = np.convolve(pmf, group)
+    total = (pmf.size - 1) // 2
+    observed = abs(int(steps.sum()))
+    exact = 2 * pmf[total + observed :].sum()
+    mid = exact - pmf[total + observed]
+    result = sign_flip_test(steps)
+    assert 1e-4 < result.p_value < 0.5
+    assert result.p_value == pytest.approx(exact, abs=1e-12)
+    assert result.mid_p_value == pytest.approx(mid, abs=1e-12)
+    upper = np.cumsum(pmf[total:][::-1])[::-1]
+    mid_all = 2 * upper - pmf[total:]
+    mid_all[0] = 1.0
+    assert result.mid_p_size == pytest.approx(2 * pmf[total:][mid_all < 0.05].sum(), abs=1e-12)
