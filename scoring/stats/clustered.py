@@ -53,6 +53,7 @@ tie and both-bad = 1/2, base = 0: the MT-Bench / AlpacaEval convention of
   perfectly correlated, i.e. one unit per item), and the design effect is never taken below 1.
 * Panel level (:func:`two_way_variance`): the two-way cluster-robust variance of Cameron, Gelbach &
   Miller (2011, "Robust inference with multiway clustering"), ``V_items + V_raters - V_votes``,
+  with a small-sample factor that keeps it unbiased when raters are few (see the function),
   fed to the same score interval with Satterthwaite (1946) degrees of freedom
   (:func:`satterthwaite_df`; the split is described in ``scoring.stats.winrate_inference``). It
   adds the between-rater variance, so the interval speaks for raters drawn like these rather than
@@ -341,16 +342,35 @@ def cluster_variance(moments: Moments) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 def two_way_variance(item: Moments, rater: Moments) -> np.ndarray:
     """Two-way (items and raters) cluster-robust variance of the win rate (Cameron, Gelbach &
-    Miller 2011): ``V_items + V_raters - V_votes`` with each rater judging an item at most once
-    (so an item-rater cell is one vote). Where that difference is not positive, ``V_items +
-    V_raters`` (dropping the subtracted term, as Cameron, Gelbach & Miller suggest)."""
+    Miller 2011), ``V_items + V_raters - V_votes`` with each rater judging an item at most once
+    (so an item-rater cell is one vote), with a small-sample factor that makes it unbiased when
+    raters are few.
+
+    CR1-correcting each term by ``G / (G - 1)``, ``R / (R - 1)``, ``N / (N - 1)`` (as CGM do)
+    assumes each dimension's clusters are independent. Raters are not: they share items, so
+    centring the rater totals at the estimate removes ``Var(p) / R`` of *total* variance (items
+    included), not of the rater part only, and with 10 raters and a design effect of 4 the
+    estimate falls short by a third of the vote variance (coverage 93% instead of 95% when raters
+    do not differ). Each raw centred sum of squares ``S`` over ``C`` clusters has expectation
+    ``U - N^2 Var(p) / C`` (``U`` its uncentred version) when clusters in each dimension have
+    equal sizes, and ``Var(p) = (U_items + U_raters - U_votes) / N^2`` under additive item and
+    rater effects, so
+    ``Var(p) = (S_items + S_raters - S_votes) / N^2 / (1 - 1/G - 1/R + 1/N)``
+    is unbiased; with every rater on every item (``N = G R``) the factor is
+    ``G R / ((G - 1)(R - 1))``. Below two raters the rater term cannot be estimated and the
+    uncorrected sum is used. Where the sum is not positive, ``V_items + V_raters`` (dropping the
+    subtracted term, as Cameron, Gelbach & Miller suggest)."""
     _, v_items, vote_var = cluster_variance(item)
     _, v_raters, _ = cluster_variance(rater)
-    with np.errstate(invalid="ignore"):
-        v_votes = np.nan_to_num(vote_var / item.n_votes, nan=0.0)  # CR1 with one vote a cluster
+    n, g, r = item.n_votes, item.n_clusters, rater.n_clusters
+    with np.errstate(invalid="ignore", divide="ignore"):
+        v_votes = np.nan_to_num(vote_var / n, nan=0.0)  # CR1 with one vote a cluster
         v_raters = np.nan_to_num(v_raters, nan=0.0)
-        combined = v_items + v_raters - v_votes
-        return np.where(combined > 0, combined, v_items + v_raters)
+        # Raw centred sums over N^2: each CR1 term without its C / (C - 1).
+        raw = v_items * (1 - 1 / g) + v_raters * (1 - 1 / r) - v_votes * (1 - 1 / n)
+        factor = 1.0 - 1.0 / g - 1.0 / r + 1.0 / n
+        corrected = np.where((r >= 2) & (factor > 0), raw / factor, v_items + v_raters - v_votes)
+        return np.where(corrected > 0, corrected, v_items + v_raters)
 
 
 def satterthwaite_df(components: tuple[np.ndarray, ...], dfs: tuple[np.ndarray, ...]) -> np.ndarray:
