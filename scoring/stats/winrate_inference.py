@@ -24,7 +24,9 @@ and without ties (tuned wins over decisive votes). What changes is the uncertain
   normal-theory interval excludes 1/2 (few informative items, e.g. 4 tuned wins and 16 ties),
   the interval is extended to 1/2 and a warning says so, so interval and test never disagree.
 * Panel interval (``panel_ci``): the two-way (items and raters) cluster-robust score interval
-  (Cameron, Gelbach & Miller 2011), with Satterthwaite degrees of freedom: the between-item part
+  (Cameron, Gelbach & Miller 2011) with a small-sample factor that keeps the variance unbiased
+  when raters are few and share items (see :func:`scoring.stats.clustered.two_way_variance`),
+  with Satterthwaite degrees of freedom: the between-item part
   of the variance counts with ``items - 1``, the rest (raters and vote noise, estimated from the
   rater totals) with ``raters - 1``. The item
   interval generalises to new items judged by *this* panel; the panel interval to new items judged
@@ -67,7 +69,10 @@ MIN_PANEL_RATERS = 3
 FEW_ITEMS = 10
 
 ITEM_METHOD = "item-clustered score interval (Korn-Graubard effective n, t on items - 1 df)"
-PANEL_METHOD = "two-way (items x raters) cluster-robust score interval, t with Satterthwaite df"
+PANEL_METHOD = (
+    "two-way (items x raters) cluster-robust score interval, small-sample corrected, "
+    "t with Satterthwaite df"
+)
 P_METHOD = "sign-flip randomisation test on item totals, exact distribution, mid-p"
 P_SIZES = "size at {level:.0%} for these items: mid-p {mid:.1%}, exact p {exact:.1%}"
 
