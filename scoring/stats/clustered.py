@@ -36,7 +36,7 @@ tie and both-bad = 1/2, base = 0: the MT-Bench / AlpacaEval convention of
   97% of item counts without ties and for all of them with a tie share of 0.1 to 0.5 (range
   4.2% to 5.1%), against 78% to 89% for the exact p. A hybrid (the exact p wherever the mid-p
   test's conditional size exceeds 6%) caps the conditional size but pulls designs with ties
-  below the band (3.4% with 30 items and 30% ties), so it is not used; the release gate
+  below the band (3.5% with 30 items and 30% ties), so it is not used; the release gate
   additionally requires the exact p (size at most alpha).
 * Design effect: ``V`` over the variance the same votes would have if independent
   (Kish 1965); ``effective_n = n_votes / design_effect`` independent votes.
