@@ -15,12 +15,18 @@ and without ties (tuned wins over decisive votes). What changes is the uncertain
   items, and collapses to a point when every vote agrees; it is not used here.
 * p-value (``p_value``): the sign-flip randomisation test on item totals, computed exactly
   (:func:`scoring.stats.clustered.sign_flip_test`); with one vote per item it is the exact sign
-  test. The reported p is the mid-p (size close to alpha on average); ``p_value_exact`` is the
-  conservative exact p. When the test does not reject 1/2 at ``1 - confidence`` but the
+  test. The reported p is the mid-p (its test has the size nearest alpha among deterministic
+  tests; the choice against the exact p and a hybrid is argued with arithmetic in
+  :mod:`scoring.stats.clustered`); ``p_method`` gives the exact size of the mid-p and exact tests
+  for the observed items, so a reader sees when discreteness moves them off alpha.
+  ``p_value_exact`` is the conservative exact p.
+  When the test does not reject 1/2 at ``1 - confidence`` but the
   normal-theory interval excludes 1/2 (few informative items, e.g. 4 tuned wins and 16 ties),
   the interval is extended to 1/2 and a warning says so, so interval and test never disagree.
 * Panel interval (``panel_ci``): the two-way (items and raters) cluster-robust score interval
-  (Cameron, Gelbach & Miller 2011), with Satterthwaite degrees of freedom: the between-item part
+  (Cameron, Gelbach & Miller 2011) with a small-sample factor that keeps the variance unbiased
+  when raters are few and share items (see :func:`scoring.stats.clustered.two_way_variance`),
+  with Satterthwaite degrees of freedom: the between-item part
   of the variance counts with ``items - 1``, the rest (raters and vote noise, estimated from the
   rater totals) with ``raters - 1``. The item
   interval generalises to new items judged by *this* panel; the panel interval to new items judged
@@ -63,8 +69,12 @@ MIN_PANEL_RATERS = 3
 FEW_ITEMS = 10
 
 ITEM_METHOD = "item-clustered score interval (Korn-Graubard effective n, t on items - 1 df)"
-PANEL_METHOD = "two-way (items x raters) cluster-robust score interval, t with Satterthwaite df"
+PANEL_METHOD = (
+    "two-way (items x raters) cluster-robust score interval, small-sample corrected, "
+    "t with Satterthwaite df"
+)
 P_METHOD = "sign-flip randomisation test on item totals, exact distribution, mid-p"
+P_SIZES = "size at {level:.0%} for these items: mid-p {mid:.1%}, exact p {exact:.1%}"
 
 
 @dataclass(frozen=True)
@@ -81,7 +91,8 @@ class WinRateInference:
         ci_no_ties: the same interval for ``win_rate_no_ties``.
         p_value: two-sided mid-p of ``H0: win rate = 1/2`` (same for both tie conventions).
         p_value_exact: the conservative exact p of the same test.
-        p_method: how the p-value was computed.
+        p_method: how the p-value was computed, with the exact size at ``1 - confidence`` of
+            the mid-p and the exact test for these items.
         se: item-clustered (CR1) standard error of ``win_rate`` (``nan`` below two items).
         design_effect: variance over the variance of as many independent votes (at least 1;
             the largest plausible value when it cannot be estimated, see ``warnings``).
@@ -357,7 +368,12 @@ def win_rate_inference(
         )
     scores = tuned + 0.5 * tie_counts
     main = clustered_intervals(scores[None], votes[None], tie_counts[None], confidence=confidence)
-    test = sign_flip_test(tuned - base)
+    level = 1.0 - confidence
+    test = sign_flip_test(tuned - base, level=level)
+    p_method = P_METHOD
+    if test.informative_items:
+        sizes = P_SIZES.format(level=level, mid=test.mid_p_size, exact=test.exact_size)
+        p_method = f"{P_METHOD} ({sizes})"
     ci = (float(main.low[0]), float(main.high[0]))
     method = ITEM_METHOD
     if not main.estimable[0]:
@@ -440,7 +456,7 @@ def win_rate_inference(
         ci_no_ties=ci_no_ties,
         p_value=test.mid_p_value,
         p_value_exact=test.p_value,
-        p_method=P_METHOD,
+        p_method=p_method,
         se=float(main.se[0]),
         design_effect=float(main.design_effect[0]),
         effective_n=n_votes / float(main.design_effect[0]),
@@ -497,9 +513,10 @@ def gate_from_inference(
     """The gate's verdict from an inference already computed (see :func:`win_rate_gate`).
 
     A verdict also needs the exact sign-flip test to reject 1/2 (``p_value_exact`` below
-    ``1 - confidence``): the interval's guard uses the mid-p, which is calibrated on average
-    but can pass a study whose exact p is above alpha (5 tuned wins and 15 ties: mid-p 0.031,
-    exact 0.0625). A release gate must never pass on such a study, so it is "undecided".
+    ``1 - confidence``): the interval's guard uses the mid-p, whose size is nearest alpha
+    but can pass a study whose exact p is above alpha (11 tuned wins, 3 base wins
+    and 6 ties: mid-p 0.035, exact 0.057). A release gate must never pass on such a study, so it
+    is "undecided".
     """
     if method not in ("item", "panel"):
         raise ValueError(f"method must be 'item' or 'panel', got {method!r}")

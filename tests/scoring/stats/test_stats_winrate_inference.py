@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 import pytest
-from scipy.stats import norm
+from scipy.stats import binom, norm
 from scipy.stats import t as student_t
 
 from scoring.stats.clustered import score_interval, sign_flip_test
@@ -267,14 +267,107 @@ def test_a_panel_interval_narrower_than_the_item_interval_is_flagged() -> None:
 
 
 def test_the_gate_needs_the_exact_test_too() -> None:
-    from scoring.stats.winrate_inference import win_rate_gate
-
-    # One vote per item: 5 tuned wins and 15 ties. The mid-p (0.031) would let the interval
-    # clear 1/2, but the exact sign test's p is 0.0625: the gate must not pass on it.
-    counts = [[0, 1, 0, 0]] * 5 + [[0, 0, 1, 0]] * 15
+    # One vote per item: 11 tuned wins, 3 base wins, 6 ties. The mid-p (0.035) lets the
+    # interval clear 1/2, but the exact sign test's p is 0.057: the gate must not pass on it.
+    counts = [[0, 1, 0, 0]] * 11 + [[1, 0, 0, 0]] * 3 + [[0, 0, 1, 0]] * 6
+    result = win_rate_inference(counts)
+    assert result.p_value == pytest.approx(0.03515625) and "mid-p" in result.p_method
+    assert result.p_value_exact == pytest.approx(0.057373046875)
+    assert result.ci[0] > 0.5
     gate = win_rate_gate(counts)
+    assert gate.status == "undecided" and "exact sign-flip test" in gate.evidence
+    # So with 5 tuned wins and 15 ties (mid-p 0.031, exact 0.0625).
+    gate = win_rate_gate([[0, 1, 0, 0]] * 5 + [[0, 0, 1, 0]] * 15)
     assert gate.status == "undecided" and "exact sign-flip test" in gate.evidence
     # With 8 wins the exact p (0.0078) rejects: pass.
     assert win_rate_gate([[0, 1, 0, 0]] * 8 + [[0, 0, 1, 0]] * 12).status == "pass"
     # 4 wins and 16 ties: not significant at all.
     assert win_rate_gate([[0, 1, 0, 0]] * 4 + [[0, 0, 1, 0]] * 16).status == "undecided"
+
+
+def test_the_p_method_gives_the_sizes_of_both_tests_for_these_items() -> None:
+    # 5 tuned wins and 15 ties: with 5 decisive votes the mid-p test (reject 5-0, mid-p 1/32)
+    # has size 2/32 = 6.25%, the exact test (exact p 1/16 never below 5%) size 0.
+    counts = [[0, 1, 0, 0]] * 5 + [[0, 0, 1, 0]] * 15
+    result = win_rate_inference(counts)
+    assert result.p_value == pytest.approx(0.03125)
+    assert result.p_value_exact == pytest.approx(0.0625)
+    assert "size at 5% for these items: mid-p 6.2%, exact p 0.0%" in result.p_method
+    assert win_rate_gate(counts).status == "undecided"
+    # At 99% confidence the sizes refer to a 1% level.
+    assert "size at 1%" in win_rate_inference(counts, confidence=0.99).p_method
+
+
+@pytest.mark.parametrize(
+    ("decisive", "mid_size", "exact_size"),
+    # Sign test sizes by arithmetic: rejection regions of Binomial(n, 1/2).
+    [(16, 0.0768, 0.0213), (30, 0.0428, 0.0428), (50, 0.0649, 0.0328), (100, 0.0569, 0.0352)],
+)
+def test_conditional_sizes_of_the_sign_test(
+    decisive: int, mid_size: float, exact_size: float
+) -> None:
+    test = sign_flip_test([1] * decisive)
+    assert test.mid_p_size == pytest.approx(mid_size, abs=5e-5)
+    assert test.exact_size == pytest.approx(exact_size, abs=5e-5)
+    # The same sizes by brute force over the binomial distribution.
+    wins = np.arange(decisive + 1)
+    pmf = binom.pmf(wins, decisive, 0.5)
+    tests = [sign_flip_test([1] * w + [-1] * (decisive - w)) for w in wins]
+    assert test.mid_p_size == pytest.approx(
+        sum(q for q, t in zip(pmf, tests, strict=True) if t.mid_p_value < 0.05), abs=1e-12
+    )
+    assert test.exact_size == pytest.approx(
+        sum(q for q, t in zip(pmf, tests, strict=True) if t.p_value < 0.05), abs=1e-12
+    )
+
+
+def test_conditional_size_with_unequal_item_magnitudes_matches_enumeration() -> None:
+    steps = [3, -1, 2, 1, -3, 1, 2, -1, 1, 1, 3, -2]
+    totals = np.array(
+        [
+            abs(sum(s * abs(v) for s, v in zip(signs, steps, strict=True)))
+            for signs in itertools.product((-1, 1), repeat=len(steps))
+        ]
+    )
+    gaps = 0
+    for level in (0.02, 0.05, 0.1, 0.2):
+        test = sign_flip_test(steps, level=level)
+        sizes = {"mid": 0.0, "exact": 0.0}
+        for observed in np.unique(totals[totals > 0]):
+            share = np.mean(totals == observed)
+            exact_p = np.mean(totals >= observed)
+            sizes["exact"] += share * (exact_p < level)
+            sizes["mid"] += share * (exact_p - share / 2 < level)
+        assert test.mid_p_size == pytest.approx(sizes["mid"], abs=1e-12)
+        assert test.exact_size == pytest.approx(sizes["exact"], abs=1e-12)
+        assert test.exact_size <= level and test.exact_size <= test.mid_p_size
+        gaps += test.mid_p_size > test.exact_size
+    assert gaps > 0
+    with pytest.raises(ValueError, match="level"):
+        sign_flip_test(steps, level=1.0)
+
+
+def test_large_studies_agree_with_direct_convolution() -> None:
+    # 1,000 items with up to 5 votes: computed from the characteristic function by one FFT;
+    # the same distribution by direct convolution of scaled binomials gives the same answers.
+    rng = np.random.default_rng(8)
+    steps = rng.integers(-5, 6, 1000)
+    steps[:40] = 5  # a modest lean to tuned, so the p-value is neither 1 nor tiny
+    magnitudes, counts = np.unique(np.abs(steps[steps != 0]), return_counts=True)
+    pmf = np.ones(1)
+    for v, c in zip(magnitudes, counts, strict=True):
+        group = np.zeros(2 * v * c + 1)
+        group[:: 2 * v] = binom.pmf(np.arange(c + 1), c, 0.5)
+        pmf = np.convolve(pmf, group)
+    total = (pmf.size - 1) // 2
+    observed = abs(int(steps.sum()))
+    exact = 2 * pmf[total + observed :].sum()
+    mid = exact - pmf[total + observed]
+    result = sign_flip_test(steps)
+    assert 1e-4 < result.p_value < 0.5
+    assert result.p_value == pytest.approx(exact, abs=1e-12)
+    assert result.mid_p_value == pytest.approx(mid, abs=1e-12)
+    upper = np.cumsum(pmf[total:][::-1])[::-1]
+    mid_all = 2 * upper - pmf[total:]
+    mid_all[0] = 1.0
+    assert result.mid_p_size == pytest.approx(2 * pmf[total:][mid_all < 0.05].sum(), abs=1e-12)
