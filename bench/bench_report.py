@@ -73,8 +73,9 @@ SECTIONS = (
     "keep_raters",
     "human_majorities",
     "win_rate_section",
+    "judge_verdicts",
+    "item_bootstraps",
     "judge_section",
-    "human_pairwise_agreement",
     "metric_sections",
     "length_adjusted_section",
     "agreement_section",
@@ -544,7 +545,7 @@ def migrate(url: str) -> None:
 # --- measurements (each in a fresh child process) -------------------------------------------
 
 
-NESTED = {"human_pairwise_agreement"}  # called inside judge_section
+NESTED = {"agreement_section"}  # called inside item_bootstraps
 
 
 def timed_section(function, name: str, sections: dict[str, list[float]]):
@@ -876,7 +877,7 @@ def print_report_results(timed: dict, traced: dict, args) -> None:
         )
     total = timed["wall_s"]
     parts = sorted(timed["sections"].items(), key=lambda kv: -kv[1])
-    print("  time by section (nested: human_pairwise_agreement is inside judge_section):")
+    print("  time by section (nested: agreement_section is inside item_bootstraps):")
     for name, seconds in parts:
         calls = timed["calls"][name]
         print(

@@ -19,15 +19,14 @@ from typing import Any
 
 import numpy as np
 from django.contrib.auth import get_user_model
-from django.db import connection
 from django.db.models import Count
-from django.db.models.functions import Length
 from django.utils import timezone
 
 import evalplatform
 from annotations.models import Adjudication, Item, Judgment, Output, Study, System
 from scoring import selectors
 from scoring.models import JudgeVerdict
+from scoring.stats._arrays import first_seen_integers, has_duplicates, sorted_unique
 
 # 2: item-clustered win-rate inference, length-adjusted (renamed), pairwise judge agreement,
 # sequential decision from recorded looks, one verdict.
@@ -60,61 +59,91 @@ def interval(low: float | None, high: float | None) -> list[float] | None:
 
 @dataclass(frozen=True)
 class VoteRows:
-    item_ids: list[int]
-    raters: list[str]
-    codes: list[int]
-    left: list[int]
-    seconds: list[float | None]
+    """Votes as columns, in judgment order: item id, rater id, preference code, code of the
+    system shown on the left (-1: unknown) and seconds spent (nan: unknown); `names` maps each
+    rater id to its username. Arrays rather than lists: a million votes as Python objects cost
+    hundreds of MiB and seconds to walk."""
+
+    item_ids: np.ndarray
+    rater_ids: np.ndarray
+    codes: np.ndarray
+    left: np.ndarray
+    seconds: np.ndarray
+    names: dict[int, str]
+
+    def __len__(self) -> int:
+        return int(self.codes.size)
+
+    def take(self, keep: np.ndarray) -> VoteRows:
+        """The votes selected by `keep` (a mask or indices), in the same order."""
+        return VoteRows(
+            self.item_ids[keep],
+            self.rater_ids[keep],
+            self.codes[keep],
+            self.left[keep],
+            self.seconds[keep],
+            self.names,
+        )
 
 
-def fetch_votes(study: Study, *, gold: bool) -> VoteRows:
-    """The study's votes in judgment order, codes computed by the database. One plain
-    statement: building a million model rows (or `values_list` tuples through Django's
-    converters) cost more than the database spent answering."""
+# Every column of a vote as a non-NULL integer (`scoring.columns.numeric_columns`). A preference
+# that is not a code comes as -1 and is refused below.
+AS_CODE = " ".join(f"WHEN '{name}' THEN {code}" for name, code in CODES.items())
+VOTE_COLUMNS = {
+    "id": ("j.id", "int8"),
+    "item_id": ("j.item_id", "int8"),
+    "rater_id": ("j.rater_id", "int8"),
+    "code": (f"coalesce(CASE j.preferred {AS_CODE} END, -1)", "int2"),
+    "left": (f"coalesce(CASE j.left_system {AS_CODE} END, -1)", "int2"),
+    "time_ms": ("coalesce(j.time_ms, -1)", "int8"),
+    "is_gold": ("CASE WHEN i.is_gold THEN 1 ELSE 0 END", "int2"),
+}
+
+
+def vote_table(study: Study) -> dict[str, np.ndarray]:
+    """The study's votes on items that are not excluded, as int64 columns (`VOTE_COLUMNS`), in
+    no particular order: one statement, no Python object per vote."""
+    from scoring.columns import numeric_columns
+
     judgment, item = Judgment._meta.db_table, Item._meta.db_table
-    # Table names from model metadata; the codes are this module's constants; values are
-    # parameters.
-    as_code = " ".join(f"WHEN '{name}' THEN {code}" for name, code in CODES.items())
-    sql = (
-        f"SELECT j.item_id, j.rater_id, CASE j.preferred {as_code} END, "  # noqa: S608
-        f"CASE j.left_system {as_code} END, j.time_ms "
+    source = (  # table names from model metadata; the study is a parameter
         f"FROM {judgment} j JOIN {item} i ON i.id = j.item_id "
-        "WHERE i.study_id = %s AND i.is_gold = %s AND i.excluded = %s ORDER BY j.id"
+        "WHERE i.study_id = %s AND NOT i.excluded"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [study.pk, gold, False])
-        rows = cursor.fetchall()
-    if not rows:
-        return VoteRows([], [], [], [], [])
-    item_ids, rater_ids, codes, left, times = (list(column) for column in zip(*rows, strict=True))
-    del rows
-    seconds = [None if ms is None else ms / 1000.0 for ms in times]
-    # Usernames in a second query: one shared string per rater instead of one per vote (a
-    # million votes would otherwise hold a million copies of a handful of names).
-    users = get_user_model().objects.filter(pk__in=set(rater_ids))
+    [(_, table)] = numeric_columns(source, [study.pk], VOTE_COLUMNS)
+    return table
+
+
+def fetch_votes(study: Study) -> tuple[VoteRows, VoteRows]:
+    """The study's votes on rated items and on gold items (items not excluded), each in
+    judgment order (sorted here: the database's join is faster unordered), codes computed by
+    the database."""
+    table = vote_table(study)
+    if (table["code"] < 0).any():
+        raise ValueError("a judgment has a preference that is not a preference code")
+    order = np.argsort(table["id"], kind="stable")
+    table = {name: column[order] for name, column in table.items() if name != "id"}
+    time_ms = table["time_ms"]
+    seconds = np.where(time_ms < 0, np.nan, time_ms / 1000.0)
+    rater_ids = table["rater_id"]
+    # Usernames in a second query: one per rater, not one per vote.
+    users = get_user_model().objects.filter(pk__in=sorted_unique(rater_ids).tolist())
     names = dict(users.values_list("pk", "username"))
-    raters = list(map(names.__getitem__, rater_ids))
-    return VoteRows(item_ids, raters, codes, left, seconds)
+    votes = VoteRows(table["item_id"], rater_ids, table["code"], table["left"], seconds, names)
+    gold = table["is_gold"] == 1
+    return votes.take(~gold), votes.take(gold)
 
 
-def first_seen_index(values: list) -> tuple[int, np.ndarray]:
-    """Distinct values in first-seen order (as `scoring.stats.votes.index_items` orders them):
-    their number and each value's index, without a Python-level loop per value."""
-    order = dict.fromkeys(values)
-    for k, value in enumerate(order):
-        order[value] = k
-    return len(order), np.fromiter(map(order.__getitem__, values), np.int64, len(values))
+def first_seen_index(values: np.ndarray) -> tuple[int, np.ndarray]:
+    """Distinct values of an integer array in first-seen order (as
+    `scoring.stats.votes.index_items` orders them): their number and each value's index."""
+    distinct, index = first_seen_integers(np.asarray(values, dtype=np.int64))
+    return distinct.size, index
 
 
-def first_seen_item_index(item_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """`first_seen_index` for integer ids, sorted by numpy: the distinct ids in first-seen order
-    and each vote's index into them."""
-    ids = np.asarray(item_ids, dtype=np.int64)
-    distinct, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
-    order = np.argsort(first)  # first positions are distinct: no ties to break
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size)
-    return distinct[order], rank[inverse.ravel()]
+def first_seen_item_index(item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct ids in first-seen order and each vote's index into them."""
+    return first_seen_integers(np.asarray(item_ids, dtype=np.int64))
 
 
 def rater_thresholds(study: Study):
@@ -134,8 +163,7 @@ def rater_thresholds(study: Study):
 
 
 def rater_rows(study: Study, votes: VoteRows, gold_votes: VoteRows) -> list[dict[str, Any]]:
-    from scoring.stats.raters import rater_reports
-    from scoring.stats.votes import Vote
+    from scoring.stats.raters import rater_reports_from_columns
 
     gold_answers = {
         item_id: CODES[answer]
@@ -143,17 +171,20 @@ def rater_rows(study: Study, votes: VoteRows, gold_votes: VoteRows) -> list[dict
             "id", "gold_preference"
         )
     }
-    records = [
-        Vote(rater=r, item=i, choice=c, left=left, seconds=s)
-        for rows in (votes, gold_votes)
-        for i, r, c, left, s in zip(
-            rows.item_ids, rows.raters, rows.codes, rows.left, rows.seconds, strict=True
-        )
-    ]
-    reports = rater_reports(records, gold=gold_answers, thresholds=rater_thresholds(study))
+    both = (votes, gold_votes)
+    reports = rater_reports_from_columns(
+        raters=np.concatenate([rows.rater_ids for rows in both]),
+        items=np.concatenate([rows.item_ids for rows in both]),
+        codes=np.concatenate([rows.codes for rows in both]),
+        left=np.concatenate([rows.left for rows in both]),
+        seconds=np.concatenate([rows.seconds for rows in both]),
+        gold=gold_answers,
+        thresholds=rater_thresholds(study),
+    )
+    names = votes.names | gold_votes.names
     return [
         {
-            "rater": str(r.rater),
+            "rater": name,
             "votes": r.n_votes,
             "median_seconds": finite(r.median_seconds),
             "left_rate": finite(r.left_rate),
@@ -164,55 +195,96 @@ def rater_rows(study: Study, votes: VoteRows, gold_votes: VoteRows) -> list[dict
             "flags": list(r.flags),
             "flagged": bool(r.flags),
         }
-        for r in sorted(reports, key=lambda r: str(r.rater))
+        for name, r in sorted(((str(names[r.rater]), r) for r in reports), key=lambda p: p[0])
     ]
 
 
 def keep_raters(votes: VoteRows, excluded: set[str]) -> VoteRows:
     if not excluded:
         return votes
-    keep = [k for k, rater in enumerate(votes.raters) if rater not in excluded]
-    return VoteRows(
-        *(
-            [column[k] for k in keep]
-            for column in (votes.item_ids, votes.raters, votes.codes, votes.left, votes.seconds)
-        )
-    )
+    dropped = [rater_id for rater_id, name in votes.names.items() if name in excluded]
+    return votes.take(~np.isin(votes.rater_ids, dropped))
 
 
-def reliability_matrix(votes: VoteRows) -> np.ndarray:
+def reliability_matrix(votes: VoteRows) -> tuple[np.ndarray, np.ndarray]:
     """The ``(raters, items)`` matrix of `scoring.stats.votes.votes_to_matrix` (raters and items
     in first-seen order, ``nan`` = no vote, both-bad as tie), built from the columns directly
-    rather than from one `Vote` object per vote.
+    rather than from one `Vote` object per vote, and the item id of each column.
 
     Raises:
         ValueError: a rater voted twice on the same item.
     """
-    n_raters, rater_index = first_seen_index(votes.raters)
+    n_raters, rater_index = first_seen_index(votes.rater_ids)
     items, item_index = first_seen_item_index(votes.item_ids)
     n_items = items.size
-    codes = np.asarray(votes.codes, dtype=np.int64)
+    codes = votes.codes.copy()
     codes[codes == 3] = 2  # both-bad is a tie for agreement
     flat = rater_index * max(n_items, 1) + item_index
-    if np.unique(flat).size != flat.size:
+    if has_duplicates(flat):
         dup = np.flatnonzero(np.bincount(flat) > 1)[0]
         k = int(np.flatnonzero(flat == dup)[0])
-        raise ValueError(f"rater {votes.raters[k]!r} voted more than once on {votes.item_ids[k]!r}")
+        raise ValueError(
+            f"rater {votes.names[int(votes.rater_ids[k])]!r} voted more than once on "
+            f"{int(votes.item_ids[k])!r}"
+        )
     data = np.full((n_raters, n_items), np.nan)
     data[rater_index, item_index] = codes
-    return data
+    return data, items
 
 
-def agreement_section(
-    votes: VoteRows, rng: np.random.Generator, n_resamples: int
-) -> dict[str, Any]:
+AGREEMENT_KEYS = ("krippendorff_alpha", "fleiss_kappa", "percent_agreement", "gwet_ac1")
+
+
+def item_bootstraps(
+    votes: VoteRows, judge_codes: dict[int, int], rng: np.random.Generator, n_resamples: int
+) -> tuple[dict[str, Any], Any]:
+    """The agreement section, and the judge's pairwise agreement with the humans (or None),
+    with every interval from one item bootstrap: the coefficients and the judge's agreements
+    are sums of per-item contributions, so one set of item resamples, drawn once
+    (`scoring.stats._resampling.joint_bootstrap`), serves them all. A statistic over other
+    items (percent agreement leaves out single-vote items; the judge's, items without a
+    verdict) gets resamples of its own items."""
+    from scoring.stats import agreement
+    from scoring.stats._resampling import joint_bootstrap
+    from scoring.stats.reconcile import judge_human_pairwise_plan
+
+    data, items = reliability_matrix(votes)
+    plans = {}
+    n_raters = data.shape[0]
+    if n_raters >= 2 and (np.sum(~np.isnan(data), axis=0) >= 2).any():
+        categories = [0, 1, 2]
+        plans = {
+            "krippendorff_alpha": agreement.krippendorff_alpha_plan(
+                data, level="nominal", categories=categories, item_ids=items
+            ),
+            "fleiss_kappa": agreement.fleiss_kappa_plan(
+                data, categories=categories, item_ids=items
+            ),
+            "percent_agreement": agreement.percent_agreement_plan(data, item_ids=items),
+            "gwet_ac1": agreement.gwet_ac_plan(data, categories=categories, item_ids=items),
+        }
+    judge_plan = None
+    if len(votes) and judge_codes and np.isin(votes.item_ids, list(judge_codes)).any():
+        judge_plan = judge_human_pairwise_plan(votes.item_ids, votes.codes, judge_codes)
+    targets = [plan.target for plan in plans.values()]
+    if judge_plan is not None:
+        targets.append(judge_plan.target)
+    replicates: list = [None] * len(targets)
+    if targets and n_resamples > 0:
+        replicates = joint_bootstrap(targets, n_resamples, rng)
+    estimates = {
+        key: plan.result(r) for (key, plan), r in zip(plans.items(), replicates, strict=False)
+    }
+    pairwise = judge_plan.result(replicates[-1]) if judge_plan is not None else None
+    return agreement_section(data, estimates), pairwise
+
+
+def agreement_section(data: np.ndarray, estimates: dict[str, Any]) -> dict[str, Any]:
     from scoring.stats import agreement
 
-    data = reliability_matrix(votes)
     n_raters, n_items = data.shape
     section: dict[str, Any] = {"n_items": n_items, "n_raters": n_raters}
-    multi = np.sum(~np.isnan(data), axis=0) >= 2
-    if n_raters < 2 or not multi.any():
+    if not estimates:
         section.update(
             dict.fromkeys(
                 (
@@ -230,31 +302,8 @@ def agreement_section(
         )
         section["note"] = "needs items with at least two votes"
         return section
-    categories = [0, 1, 2]
-    for key, estimate in (
-        (
-            "krippendorff_alpha",
-            agreement.krippendorff_alpha(
-                data,
-                level="nominal",
-                categories=categories,
-                n_resamples=n_resamples,
-                rng=rng,
-            ),
-        ),
-        (
-            "fleiss_kappa",
-            agreement.fleiss_kappa(data, categories=categories, n_resamples=n_resamples, rng=rng),
-        ),
-        (
-            "percent_agreement",
-            agreement.percent_agreement(data, n_resamples=n_resamples, rng=rng),
-        ),
-        (
-            "gwet_ac1",
-            agreement.gwet_ac1(data, categories=categories, n_resamples=n_resamples, rng=rng),
-        ),
-    ):
+    for key in AGREEMENT_KEYS:
+        estimate = estimates[key]
         section[key] = finite(estimate.estimate)
         section[f"{key}_ci95"] = interval(estimate.ci_low, estimate.ci_high)
         # Counted, not silently dropped: the interval is over the resamples where it exists.
@@ -300,7 +349,7 @@ def win_rate_section(votes: VoteRows) -> dict[str, Any]:
     deterministic, so every build of the same evidence gives the same numbers and gates."""
     from scoring.stats.winrate_inference import gate_from_inference, win_rate_inference
 
-    if not votes.codes:
+    if not len(votes):
         return {
             "tuned": None,
             "tuned_no_ties": None,
@@ -315,10 +364,8 @@ def win_rate_section(votes: VoteRows) -> dict[str, Any]:
             "interval_units": INTERVAL_UNITS,
         }
     _, item_index = first_seen_item_index(votes.item_ids)
-    _, rater_index = first_seen_index(votes.raters)
-    result = win_rate_inference(
-        item_index=item_index, rater_index=rater_index, codes=np.asarray(votes.codes)
-    )
+    _, rater_index = first_seen_index(votes.rater_ids)
+    result = win_rate_inference(item_index=item_index, rater_index=rater_index, codes=votes.codes)
     gates = {}
     for method in GATE_METHODS:
         gate = gate_from_inference(result, method=method)
@@ -361,15 +408,46 @@ def win_rate_section(votes: VoteRows) -> dict[str, Any]:
     }
 
 
-def output_lengths(study: Study) -> dict[str, dict[int, int]]:
-    lengths: dict[str, dict[int, int]] = {System.BASE: {}, System.TUNED: {}}
-    for item_id, system, n in (
-        Output.objects.filter(item__study=study)
-        .annotate(n=Length("text"))
-        .values_list("item_id", "system", "n")
-    ):
-        lengths.setdefault(system, {})[item_id] = n
-    return lengths
+@dataclass(frozen=True)
+class OutputLengths:
+    """Characters of the base and the tuned output of each item that has both, sorted by item."""
+
+    item_ids: np.ndarray
+    tuned: np.ndarray
+    base: np.ndarray
+
+    def rows_of(self, item_ids: np.ndarray) -> np.ndarray:
+        """The row of each item; KeyError for an item without both outputs."""
+        row = np.searchsorted(self.item_ids, item_ids)
+        found = row < self.item_ids.size
+        found[found] = self.item_ids[row[found]] == item_ids[found]
+        if not found.all():
+            raise KeyError(int(item_ids[np.flatnonzero(~found)[0]]))
+        return row
+
+
+def output_lengths(study: Study) -> OutputLengths:
+    from scoring.columns import numeric_columns
+
+    output, item = Output._meta.db_table, Item._meta.db_table
+    source = f"FROM {output} o JOIN {item} i ON i.id = o.item_id WHERE i.study_id = %s"
+    system = f"CASE o.system WHEN '{System.BASE}' THEN 0 WHEN '{System.TUNED}' THEN 1 ELSE -1 END"
+    [(_, table)] = numeric_columns(
+        source,
+        [study.pk],
+        {
+            "item_id": ("o.item_id", "int8"),
+            "system": (system, "int2"),
+            "chars": ("length(o.text)", "int8"),
+        },
+    )
+    by_system = []
+    for code in (1, 0):
+        mine = table["system"] == code
+        by_system.append((table["item_id"][mine], table["chars"][mine]))
+    (tuned_ids, tuned), (base_ids, base) = by_system
+    both, in_tuned, in_base = np.intersect1d(tuned_ids, base_ids, return_indices=True)
+    return OutputLengths(both, tuned[in_tuned].astype(np.float64), base[in_base].astype(np.float64))
 
 
 def length_adjusted_entry(result) -> dict[str, Any]:
@@ -387,7 +465,7 @@ def length_adjusted_entry(result) -> dict[str, Any]:
 
 
 def length_adjusted_section(
-    study: Study, votes: VoteRows, probabilities: dict[int, float]
+    study: Study, votes: VoteRows, judge: JudgeVerdicts | None
 ) -> dict[str, Any] | None:
     """The win rate at zero length difference from a logistic fit of this one pair of systems
     on tanh(length difference), for the human votes and, when there is one, for the judge's
@@ -395,7 +473,8 @@ def length_adjusted_section(
     fitted across many models with per-instruction difficulty; this is not that."""
     from scoring.stats.winrate import length_adjusted_win_rate
 
-    if len(votes.codes) < 10 and len(probabilities) < 10:
+    n_judged = judge.item_ids.size if judge is not None else 0
+    if len(votes) < 10 and n_judged < 10:
         return None
     lengths = output_lengths(study)
     section: dict[str, Any] = {
@@ -405,37 +484,36 @@ def length_adjusted_section(
         "humans": None,
         "judge": None,
     }
-    if len(votes.codes) >= 10:
-        n_votes = len(votes.item_ids)
-        tuned, base = (
-            np.fromiter(map(lengths[system].__getitem__, votes.item_ids), np.float64, n_votes)
-            for system in (System.TUNED, System.BASE)
-        )
-        result = length_adjusted_win_rate(votes.codes, tuned, base, item_ids=votes.item_ids)
-        section["humans"] = length_adjusted_entry(result)
-    # In item order: the database returns verdicts in no set order, and the fit's sums must not
-    # depend on it (the report's hash would).
-    judged = sorted(
-        i for i in probabilities if i in lengths[System.TUNED] and i in lengths[System.BASE]
-    )
-    if len(judged) >= 10:
-        # The judge's probability that tuned is better is a weighted preference, as AlpacaEval
-        # weights its annotator's preferences.
+    if len(votes) >= 10:
+        rows = lengths.rows_of(votes.item_ids)
         result = length_adjusted_win_rate(
-            None,
-            [lengths[System.TUNED][i] for i in judged],
-            [lengths[System.BASE][i] for i in judged],
-            probabilities=[probabilities[i] for i in judged],
-            item_ids=judged,
+            votes.codes, lengths.tuned[rows], lengths.base[rows], item_ids=votes.item_ids
         )
-        section["judge"] = length_adjusted_entry(result)
+        section["humans"] = length_adjusted_entry(result)
+    if judge is not None:
+        # In item order (the verdicts are sorted by item): the fit's sums must not depend on
+        # the order the database returns them in (the report's hash would).
+        known = np.isin(judge.item_ids, lengths.item_ids)
+        judged = judge.item_ids[known]
+        if judged.size >= 10:
+            # The judge's probability that tuned is better is a weighted preference, as
+            # AlpacaEval weights its annotator's preferences.
+            rows = lengths.rows_of(judged)
+            result = length_adjusted_win_rate(
+                None,
+                lengths.tuned[rows],
+                lengths.base[rows],
+                probabilities=judge.p_tuned[known],
+                item_ids=judged,
+            )
+            section["judge"] = length_adjusted_entry(result)
     return section
 
 
 def human_majorities(votes: VoteRows, adjudicated: dict[int, str]) -> dict[int, int | None]:
     from scoring.stats.votes import majority_vote
 
-    majority = majority_vote(votes.item_ids, votes.codes, on_split="none") if votes.codes else {}
+    majority = majority_vote(votes.item_ids, votes.codes, on_split="none") if len(votes) else {}
     for item_id, preference in adjudicated.items():
         if item_id in majority or preference:
             majority[item_id] = 2 if CODES[preference] == 3 else CODES[preference]
@@ -455,34 +533,63 @@ def difference_entry(value) -> dict[str, Any]:
     return {"value": finite(value.difference), "ci95": interval(value.ci_low, value.ci_high)}
 
 
-def judge_section(
-    study: Study,
-    majority: dict[int, int | None],
-    votes: VoteRows,
-    rng: np.random.Generator,
-    n_resamples: int,
-) -> tuple[dict | None, dict | None, dict[int, float]]:
-    """The judge's agreement with humans, scored exactly as a human is scored (pairwise
-    against each human vote on the same item, the primary figure, beside human-human
-    agreement on the same items), and against the human majority (secondary)."""
-    from scoring.stats.reconcile import judge_agreement, judge_human_pairwise_agreement
+@dataclass(frozen=True)
+class JudgeVerdicts:
+    """The primary judge's verdicts on the study's items, as columns sorted by item id: the
+    verdict's code, P(tuned better) and whether the item is excluded; `summary` is the judge's
+    aggregate row for the report."""
+
+    judge_id: str
+    item_ids: np.ndarray
+    codes: np.ndarray
+    p_tuned: np.ndarray
+    excluded: np.ndarray
+    summary: dict[str, Any] | None
+
+    def codes_by_item(self) -> dict[int, int]:
+        """Verdict code per item, items not excluded."""
+        kept = ~self.excluded
+        return dict(zip(self.item_ids[kept].tolist(), self.codes[kept].tolist(), strict=True))
+
+    def p_tuned_of(self, item_ids: list[int]) -> list[float | None]:
+        """P(tuned better) of each item (None without a verdict)."""
+        if not self.item_ids.size:
+            return [None] * len(item_ids)
+        ids = np.asarray(item_ids, dtype=np.int64)
+        row = np.minimum(np.searchsorted(self.item_ids, ids), self.item_ids.size - 1)
+        found = self.item_ids[row] == ids
+        return [float(p) if ok else None for p, ok in zip(self.p_tuned[row], found, strict=True)]
+
+
+def judge_verdicts(study: Study) -> JudgeVerdicts | None:
+    """The verdicts of the study's primary judge (`selectors.primary_judge_id`), None without
+    one: one statement for the columns, one aggregate for the summary."""
+    from scoring.columns import numeric_columns
 
     judge_id = selectors.primary_judge_id(study=study)
     if judge_id is None:
-        return None, None, {}
-    verdicts = dict(
-        JudgeVerdict.objects.filter(
-            item__study=study, judge_id=judge_id, item__excluded=False
-        ).values_list("item_id", "verdict")
+        return None
+    verdict, item = JudgeVerdict._meta.db_table, Item._meta.db_table
+    source = (  # table names from model metadata; study and judge are parameters
+        f"FROM {verdict} v JOIN {item} i ON i.id = v.item_id "
+        "WHERE i.study_id = %s AND v.judge_id = %s"
     )
-    probabilities = dict(
-        JudgeVerdict.objects.filter(item__study=study, judge_id=judge_id).values_list(
-            "item_id", "p_tuned"
-        )
+    [(_, table)] = numeric_columns(
+        source,
+        [study.pk, judge_id],
+        {
+            "item_id": ("v.item_id", "int8"),
+            "code": (f"coalesce(CASE v.verdict {AS_CODE} END, -1)", "int2"),
+            "p_tuned": ("v.p_tuned", "float8"),
+            "excluded": ("CASE WHEN i.excluded THEN 1 ELSE 0 END", "int2"),
+        },
     )
+    order = np.argsort(table["item_id"], kind="stable")
+    table = {name: column[order] for name, column in table.items()}
+    if (table["code"] < 0).any():
+        raise ValueError(f"judge {judge_id!r} has a verdict that is not a preference code")
     # Only the judge aggregates: study_scores would recompute every metric aggregate too.
-    summary = selectors.judge_summaries(study=study)
-    judge_summary = next(
+    summary = next(
         (
             {
                 "tuned_win_rate": j.tuned_win_rate,
@@ -490,19 +597,34 @@ def judge_section(
                 "n": j.n,
                 "judge_id": j.judge_id,
             }
-            for j in summary
+            for j in selectors.judge_summaries(study=study)
             if j.judge_id == judge_id
         ),
         None,
     )
-    judge_codes = {i: CODES[v] for i, v in verdicts.items()}
-    if not votes.codes or not any(i in judge_codes for i in set(votes.item_ids)):
-        return None, judge_summary, probabilities
-    pairwise = judge_human_pairwise_agreement(
-        votes.item_ids, votes.codes, judge_codes, n_resamples=n_resamples, rng=rng
+    return JudgeVerdicts(
+        judge_id=judge_id,
+        item_ids=table["item_id"],
+        codes=table["code"],
+        p_tuned=table["p_tuned"],
+        excluded=table["excluded"] == 1,
+        summary=summary,
     )
+
+
+def judge_section(
+    judge: JudgeVerdicts | None, majority: dict[int, int | None], pairwise
+) -> dict[str, Any] | None:
+    """The judge's agreement with humans, scored exactly as a human is scored (`pairwise`:
+    against each human vote on the same item, the primary figure, beside human-human agreement
+    on the same items; from `item_bootstraps`), and against the human majority (secondary).
+    None without a judge or without votes on items it judged."""
+    from scoring.stats.reconcile import judge_agreement
+
+    if judge is None or pairwise is None:
+        return None
     section: dict[str, Any] = {
-        "judge_id": judge_id,
+        "judge_id": judge.judge_id,
         # Primary: the judge as one more rater, so its figure compares with human-human.
         "agreement": finite(pairwise.judge_human.agreement),
         "human_human_agreement": finite(pairwise.human_human.agreement),
@@ -523,7 +645,8 @@ def judge_section(
         },
         "majority": None,
     }
-    common = {i: m for i, m in majority.items() if i in verdicts and m is not None}
+    judge_codes = judge.codes_by_item()
+    common = {i: m for i, m in majority.items() if i in judge_codes and m is not None}
     if common:
         result = judge_agreement(common, {i: judge_codes[i] for i in common})
         section["majority"] = {
@@ -537,14 +660,13 @@ def judge_section(
             "labels": list(result.labels),
             "confusion": np.asarray(result.confusion).astype(int).tolist(),
         }
-    return section, judge_summary, probabilities
+    return section
 
 
 def vote_counts(votes: VoteRows) -> tuple[np.ndarray, np.ndarray]:
     """Items in first-seen order and an ``(items, 4)`` array of their votes per preference code."""
     items, item_index = first_seen_item_index(votes.item_ids)
-    codes = np.asarray(votes.codes, dtype=np.int64)
-    counts = np.bincount(item_index * 4 + codes, minlength=items.size * 4).reshape(-1, 4)
+    counts = np.bincount(item_index * 4 + votes.codes, minlength=items.size * 4).reshape(-1, 4)
     return items, counts
 
 
@@ -604,35 +726,45 @@ def metric_sections(study: Study, majority: dict[int, int | None]) -> tuple[dict
 def disagreement_section(
     study: Study,
     votes: VoteRows,
-    judge_verdicts: dict[int, int],
-    probabilities: dict[int, float],
+    judge: JudgeVerdicts | None,
+    judge_codes: dict[int, int],
     adjudications: dict[int, dict[str, str]],
-) -> list[dict[str, Any]]:
-    from scoring.stats.reconcile import find_disagreements
+) -> tuple[list[dict[str, Any]], int]:
+    """The first `MAX_REPORTED_DISAGREEMENTS` items (by external id) where raters split or the
+    judge disagrees with the human majority, and how many there are in all."""
+    from scoring.stats.reconcile import disagreement_flags
 
-    if not votes.codes:
-        return []
-    found = find_disagreements(votes.item_ids, votes.codes, judge=judge_verdicts or None)
-    if not found:
-        return []
+    if not len(votes):
+        return [], 0
+    flags = disagreement_flags(votes.item_ids, votes.codes, judge=judge_codes or None)
+    found = np.flatnonzero(flags.flagged)
+    if not found.size:
+        return [], 0
     # The study's items rather than `pk__in` the found ones: a big study has tens of thousands
     # of disagreements, too many parameters for one query (SQLite caps them).
     external = dict(Item.objects.filter(study=study).values_list("id", "external_id"))
-    items, counts = vote_counts(votes)
-    row = dict(zip(items.tolist(), range(items.size), strict=True))
-    found_counts = counts[[row[d.item] for d in found]].tolist()
-    names = sorted(CODES)  # each item's vote counts by name, in name order, the ones it got
+    keys = [external[flags.items[k]] for k in found.tolist()]
+    first = sorted(range(found.size), key=keys.__getitem__)[:MAX_REPORTED_DISAGREEMENTS]
+    shown = found[first]
+    items = [flags.items[k] for k in shown.tolist()]
+    # Each item's votes by name, in name order, the ones it got (both-bad apart from ties).
+    counts = flags.counts[shown]
+    p_tuned = judge.p_tuned_of(items) if judge is not None else [None] * len(items)
+    names = sorted(CODES)
     columns = [CODES[name] for name in names]
-    return [
+    rows = [
         {
-            "item_id": external[d.item],
-            "reasons": list(d.reasons),
-            "votes": {name: c[k] for name, k in zip(names, columns, strict=True) if c[k]},
-            "judge_p_tuned": finite(probabilities.get(d.item)),
-            "adjudication": adjudications.get(d.item),
+            "item_id": keys[k],
+            "reasons": list(flags.reasons(j)),
+            "votes": {name: c[col] for name, col in zip(names, columns, strict=True) if c[col]},
+            "judge_p_tuned": finite(p),
+            "adjudication": adjudications.get(item),
         }
-        for d, c in sorted(zip(found, found_counts, strict=True), key=lambda p: external[p[0].item])
+        for k, j, item, c, p in zip(
+            first, shown.tolist(), items, counts.tolist(), p_tuned, strict=True
+        )
     ]
+    return rows, int(found.size)
 
 
 def decision_section(study: Study) -> dict[str, Any]:
@@ -721,13 +853,13 @@ def build_report(*, study: Study, options: ReportOptions | None = None) -> dict[
     """The full research report of `study` as a JSON-serialisable dict (see module docstring)."""
     options = options or ReportOptions()
     rng = np.random.default_rng(options.seed)
-    votes_all = fetch_votes(study, gold=False)
-    gold_votes = fetch_votes(study, gold=True)
+    votes_all, gold_votes = fetch_votes(study)
     raters = rater_rows(study, votes_all, gold_votes)
     excluded = (
         {r["rater"] for r in raters if r["flagged"]} if options.exclude_flagged_raters else set()
     )
     votes = keep_raters(votes_all, excluded)
+    del votes_all, gold_votes
     adjudication_rows = list(
         Adjudication.objects.filter(item__study=study).values_list(
             "item_id", "preference", "decided_by__username", "rationale"
@@ -740,20 +872,15 @@ def build_report(*, study: Study, options: ReportOptions | None = None) -> dict[
     }
     majority = human_majorities(votes, adjudicated)
     win = win_rate_section(votes)
-    judge_human, judge_summary, probabilities = judge_section(
-        study, majority, votes, rng, options.n_resamples
-    )
-    judge_codes = {}
-    if judge_human:
-        judge_codes = {
-            i: CODES[v]
-            for i, v in JudgeVerdict.objects.filter(
-                item__study=study, judge_id=judge_human["judge_id"]
-            ).values_list("item_id", "verdict")
-        }
+    judge = judge_verdicts(study)
+    judge_codes = judge.codes_by_item() if judge is not None else {}
+    agreement, pairwise = item_bootstraps(votes, judge_codes, rng, options.n_resamples)
+    judge_human = judge_section(judge, majority, pairwise)
     metrics, corpus, extra = metric_sections(study, majority)
     counts = dict(zip(NAMES.values(), np.bincount(votes.codes, minlength=4).tolist(), strict=True))
-    disagreements = disagreement_section(study, votes, judge_codes, probabilities, adjudications)
+    disagreements, n_disagreements = disagreement_section(
+        study, votes, judge, judge_codes if judge_human else {}, adjudications
+    )
     report: dict[str, Any] = {
         "schema_version": REPORT_SCHEMA_VERSION,
         "software_version": evalplatform.__version__,
@@ -783,23 +910,23 @@ def build_report(*, study: Study, options: ReportOptions | None = None) -> dict[
         },
         "items": Item.objects.filter(study=study, is_gold=False, excluded=False).count(),
         "gold_items": Item.objects.filter(study=study, is_gold=True).count(),
-        "judgments": len(votes.codes),
+        "judgments": len(votes),
         "votes": {name: counts.get(name, 0) for name in ("base", "tuned", "tie", "both_bad")},
         "win_rate": win,
-        "length_adjusted_win_rate": length_adjusted_section(study, votes, probabilities),
-        "agreement": agreement_section(votes, rng, options.n_resamples),
+        "length_adjusted_win_rate": length_adjusted_section(study, votes, judge),
+        "agreement": agreement,
         "judge_human": judge_human,
-        "judge": judge_summary,
+        "judge": judge.summary if judge is not None else None,
         "raters": raters,
         "metrics": metrics,
         "corpus_metrics": corpus,
         "metric_correlations": extra["correlations"],
         "metric_advice": extra["advice"],
         "identity_flags": extra["identity_flags"],
-        "disagreements": disagreements[:MAX_REPORTED_DISAGREEMENTS],
         # With many raters per item almost every item splits somewhere; the full list is in the
         # item-level export, the report keeps the first ones (by item id) and the total.
-        "disagreements_total": len(disagreements),
+        "disagreements": disagreements,
+        "disagreements_total": n_disagreements,
         "adjudications": len(adjudications),
         "decision": decision_section(study),
     }

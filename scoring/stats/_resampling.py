@@ -13,7 +13,8 @@ Private module: the public modules wrap it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -85,6 +86,7 @@ def resample_weights(
         draws = rng.integers(0, n_units, size=(rows, n_units), dtype=np.int64)
         draws += np.arange(rows, dtype=np.int64)[:, None] * n_units
         counts = np.bincount(draws.ravel(), minlength=rows * n_units)
+        del draws  # one chunk-sized buffer less at the peak
         yield counts.reshape(rows, n_units).astype(np.float64)
         done += rows
 
@@ -95,6 +97,91 @@ def weighted_sums(weights: np.ndarray, features: Features) -> np.ndarray:
         # scipy multiplies sparse @ dense efficiently; dense @ sparse goes through the transpose.
         return np.asarray((features.T @ weights.T).T)
     return weights @ features
+
+
+@dataclass(frozen=True)
+class BootstrapTarget:
+    """One statistic to bootstrap over units (items).
+
+    Attributes:
+        units: the id of the unit behind each row of ``features`` (distinct; any integers, e.g.
+            item ids, so that statistics computed by different functions can be matched).
+        features: ``(n_units, n_features)`` per-unit contributions (dense or CSR sparse).
+        finalize: maps a ``(resamples, n_features)`` array of weighted sums to the replicates,
+            ``(resamples,)`` or ``(resamples, k)`` (``nan`` where undefined for a resample).
+    """
+
+    units: np.ndarray
+    features: Features
+    finalize: Callable[[np.ndarray], np.ndarray]
+
+
+def _rows_in_order(target: BootstrapTarget, order: np.ndarray) -> Features:
+    """The target's feature rows rearranged so that row ``r`` belongs to unit ``order[r]``."""
+    if np.array_equal(target.units, order):
+        return target.features
+    by_id = np.argsort(target.units, kind="stable")
+    return target.features[by_id[np.searchsorted(target.units[by_id], order)]]
+
+
+def joint_bootstrap(
+    targets: Sequence[BootstrapTarget], n_resamples: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Bootstrap replicates of several statistics from shared resamples of their units.
+
+    Targets over the same set of units (in any row order) are evaluated on the same resampled
+    weights: one set of draws and one matrix product per chunk of resamples serve them all, and
+    their replicates are paired (resample ``b`` of each is the same resample of the units), as
+    a joint bootstrap of several statistics of one sample should be. Each set of units is
+    resampled on its own (``n`` draws from its ``n`` units), so a statistic over a subset of the
+    units (e.g. items with two or more ratings) is bootstrapped exactly as it would be alone.
+    Sets of units are drawn one after the other in the order of their first target; a single
+    target consumes ``rng`` exactly as :func:`bootstrap_statistic` does.
+
+    Returns:
+        The replicates of each target, in the order of ``targets``.
+    """
+    groups: list[tuple[np.ndarray, list[int]]] = []  # (sorted unit ids, member targets)
+    for k, target in enumerate(targets):
+        key = np.sort(np.asarray(target.units))
+        if key.size != target.features.shape[0]:
+            raise ValueError("a bootstrap target needs one unit id per feature row")
+        for group_key, members in groups:
+            if np.array_equal(group_key, key):
+                members.append(k)
+                break
+        else:
+            groups.append((key, [k]))
+    out: list[np.ndarray | None] = [None] * len(targets)
+    for _, members in groups:
+        order = np.asarray(targets[members[0]].units)
+        features = [_rows_in_order(targets[k], order) for k in members]
+        dense = [k for k, f in zip(members, features, strict=True) if not sp.issparse(f)]
+        # Dense features side by side: one matrix product per chunk for all of them.
+        stacked = (
+            np.column_stack([features[members.index(k)] for k in dense]).astype(np.float64)
+            if dense
+            else None
+        )
+        bounds = np.cumsum([0] + [features[members.index(k)].shape[1] for k in dense])
+        n_features = sum(f.shape[1] for f in features)
+        start = 0
+        for weights in resample_weights(order.size, n_resamples, rng, n_features=n_features):
+            stop = start + weights.shape[0]
+            sums = weights @ stacked if stacked is not None else None
+            for k, f in zip(members, features, strict=True):
+                if k in dense:
+                    j = dense.index(k)
+                    part = sums[:, bounds[j] : bounds[j + 1]]
+                else:
+                    part = weighted_sums(weights, f)
+                values = np.asarray(targets[k].finalize(part), dtype=np.float64)
+                if out[k] is None:
+                    out[k] = np.empty((n_resamples, *values.shape[1:]), dtype=np.float64)
+                out[k][start:stop] = values
+            start = stop
+    # No resamples: nothing was drawn, each target gets an empty array of replicates.
+    return [np.empty(0) if replicates is None else replicates for replicates in out]
 
 
 def bootstrap_statistic(
@@ -115,14 +202,8 @@ def bootstrap_statistic(
     Returns:
         ``(n_resamples,)`` array of bootstrap replicates.
     """
-    n_units, n_features = features.shape
-    out = np.empty(n_resamples, dtype=np.float64)
-    start = 0
-    for weights in resample_weights(n_units, n_resamples, rng, n_features=n_features):
-        stop = start + weights.shape[0]
-        out[start:stop] = finalize(weighted_sums(weights, features))
-        start = stop
-    return out
+    units = np.arange(features.shape[0])
+    return joint_bootstrap([BootstrapTarget(units, features, finalize)], n_resamples, rng)[0]
 
 
 def percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[float, float]:

@@ -54,6 +54,7 @@ from scipy.special import expit, logit
 from scipy.stats import binomtest, norm
 from scipy.stats import t as student_t
 
+from scoring.stats._arrays import sorted_unique
 from scoring.stats._resampling import (
     bootstrap_statistic,
     check_confidence,
@@ -534,7 +535,7 @@ def _cluster_count(clusters: np.ndarray | None, trials: np.ndarray | None, rows:
     if trials is not None:
         return int((trials > 0).sum())
     if clusters is not None:
-        return int(np.unique(clusters).size)
+        return int(sorted_unique(clusters).size)
     return rows
 
 
