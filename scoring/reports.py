@@ -26,7 +26,7 @@ import evalplatform
 from annotations.models import Adjudication, Item, Judgment, Output, Study, System
 from scoring import selectors
 from scoring.models import JudgeVerdict
-from scoring.stats._arrays import first_seen_integers, has_duplicates, sorted_unique
+from scoring.stats.arrays import first_seen_integers, has_duplicates, sorted_unique
 
 # 2: item-clustered win-rate inference, length-adjusted (renamed), pairwise judge agreement,
 # sequential decision from recorded looks, one verdict.
@@ -673,7 +673,8 @@ def vote_counts(votes: VoteRows) -> tuple[np.ndarray, np.ndarray]:
 def metric_sections(study: Study, majority: dict[int, int | None]) -> tuple[dict, list, dict]:
     from scoring.stats.reconcile import metric_correlations
 
-    scores = selectors.study_scores(study=study, n_resamples=1_000)
+    paired = selectors.paired_score_columns(study=study)
+    scores = selectors.study_scores(study=study, n_resamples=1_000, paired=paired)
     metrics = {
         m.metric: {
             "base": m.base,
@@ -686,18 +687,12 @@ def metric_sections(study: Study, majority: dict[int, int | None]) -> tuple[dict
         }
         for m in scores.metrics
     }
-    items = sorted(i for i, m in majority.items())
-    deltas: dict[str, list[float]] = {}
-    for (metric, _version), per_item in selectors.paired_values(study=study).items():
-        values = []
-        for item_id in items:
-            v = per_item.get(item_id, {})
-            if System.BASE in v and System.TUNED in v:
-                delta = v[System.TUNED] - v[System.BASE]
-                values.append(-delta if selectors.lower_is_better(metric) else delta)
-            else:
-                values.append(float("nan"))
-        deltas[metric] = values
+    items = sorted(majority)
+    item_ids = np.asarray(items, dtype=np.int64)
+    deltas: dict[str, np.ndarray] = {}
+    for (metric, _version), values in sorted(paired.items()):
+        base, tuned = values.at(item_ids)
+        deltas[metric] = base - tuned if selectors.lower_is_better(metric) else tuned - base
     correlations = {}
     if items and deltas:
         for name, corr in metric_correlations([majority[i] for i in items], deltas).items():

@@ -43,7 +43,6 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
-from scoring.stats._arrays import has_duplicates, sorted_unique
 from scoring.stats._resampling import (
     BootstrapTarget,
     Features,
@@ -52,6 +51,7 @@ from scoring.stats._resampling import (
     check_rng,
     percentile_interval,
 )
+from scoring.stats.arrays import has_duplicates, sorted_unique
 
 Level = Literal["nominal", "ordinal", "interval", "ratio"]
 GwetWeights = Literal["identity", "ordinal", "linear", "quadratic"]

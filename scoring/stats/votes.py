@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 
-from scoring.stats._arrays import first_seen_integers, has_duplicates
+from scoring.stats.arrays import first_seen_integers, has_duplicates
 
 BASE = 0
 TUNED = 1

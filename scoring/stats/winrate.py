@@ -54,13 +54,13 @@ from scipy.special import expit, logit
 from scipy.stats import binomtest, norm
 from scipy.stats import t as student_t
 
-from scoring.stats._arrays import sorted_unique
 from scoring.stats._resampling import (
     bootstrap_statistic,
     check_confidence,
     check_rng,
     percentile_interval,
 )
+from scoring.stats.arrays import sorted_unique
 from scoring.stats.votes import (
     BASE,
     BOTH_BAD,

@@ -41,8 +41,8 @@ from typing import Literal
 
 import numpy as np
 
-from scoring.stats._arrays import has_duplicates
 from scoring.stats._resampling import check_confidence
+from scoring.stats.arrays import has_duplicates
 from scoring.stats.clustered import (
     Moments,
     check_counts,
