@@ -88,11 +88,21 @@ def mib(kib: float) -> float:
     return kib / 1024
 
 
-def current_rss_mib() -> float:
+def current_rss_mib(field: str = "VmRSS") -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def reset_peak_rss() -> bool:
+    """Resets this process's peak RSS (VmHWM, which ru_maxrss reads) to its current RSS, so a
+    section's own peak can be read (Linux `clear_refs` 5); False where that is not allowed."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
 
 
 # --- data generation ------------------------------------------------------------------------
@@ -579,6 +589,24 @@ def traced_section(function, name: str, memory: dict, overall: list[float]):
     return traced
 
 
+def rss_section(function, name: str, memory: dict, overall: list[float]):
+    """Records the peak RSS during a (top-level) section and the RSS it leaves, by resetting
+    the process's peak before and after it; the process-wide peak is carried in `overall`."""
+
+    def measured(*args, **kwargs):
+        overall[0] = max(overall[0], current_rss_mib("VmHWM"))
+        reset_peak_rss()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            peak = current_rss_mib("VmHWM")
+            overall[0] = max(overall[0], peak)
+            reset_peak_rss()
+            memory[name] = (max(peak, memory.get(name, (0.0, 0.0))[0]), current_rss_mib())
+
+    return measured
+
+
 def child_report(args) -> dict:
     """build_report once; mode 'time' (per-section timings), 'trace' (tracemalloc), 'profile'."""
     import gc
@@ -600,11 +628,17 @@ def child_report(args) -> dict:
     sections: dict[str, list[float]] = {}
     memory: dict[str, tuple[float, float]] = {}  # section: (peak during, held after) in MiB
     overall = [0.0]
+    rss_by_section: dict[str, tuple[float, float]] = {}  # section: (peak RSS, RSS after) MiB
+    rss_overall = [baseline_maxrss]  # the peak before the report (set-up, imports) counts too
     if args.child == "report-time":
+        can_reset = reset_peak_rss()
         for name in SECTIONS:
             function = getattr(reports, name, None)
             if function is not None:
-                setattr(reports, name, timed_section(function, name, sections))
+                function = timed_section(function, name, sections)
+                if can_reset and name not in NESTED:
+                    function = rss_section(function, name, rss_by_section, rss_overall)
+                setattr(reports, name, function)
     if args.child == "report-trace":
         for name in SECTIONS:
             function = getattr(reports, name, None)
@@ -640,7 +674,10 @@ def child_report(args) -> dict:
         result["tracemalloc_peak_mib"] = peak / 2**20
         result["memory"] = memory
         tracemalloc.stop()
-    result["peak_rss_mib"] = mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    result["peak_rss_mib"] = max(
+        rss_overall[0], mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    )
+    result["rss_by_section"] = rss_by_section
     result["sha256"] = reports.report_sha256(report)
     if args.child == "report-time":
         # GET .../report/ when the evidence has not changed: the stored build, as the view
@@ -884,6 +921,11 @@ def print_report_results(timed: dict, traced: dict, args) -> None:
             f"    {name:27s} {seconds:7.2f} s {100 * seconds / total:5.1f}%"
             + (f"  ({calls} calls)" if calls > 1 else "")
         )
+    if timed.get("rss_by_section"):
+        print("  peak RSS by section (MiB, whole process, during it / after it):")
+        by_peak = sorted(timed["rss_by_section"].items(), key=lambda kv: -kv[1][0])
+        for name, (peak, after) in by_peak:
+            print(f"    {name:27s} {peak:6.0f} / {after:4.0f}")
     print(
         f"  report: tuned win rate {s['win_rate']:.4f} CI {fmt(s['ci95'])}, "
         f"LC {s['lc_win_rate']:.4f}; alpha {s['alpha']:.4f} CI {fmt(s['alpha_ci95'])}; "

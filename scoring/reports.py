@@ -103,14 +103,16 @@ VOTE_COLUMNS = {
 def vote_table(study: Study) -> dict[str, np.ndarray]:
     """The study's votes on items that are not excluded, as int64 columns (`VOTE_COLUMNS`), in
     no particular order: one statement, no Python object per vote."""
-    from scoring.columns import numeric_columns
+    from scoring.columns import CHUNK_ROWS, numeric_columns
 
     judgment, item = Judgment._meta.db_table, Item._meta.db_table
     source = (  # table names from model metadata; the study is a parameter
         f"FROM {judgment} j JOIN {item} i ON i.id = j.item_id "
         "WHERE i.study_id = %s AND NOT i.excluded"
     )
-    [(_, table)] = numeric_columns(source, [study.pk], VOTE_COLUMNS)
+    [(_, table)] = numeric_columns(
+        source, [study.pk], VOTE_COLUMNS, chunk_by=f"j.id / {CHUNK_ROWS}"
+    )
     return table
 
 
@@ -427,7 +429,7 @@ class OutputLengths:
 
 
 def output_lengths(study: Study) -> OutputLengths:
-    from scoring.columns import numeric_columns
+    from scoring.columns import CHUNK_ROWS, numeric_columns
 
     output, item = Output._meta.db_table, Item._meta.db_table
     source = f"FROM {output} o JOIN {item} i ON i.id = o.item_id WHERE i.study_id = %s"
@@ -440,6 +442,7 @@ def output_lengths(study: Study) -> OutputLengths:
             "system": (system, "int2"),
             "chars": ("length(o.text)", "int8"),
         },
+        chunk_by=f"o.item_id / {CHUNK_ROWS}",
     )
     by_system = []
     for code in (1, 0):
@@ -564,7 +567,7 @@ class JudgeVerdicts:
 def judge_verdicts(study: Study) -> JudgeVerdicts | None:
     """The verdicts of the study's primary judge (`selectors.primary_judge_id`), None without
     one: one statement for the columns, one aggregate for the summary."""
-    from scoring.columns import numeric_columns
+    from scoring.columns import CHUNK_ROWS, numeric_columns
 
     judge_id = selectors.primary_judge_id(study=study)
     if judge_id is None:
@@ -583,6 +586,7 @@ def judge_verdicts(study: Study) -> JudgeVerdicts | None:
             "p_tuned": ("v.p_tuned", "float8"),
             "excluded": ("CASE WHEN i.excluded THEN 1 ELSE 0 END", "int2"),
         },
+        chunk_by=f"v.id / {CHUNK_ROWS}",
     )
     order = np.argsort(table["item_id"], kind="stable")
     table = {name: column[order] for name, column in table.items()}
@@ -846,7 +850,16 @@ def verdict_section(report: dict[str, Any]) -> dict[str, Any]:
 
 def build_report(*, study: Study, options: ReportOptions | None = None) -> dict[str, Any]:
     """The full research report of `study` as a JSON-serialisable dict (see module docstring)."""
-    options = options or ReportOptions()
+    from threadpoolctl import threadpool_limits
+
+    # One BLAS thread: the report's matrix products are skinny (a few dozen resamples times
+    # 100,000 items times a few features), where OpenBLAS's extra threads only spin; on a
+    # shared host they cost several times the CPU and wall time of one thread (measured).
+    with threadpool_limits(limits=1, user_api="blas"):
+        return report_of(study, options or ReportOptions())
+
+
+def report_of(study: Study, options: ReportOptions) -> dict[str, Any]:
     rng = np.random.default_rng(options.seed)
     votes_all, gold_votes = fetch_votes(study)
     raters = rater_rows(study, votes_all, gold_votes)

@@ -163,7 +163,7 @@ class PairedScores:
 def paired_score_columns(*, study: Study) -> dict[tuple[str, str], PairedScores]:
     """{(metric, version): PairedScores}: `paired_values` as arrays, in one statement (a study
     of 100,000 items has 200,000 scores per metric: as ORM rows they cost seconds)."""
-    from scoring.columns import numeric_columns
+    from scoring.columns import CHUNK_ROWS, numeric_columns
     from scoring.stats.arrays import sorted_unique
 
     score, item = OutputScore._meta.db_table, Item._meta.db_table
@@ -179,6 +179,7 @@ def paired_score_columns(*, study: Study) -> dict[tuple[str, str], PairedScores]
             "system": (system, "int2"),
             "value": ("s.value", "float8"),
         },
+        chunk_by=f"s.id / {CHUNK_ROWS}",
         group_by=("s.metric", "s.version"),
     )
     out = {}

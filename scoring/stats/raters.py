@@ -113,13 +113,18 @@ def _leave_one_out_agreement(items: np.ndarray, codes: np.ndarray) -> tuple[np.n
     collapsed = np.where(codes == BOTH_BAD, TIE, codes)
     n_items = int(items.max()) + 1 if items.size else 0
     counts = np.bincount(items * 4 + collapsed, minlength=n_items * 4).reshape(n_items, 4)
-    others = counts[items].copy()
-    others[np.arange(codes.size), collapsed] -= 1
-    top = others.max(axis=1)
-    unique_top = (others == top[:, None]).sum(axis=1) == 1
-    has_majority = (top > 0) & unique_top
-    agrees = has_majority & (others.argmax(axis=1) == collapsed)
-    return has_majority, agrees
+    # The other votes on an item depend only on the item and on the code left out: decide both
+    # flags per (item, code) once, then look each vote up (no per-vote copy of its item's counts).
+    has_majority = np.zeros((n_items, 4), dtype=bool)
+    agrees = np.zeros((n_items, 4), dtype=bool)
+    for code in (BASE, TUNED, TIE):
+        others = counts.copy()
+        others[:, code] -= 1
+        top = others.max(axis=1)
+        unique_top = (others == top[:, None]).sum(axis=1) == 1
+        has_majority[:, code] = (top > 0) & unique_top
+        agrees[:, code] = has_majority[:, code] & (others.argmax(axis=1) == code)
+    return has_majority[items, collapsed], agrees[items, collapsed]
 
 
 def _gold_match(

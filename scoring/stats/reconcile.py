@@ -160,6 +160,16 @@ class Disagreement:
 def _optional_codes(values: Iterable[int | None], name: str) -> np.ndarray:
     """Codes as floats with ``nan`` for ``None``; both-bad collapsed into tie."""
     raw = list(values)
+    out = None
+    if not any(isinstance(v, bool | np.bool_ | str | bytes) for v in raw):
+        try:  # numbers and None (numpy reads None as nan): checked as one array
+            out = np.array(raw, dtype=np.float64)
+        except (TypeError, ValueError):
+            out = None
+    if out is not None and out.ndim == 1 and not np.isinf(out).any():
+        check_choices(out[~np.isnan(out)], name=name)
+        out[out == BOTH_BAD] = TIE
+        return out
     present = [v for v in raw if v is not None and not (isinstance(v, float) and np.isnan(v))]
     check_choices(present, name=name)
     out = np.array(
