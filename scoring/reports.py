@@ -513,14 +513,32 @@ def length_adjusted_section(
     return section
 
 
-def human_majorities(votes: VoteRows, adjudicated: dict[int, str]) -> dict[int, int | None]:
-    from scoring.stats.votes import majority_vote
+@dataclass(frozen=True)
+class Majorities:
+    """The human majority of every item with votes or an adjudication, sorted by item id: its
+    code (0 base, 1 tuned, 2 tie; nan: no majority, the plurality is shared). An adjudication
+    replaces the votes' majority."""
 
-    majority = majority_vote(votes.item_ids, votes.codes, on_split="none") if len(votes) else {}
-    for item_id, preference in adjudicated.items():
-        if item_id in majority or preference:
-            majority[item_id] = 2 if CODES[preference] == 3 else CODES[preference]
-    return majority
+    item_ids: np.ndarray
+    codes: np.ndarray
+
+
+def human_majorities(votes: VoteRows, adjudicated: dict[int, str]) -> Majorities:
+    from scoring.stats.votes import category_counts, majority_codes
+
+    item_ids, codes = np.zeros(0, dtype=np.int64), np.zeros(0)
+    if len(votes):
+        items, counts = category_counts(votes.item_ids, votes.codes)  # both-bad as tie
+        item_ids = np.asarray(items, dtype=np.int64)
+        codes = majority_codes(counts, on_split="none")
+    if adjudicated:
+        ruled = np.fromiter(adjudicated, dtype=np.int64, count=len(adjudicated))
+        ruling = [2 if CODES[p] == 3 else CODES[p] for p in adjudicated.values()]
+        voted = ~np.isin(item_ids, ruled)
+        item_ids = np.concatenate([item_ids[voted], ruled])
+        codes = np.concatenate([codes[voted], np.asarray(ruling, dtype=np.float64)])
+    order = np.argsort(item_ids, kind="stable")
+    return Majorities(item_ids[order], codes[order])
 
 
 def agreement_entry(value) -> dict[str, Any]:
@@ -617,7 +635,7 @@ def judge_verdicts(study: Study) -> JudgeVerdicts | None:
 
 
 def judge_section(
-    judge: JudgeVerdicts | None, majority: dict[int, int | None], pairwise
+    judge: JudgeVerdicts | None, majority: Majorities, pairwise
 ) -> dict[str, Any] | None:
     """The judge's agreement with humans, scored exactly as a human is scored (`pairwise`:
     against each human vote on the same item, the primary figure, beside human-human agreement
@@ -649,10 +667,17 @@ def judge_section(
         },
         "majority": None,
     }
-    judge_codes = judge.codes_by_item()
-    common = {i: m for i, m in majority.items() if i in judge_codes and m is not None}
-    if common:
-        result = judge_agreement(common, {i: judge_codes[i] for i in common})
+    # Items with a human majority and a verdict (items not excluded), aligned by item id.
+    decided = ~np.isnan(majority.codes)
+    judged = ~judge.excluded
+    common, in_majority, in_judge = np.intersect1d(
+        majority.item_ids[decided], judge.item_ids[judged], return_indices=True
+    )
+    if common.size:
+        result = judge_agreement(
+            majority.codes[decided][in_majority].astype(np.int64).tolist(),
+            judge.codes[judged][in_judge].tolist(),
+        )
         section["majority"] = {
             "label": "secondary: judge vs the human majority, items split between systems "
             "dropped (not comparable with human-human agreement)",
@@ -674,7 +699,7 @@ def vote_counts(votes: VoteRows) -> tuple[np.ndarray, np.ndarray]:
     return items, counts
 
 
-def metric_sections(study: Study, majority: dict[int, int | None]) -> tuple[dict, list, dict]:
+def metric_sections(study: Study, majority: Majorities) -> tuple[dict, list, dict]:
     from scoring.stats.reconcile import metric_correlations
 
     paired = selectors.paired_score_columns(study=study)
@@ -691,15 +716,13 @@ def metric_sections(study: Study, majority: dict[int, int | None]) -> tuple[dict
         }
         for m in scores.metrics
     }
-    items = sorted(majority)
-    item_ids = np.asarray(items, dtype=np.int64)
     deltas: dict[str, np.ndarray] = {}
     for (metric, _version), values in sorted(paired.items()):
-        base, tuned = values.at(item_ids)
+        base, tuned = values.at(majority.item_ids)
         deltas[metric] = base - tuned if selectors.lower_is_better(metric) else tuned - base
     correlations = {}
-    if items and deltas:
-        for name, corr in metric_correlations([majority[i] for i in items], deltas).items():
+    if majority.item_ids.size and deltas:
+        for name, corr in metric_correlations(majority.codes, deltas).items():
             correlations[name] = {
                 "spearman": finite(corr.spearman),
                 "kendall": finite(corr.kendall),

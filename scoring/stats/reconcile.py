@@ -157,12 +157,18 @@ class Disagreement:
     reasons: tuple[str, ...]
 
 
+_NUMBER_TYPES = frozenset({int, float, type(None)})
+
+
 def _optional_codes(values: Iterable[int | None], name: str) -> np.ndarray:
     """Codes as floats with ``nan`` for ``None``; both-bad collapsed into tie."""
     raw = list(values)
     out = None
-    if not any(isinstance(v, bool | np.bool_ | str | bytes) for v in raw):
-        try:  # numbers and None (numpy reads None as nan): checked as one array
+    # Plain or numpy numbers and None (not bools): numpy reads None as nan and the codes are
+    # checked as one array; anything else takes the element-wise path and its error message.
+    kinds = set(map(type, raw))
+    if all(k in _NUMBER_TYPES or (k.__module__ == "numpy" and k is not np.bool_) for k in kinds):
+        try:
             out = np.array(raw, dtype=np.float64)
         except (TypeError, ValueError):
             out = None
