@@ -26,7 +26,8 @@ from django.db import connection
 # Column kind: (PostgreSQL type and its send function's prefix, big-endian numpy type, result).
 KINDS = {
     "int8": ("int8", ">i8", np.int64),
-    "int2": ("int2", ">i2", np.int64),
+    "int4": ("int4", ">i4", np.int32),
+    "int2": ("int2", ">i2", np.int16),
     "float8": ("float8", ">f8", np.float64),
 }
 # Rows per group (message) when `chunk_by` is a row id divided by this.
@@ -43,7 +44,8 @@ def numeric_columns(
     chunk_by: str,
     group_by: Sequence[str] = (),
 ) -> list[tuple[tuple, Columns]]:
-    """Runs ``SELECT <columns> <source>`` and returns the columns as arrays (int64 or float64).
+    """Runs ``SELECT <columns> <source>`` and returns the columns as native-endian arrays of
+    the kind's width (int64, int32, int16 or float64).
 
     Args:
         source: the ``FROM ... WHERE ...`` part, with ``%s`` placeholders for `params`. Built

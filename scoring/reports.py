@@ -92,17 +92,17 @@ AS_CODE = " ".join(f"WHEN '{name}' THEN {code}" for name, code in CODES.items())
 VOTE_COLUMNS = {
     "id": ("j.id", "int8"),
     "item_id": ("j.item_id", "int8"),
-    "rater_id": ("j.rater_id", "int8"),
+    "rater_id": ("j.rater_id", "int4"),
     "code": (f"coalesce(CASE j.preferred {AS_CODE} END, -1)", "int2"),
     "left": (f"coalesce(CASE j.left_system {AS_CODE} END, -1)", "int2"),
-    "time_ms": ("coalesce(j.time_ms, -1)", "int8"),
+    "time_ms": ("coalesce(j.time_ms, -1)", "int4"),
     "is_gold": ("CASE WHEN i.is_gold THEN 1 ELSE 0 END", "int2"),
 }
 
 
 def vote_table(study: Study) -> dict[str, np.ndarray]:
-    """The study's votes on items that are not excluded, as int64 columns (`VOTE_COLUMNS`), in
-    no particular order: one statement, no Python object per vote."""
+    """The study's votes on items that are not excluded, as columns (`VOTE_COLUMNS`), in no
+    particular order: one statement, no Python object per vote."""
     from scoring.columns import CHUNK_ROWS, numeric_columns
 
     judgment, item = Judgment._meta.db_table, Item._meta.db_table
@@ -119,21 +119,34 @@ def vote_table(study: Study) -> dict[str, np.ndarray]:
 def fetch_votes(study: Study) -> tuple[VoteRows, VoteRows]:
     """The study's votes on rated items and on gold items (items not excluded), each in
     judgment order (sorted here: the database's join is faster unordered), codes computed by
-    the database."""
+    the database. Compact columns (int8 codes, int32 raters), gathered one at a time, so a
+    million votes never hold more than a column's worth of copies."""
     table = vote_table(study)
     if (table["code"] < 0).any():
         raise ValueError("a judgment has a preference that is not a preference code")
-    order = np.argsort(table["id"], kind="stable")
-    table = {name: column[order] for name, column in table.items() if name != "id"}
-    time_ms = table["time_ms"]
-    seconds = np.where(time_ms < 0, np.nan, time_ms / 1000.0)
-    rater_ids = table["rater_id"]
+    order = np.argsort(table.pop("id"), kind="stable")
+    gold = table.pop("is_gold")[order] == 1
+    rows = (order[~gold], order[gold])  # positions of each set's votes, in judgment order
+    del order, gold
+
+    def split(name: str, dtype) -> tuple[np.ndarray, np.ndarray]:
+        column = table.pop(name)
+        return tuple(column[r].astype(dtype, copy=False) for r in rows)
+
+    item_ids = split("item_id", np.int64)
+    rater_ids = split("rater_id", np.int32)
+    codes = split("code", np.int8)
+    left = split("left", np.int8)
+    time_ms = split("time_ms", np.int64)
+    seconds = tuple(np.where(ms < 0, np.nan, ms / 1000.0) for ms in time_ms)
+    del time_ms
     # Usernames in a second query: one per rater, not one per vote.
-    users = get_user_model().objects.filter(pk__in=sorted_unique(rater_ids).tolist())
-    names = dict(users.values_list("pk", "username"))
-    votes = VoteRows(table["item_id"], rater_ids, table["code"], table["left"], seconds, names)
-    gold = table["is_gold"] == 1
-    return votes.take(~gold), votes.take(gold)
+    ids = sorted_unique(np.concatenate(rater_ids)).tolist()
+    names = dict(get_user_model().objects.filter(pk__in=ids).values_list("pk", "username"))
+    votes, gold_votes = (
+        VoteRows(item_ids[k], rater_ids[k], codes[k], left[k], seconds[k], names) for k in (0, 1)
+    )
+    return votes, gold_votes
 
 
 def first_seen_index(values: np.ndarray) -> tuple[int, np.ndarray]:

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-# Bound on the number of weight-matrix elements held at once (resamples x units). 2M float64
-# elements are 16 MB; with the integer draws and the bincount buffer a chunk peaks near 50 MB.
-# (Measured on 99,000 items: 2M is as fast as 4M with one BLAS thread, and smaller chunks only
-# add per-chunk overhead.)
-_MAX_CHUNK_ELEMENTS = 2_000_000
+# Bound on the number of weight-matrix elements held at once (resamples x units). 1M float64
+# elements are 8 MB; with the integer draws and the bincount buffer a chunk peaks near 16 MB.
+# (Measured on 99,000 items with one BLAS thread: 1M is as fast as 4M, which peaked near
+# 100 MB.)
+_MAX_CHUNK_ELEMENTS = 1_000_000
 
 Features = np.ndarray | sp.csr_matrix | sp.csr_array
 
