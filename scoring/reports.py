@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 from django.contrib.auth import get_user_model
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.utils import timezone
 
 import evalplatform
@@ -501,7 +501,10 @@ def length_adjusted_section(
         "judge": None,
     }
     if len(votes) >= 10:
-        rows = lengths.rows_of(votes.item_ids)
+        # Looked up once per item, then spread to its votes (a million binary searches cost
+        # more than the fit).
+        items, item_index = first_seen_item_index(votes.item_ids)
+        rows = lengths.rows_of(items)[item_index]
         result = length_adjusted_win_rate(
             votes.codes, lengths.tuned[rows], lengths.base[rows], item_ids=votes.item_ids
         )
@@ -595,12 +598,11 @@ class JudgeVerdicts:
         return [float(p) if ok else None for p, ok in zip(self.p_tuned[row], found, strict=True)]
 
 
-def judge_verdicts(study: Study) -> JudgeVerdicts | None:
-    """The verdicts of the study's primary judge (`selectors.primary_judge_id`), None without
-    one: one statement for the columns, one aggregate for the summary."""
+def judge_verdicts(study: Study, judge_id: str | None, summaries: list) -> JudgeVerdicts | None:
+    """The verdicts of the study's primary judge (`judge_id`, from `selectors.judge_overview`
+    with its `summaries`), None without one: one statement for the columns."""
     from scoring.columns import CHUNK_ROWS, numeric_columns
 
-    judge_id = selectors.primary_judge_id(study=study)
     if judge_id is None:
         return None
     verdict, item = JudgeVerdict._meta.db_table, Item._meta.db_table
@@ -632,7 +634,7 @@ def judge_verdicts(study: Study) -> JudgeVerdicts | None:
                 "n": j.n,
                 "judge_id": j.judge_id,
             }
-            for j in selectors.judge_summaries(study=study)
+            for j in summaries
             if j.judge_id == judge_id
         ),
         None,
@@ -712,11 +714,13 @@ def vote_counts(votes: VoteRows) -> tuple[np.ndarray, np.ndarray]:
     return items, counts
 
 
-def metric_sections(study: Study, majority: Majorities) -> tuple[dict, list, dict]:
+def metric_sections(
+    study: Study, majority: Majorities, judges: list | None = None
+) -> tuple[dict, list, dict]:
     from scoring.stats.reconcile import metric_correlations
 
     paired = selectors.paired_score_columns(study=study)
-    scores = selectors.study_scores(study=study, n_resamples=1_000, paired=paired)
+    scores = selectors.study_scores(study=study, n_resamples=1_000, paired=paired, judges=judges)
     metrics = {
         m.metric: {
             "base": m.base,
@@ -916,14 +920,19 @@ def report_of(study: Study, options: ReportOptions) -> dict[str, Any]:
     }
     majority = human_majorities(votes, adjudicated)
     win = win_rate_section(votes)
-    judge = judge_verdicts(study)
+    judge_id, judge_summaries = selectors.judge_overview(study=study)
+    judge = judge_verdicts(study, judge_id, judge_summaries)
     judge_codes = judge.codes_by_item() if judge is not None else {}
     agreement, pairwise = item_bootstraps(votes, judge_codes, rng, options.n_resamples)
     judge_human = judge_section(judge, majority, pairwise)
-    metrics, corpus, extra = metric_sections(study, majority)
+    metrics, corpus, extra = metric_sections(study, majority, judge_summaries)
     counts = dict(zip(NAMES.values(), np.bincount(votes.codes, minlength=4).tolist(), strict=True))
     disagreements, n_disagreements = disagreement_section(
         study, votes, judge, judge_codes if judge_human else {}, adjudications
+    )
+    item_counts = Item.objects.filter(study=study).aggregate(
+        items=Count("pk", filter=Q(is_gold=False, excluded=False)),
+        gold_items=Count("pk", filter=Q(is_gold=True)),
     )
     report: dict[str, Any] = {
         "schema_version": REPORT_SCHEMA_VERSION,
@@ -952,8 +961,8 @@ def report_of(study: Study, options: ReportOptions) -> dict[str, Any]:
             "seed": options.seed,
             "n_resamples": options.n_resamples,
         },
-        "items": Item.objects.filter(study=study, is_gold=False, excluded=False).count(),
-        "gold_items": Item.objects.filter(study=study, is_gold=True).count(),
+        "items": item_counts["items"],
+        "gold_items": item_counts["gold_items"],
         "judgments": len(votes),
         "votes": {name: counts.get(name, 0) for name in ("base", "tuned", "tie", "both_bad")},
         "win_rate": win,

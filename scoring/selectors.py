@@ -200,11 +200,12 @@ def study_scores(
     study: Study,
     n_resamples: int = 2_000,
     paired: dict[tuple[str, str], PairedScores] | None = None,
+    judges: list[JudgeSummary] | None = None,
 ) -> StudyScores:
     """Per-metric base, tuned and paired delta with a bootstrap 95% CI over items (in item-id
     order, so the same scores always give the same interval); corpus metrics; judge
-    summaries; identity flags; metric advice. `paired` reuses `paired_score_columns` already
-    read."""
+    summaries; identity flags; metric advice. `paired` and `judges` reuse
+    `paired_score_columns` and `judge_summaries` already read."""
     from scoring.metrics.advice import advise
     from scoring.metrics.aggregate import paired_delta_ci
 
@@ -241,7 +242,7 @@ def study_scores(
         entry[row.system] = row.values
         entry[f"{row.system}_detail"] = row.detail
     summary.corpus = list(by_metric.values())
-    summary.judges = judge_summaries(study=study)
+    summary.judges = judge_summaries(study=study) if judges is None else judges
     flags = IdentityFlag.objects.filter(item__study=study).aggregate(
         total=Count("pk"),
         pending=Count("pk", filter=Q(decision=IdentityDecision.PENDING)),
@@ -300,6 +301,38 @@ def classification_advice_rows(*, study: Study, quoted: list[str]) -> list[dict[
     return advice
 
 
+def judge_overview(*, study: Study) -> tuple[str | None, list[JudgeSummary]]:
+    """`primary_judge_id` and `judge_summaries` from one aggregate query (the report needs
+    both: three scans of 100,000 verdicts became one)."""
+    kept = Q(item__excluded=False)
+    rows = list(
+        JudgeVerdict.objects.filter(item__study=study)
+        .values("judge_id")
+        .annotate(
+            n_all=Count("pk"),
+            n=Count("pk", filter=kept),
+            tuned=Count("pk", filter=kept & Q(verdict="tuned")),
+            ties=Count("pk", filter=kept & Q(verdict="tie")),
+            mean_p=Avg("p_tuned", filter=kept),
+            biased=Count("pk", filter=kept & Q(position_bias=True)),
+        )
+        .order_by("-n_all", "judge_id")  # primary_judge_id's rule: the first row
+    )
+    summaries = [_judge_summary(row) for row in rows if row["n"]]
+    summaries.sort(key=lambda j: j.judge_id)
+    return (rows[0]["judge_id"] if rows else None), summaries
+
+
+def _judge_summary(row: dict[str, Any]) -> JudgeSummary:
+    return JudgeSummary(
+        judge_id=row["judge_id"],
+        n=row["n"],
+        tuned_win_rate=(row["tuned"] + 0.5 * row["ties"]) / row["n"],
+        mean_p_tuned=float(row["mean_p"]),
+        position_bias_rate=row["biased"] / row["n"],
+    )
+
+
 def judge_summaries(*, study: Study) -> list[JudgeSummary]:
     """Per judge: pairs judged, tuned win rate (ties as half), mean P(tuned better) and the
     position-bias rate, in one aggregate query."""
@@ -315,16 +348,7 @@ def judge_summaries(*, study: Study) -> list[JudgeSummary]:
         )
         .order_by("judge_id")
     )
-    return [
-        JudgeSummary(
-            judge_id=row["judge_id"],
-            n=row["n"],
-            tuned_win_rate=(row["tuned"] + 0.5 * row["ties"]) / row["n"],
-            mean_p_tuned=float(row["mean_p"]),
-            position_bias_rate=row["biased"] / row["n"],
-        )
-        for row in rows
-    ]
+    return [_judge_summary(row) for row in rows]
 
 
 def item_scores(*, study: Study, limit: int = 500, offset: int = 0) -> list[dict[str, Any]]:

@@ -25,6 +25,9 @@ import scipy.sparse as sp
 # 100 MB.)
 _MAX_CHUNK_ELEMENTS = 1_000_000
 
+# From this many units on, each resample's counts get their own bincount (see resample_weights).
+_ROW_BINCOUNT_UNITS = 4_096
+
 Features = np.ndarray | sp.csr_matrix | sp.csr_array
 
 
@@ -73,9 +76,11 @@ def resample_weights(
     """Yield bootstrap weight matrices of shape ``(chunk, n_units)``, ``n_resamples`` rows in all.
 
     Row ``b`` counts how often each unit was drawn in resample ``b`` (a Multinomial(n, 1/n)
-    vector). The draws are ``rng.integers`` indices turned into counts with one ``bincount`` per
-    chunk (offsetting each row's indices keeps the rows apart), which is several times faster than
-    ``rng.multinomial`` with ``n_units`` categories.
+    vector). The draws are ``rng.integers`` indices turned into counts with ``bincount``, which
+    is several times faster than ``rng.multinomial`` with ``n_units`` categories: one
+    ``bincount`` per row for many units (a row's counts stay in cache: 4x faster than one
+    ``bincount`` over the chunk on 99,000 units), one per chunk (rows kept apart by offsetting
+    their indices) for few. Both give the same counts.
     """
     if n_units < 1:
         raise ValueError("cannot bootstrap zero units")
@@ -86,10 +91,16 @@ def resample_weights(
         rows = min(chunk, n_resamples - done)
         # int64 draws: bincount works on intp, so narrower draws would only add a cast.
         draws = rng.integers(0, n_units, size=(rows, n_units), dtype=np.int64)
-        draws += np.arange(rows, dtype=np.int64)[:, None] * n_units
-        counts = np.bincount(draws.ravel(), minlength=rows * n_units)
-        del draws  # one chunk-sized buffer less at the peak
-        yield counts.reshape(rows, n_units).astype(np.float64)
+        if n_units >= _ROW_BINCOUNT_UNITS:
+            weights = np.empty((rows, n_units))
+            for row in range(rows):
+                weights[row] = np.bincount(draws[row], minlength=n_units)
+            yield weights
+        else:
+            draws += np.arange(rows, dtype=np.int64)[:, None] * n_units
+            counts = np.bincount(draws.ravel(), minlength=rows * n_units)
+            del draws  # one chunk-sized buffer less at the peak
+            yield counts.reshape(rows, n_units).astype(np.float64)
         done += rows
 
 

@@ -134,11 +134,15 @@ def _gold_match(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per vote: whether the item is gold, and whether the vote matches an accepted answer."""
     accepted: dict[Hashable, frozenset[int]] = {}
+    codes_set = frozenset(PREFERENCE_CODES)
     for item, expected in gold.items():
         answers = [expected] if isinstance(expected, int | np.integer) else list(expected)
-        accepted[item] = frozenset(
-            check_choices(answers, name=f"gold answer for item {item!r}").tolist()
-        )
+        if all(type(a) is int and a in codes_set for a in answers):  # the common case, quickly
+            accepted[item] = frozenset(answers)
+        else:
+            accepted[item] = frozenset(
+                check_choices(answers, name=f"gold answer for item {item!r}").tolist()
+            )
     is_gold = np.zeros(codes.size, dtype=bool)
     correct = np.zeros(codes.size, dtype=bool)
     if not accepted:
