@@ -41,7 +41,7 @@ def numeric_columns(
     params: Sequence[object],
     columns: Mapping[str, tuple[str, str]],
     *,
-    chunk_by: str,
+    chunk_by: str | None = None,
     group_by: Sequence[str] = (),
 ) -> list[tuple[tuple, Columns]]:
     """Runs ``SELECT <columns> <source>`` and returns the columns as native-endian arrays of
@@ -54,9 +54,12 @@ def numeric_columns(
         columns: name -> (SQL expression, kind), kind one of `KINDS`; expressions must not be
             NULL (see the module docstring).
         chunk_by: an integer SQL expression that splits the rows into groups of at most a few
-            ten thousand rows, e.g. ``f"j.id / {CHUNK_ROWS}"`` (PostgreSQL only).
+            ten thousand rows, e.g. ``f"j.id / {CHUNK_ROWS}"`` (PostgreSQL only), unless
+            `group_by` already keeps the groups that small.
         group_by: SQL expressions to group the rows by: one entry per group, in the order of
-            the group keys.
+            the group keys (columns that repeat within a group need not be sent per row: a
+            few keys with few values also let PostgreSQL hash the groups instead of sorting
+            the rows).
 
     Returns:
         ``[(group key, {name: array})]``, the key a tuple of the `group_by` values (``()``
@@ -74,9 +77,10 @@ def numeric_columns(
                 f"string_agg({KINDS[kind][0]}send(({expr})::{KINDS[kind][0]}), '')"
                 for expr, kind in columns.values()
             )
-            keys = ", ".join([*group_by, chunk_by])
+            keys = ", ".join([*group_by, *([chunk_by] if chunk_by else [])])
             select = f"SELECT {', '.join(group_by) + ', ' if group_by else ''}{blocks} {source}"
-            select += f" GROUP BY {keys}"
+            if keys:
+                select += f" GROUP BY {keys}"
             # psycopg's stream: one group's message in memory at a time (Django's cursor has no
             # streaming; the statement is not in Django's query log).
             for row in cursor.cursor.stream(select, params):

@@ -86,46 +86,60 @@ class VoteRows:
         )
 
 
-# Every column of a vote as a non-NULL integer (`scoring.columns.numeric_columns`). A preference
-# that is not a code comes as -1 and is refused below.
-AS_CODE = " ".join(f"WHEN '{name}' THEN {code}" for name, code in CODES.items())
-VOTE_COLUMNS = {
-    "id": ("j.id", "int8"),
-    "item_id": ("j.item_id", "int8"),
-    "rater_id": ("j.rater_id", "int4"),
-    "code": (f"coalesce(CASE j.preferred {AS_CODE} END, -1)", "int2"),
-    "left": (f"coalesce(CASE j.left_system {AS_CODE} END, -1)", "int2"),
-    "time_ms": ("coalesce(j.time_ms, -1)", "int4"),
-    "is_gold": ("CASE WHEN i.is_gold THEN 1 ELSE 0 END", "int2"),
-}
-
-
 def vote_table(study: Study) -> dict[str, np.ndarray]:
-    """The study's votes on items that are not excluded, as columns (`VOTE_COLUMNS`), in no
-    particular order: one statement, no Python object per vote."""
-    from scoring.columns import CHUNK_ROWS, numeric_columns
+    """The study's votes on items that are not excluded, as columns (`id`, `item_id`,
+    `rater_id`, `code`, `left`, `time_ms` (-1: unknown), `is_gold`), in no particular order:
+    one statement, no Python object per vote.
+
+    The database groups the votes by rater, preference, left system and gold flag (a few
+    hundred groups), so those come once per group and only the judgment id, item id and time
+    per vote (`scoring.columns.numeric_columns`); a preference or system that is not a code
+    is -1 (the preference is refused by `fetch_votes`)."""
+    from scoring.columns import numeric_columns
 
     judgment, item = Judgment._meta.db_table, Item._meta.db_table
     source = (  # table names from model metadata; the study is a parameter
         f"FROM {judgment} j JOIN {item} i ON i.id = j.item_id "
         "WHERE i.study_id = %s AND NOT i.excluded"
     )
-    [(_, table)] = numeric_columns(
-        source, [study.pk], VOTE_COLUMNS, chunk_by=f"j.id / {CHUNK_ROWS}"
+    groups = numeric_columns(
+        source,
+        [study.pk],
+        {
+            "id": ("j.id", "int8"),
+            "item_id": ("j.item_id", "int8"),
+            "time_ms": ("coalesce(j.time_ms, -1)", "int4"),
+        },
+        group_by=("j.rater_id", "j.preferred", "j.left_system", "i.is_gold"),
     )
-    return table
+    sizes = [table["id"].size for _, table in groups]
+
+    def spread(values: list, dtype) -> np.ndarray:
+        return np.repeat(np.asarray(values, dtype=dtype), sizes)
+
+    keys = [key for key, _ in groups]
+    columns = {
+        name: np.concatenate([table.pop(name) for _, table in groups] or [np.zeros(0, dtype)])
+        for name, dtype in (("id", np.int64), ("item_id", np.int64), ("time_ms", np.int32))
+    }
+    return columns | {
+        "rater_id": spread([rater for rater, *_ in keys], np.int32),
+        "code": spread([CODES.get(p, -1) for _, p, _, _ in keys], np.int8),
+        "left": spread([CODES.get(left, -1) for _, _, left, _ in keys], np.int8),
+        "is_gold": spread([bool(gold) for *_, gold in keys], np.bool_),
+    }
 
 
 def fetch_votes(study: Study) -> tuple[VoteRows, VoteRows]:
     """The study's votes on rated items and on gold items (items not excluded), each in
-    judgment order (sorted here: the database's join is faster unordered), codes computed by
-    the database. Compact columns (int8 codes, int32 raters), gathered one at a time, so a
-    million votes never hold more than a column's worth of copies."""
+    judgment order (sorted here: the database's join is faster unordered). Compact columns
+    (int8 codes, int32 raters), gathered one at a time, so a million votes never hold more
+    than a column's worth of copies."""
     table = vote_table(study)
     if (table["code"] < 0).any():
         raise ValueError("a judgment has a preference that is not a preference code")
     order = np.argsort(table.pop("id"), kind="stable")
-    gold = table.pop("is_gold")[order] == 1
+    gold = table.pop("is_gold")[order]
     rows = (order[~gold], order[gold])  # positions of each set's votes, in judgment order
     del order, gold
 
@@ -610,17 +624,26 @@ def judge_verdicts(study: Study, judge_id: str | None, summaries: list) -> Judge
         f"FROM {verdict} v JOIN {item} i ON i.id = v.item_id "
         "WHERE i.study_id = %s AND v.judge_id = %s"
     )
-    [(_, table)] = numeric_columns(
+    # Grouped by verdict and exclusion, which then come once per group (as in `vote_table`).
+    groups = numeric_columns(
         source,
         [study.pk, judge_id],
-        {
-            "item_id": ("v.item_id", "int8"),
-            "code": (f"coalesce(CASE v.verdict {AS_CODE} END, -1)", "int2"),
-            "p_tuned": ("v.p_tuned", "float8"),
-            "excluded": ("CASE WHEN i.excluded THEN 1 ELSE 0 END", "int2"),
-        },
+        {"item_id": ("v.item_id", "int8"), "p_tuned": ("v.p_tuned", "float8")},
         chunk_by=f"v.id / {CHUNK_ROWS}",
+        group_by=("v.verdict", "i.excluded"),
     )
+    sizes = [t["item_id"].size for _, t in groups]
+    table = {
+        "item_id": np.concatenate([t["item_id"] for _, t in groups] or [np.zeros(0, np.int64)]),
+        "p_tuned": np.concatenate([t["p_tuned"] for _, t in groups] or [np.zeros(0)]),
+        "code": np.repeat(
+            np.asarray([CODES.get(verdict, -1) for (verdict, _), _ in groups], dtype=np.int64),
+            sizes,
+        ),
+        "excluded": np.repeat(
+            np.asarray([bool(excluded) for (_, excluded), _ in groups], dtype=bool), sizes
+        ),
+    }
     order = np.argsort(table["item_id"], kind="stable")
     table = {name: column[order] for name, column in table.items()}
     if (table["code"] < 0).any():
@@ -644,7 +667,7 @@ def judge_verdicts(study: Study, judge_id: str | None, summaries: list) -> Judge
         item_ids=table["item_id"],
         codes=table["code"],
         p_tuned=table["p_tuned"],
-        excluded=table["excluded"] == 1,
+        excluded=table["excluded"].astype(bool),
         summary=summary,
     )
 

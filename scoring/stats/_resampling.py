@@ -137,6 +137,36 @@ def _rows_in_order(target: BootstrapTarget, order: np.ndarray) -> Features:
     return target.features[by_id[np.searchsorted(target.units[by_id], order)]]
 
 
+def _distinct_dense_columns(
+    features: Sequence[Features],
+) -> tuple[np.ndarray | None, list[np.ndarray | None]]:
+    """The dense features side by side, each distinct column once (coefficients of the same
+    items share columns: Fleiss' kappa and Gwet's AC1 have the same ones), so one matrix
+    product per chunk serves them all; and each target's columns in that stack (None for a
+    sparse target, multiplied on its own)."""
+    stack: list[np.ndarray] = []
+    seen: dict[int, list[int]] = {}  # hash of a column's bytes -> its positions in the stack
+    columns_of: list[np.ndarray | None] = []
+    for f in features:
+        if sp.issparse(f):
+            columns_of.append(None)
+            continue
+        f = np.asarray(f, dtype=np.float64)
+        positions = []
+        for j in range(f.shape[1]):
+            column = np.ascontiguousarray(f[:, j])
+            key = hash(column.tobytes())
+            same = [p for p in seen.get(key, []) if np.array_equal(stack[p], column)]
+            if same:
+                positions.append(same[0])
+            else:
+                seen.setdefault(key, []).append(len(stack))
+                positions.append(len(stack))
+                stack.append(column)
+        columns_of.append(np.asarray(positions, dtype=np.intp))
+    return (np.column_stack(stack) if stack else None), columns_of
+
+
 def joint_bootstrap(
     targets: Sequence[BootstrapTarget], n_resamples: int, rng: np.random.Generator
 ) -> list[np.ndarray]:
@@ -169,25 +199,14 @@ def joint_bootstrap(
     for _, members in groups:
         order = np.asarray(targets[members[0]].units)
         features = [_rows_in_order(targets[k], order) for k in members]
-        dense = [k for k, f in zip(members, features, strict=True) if not sp.issparse(f)]
-        # Dense features side by side: one matrix product per chunk for all of them.
-        stacked = (
-            np.column_stack([features[members.index(k)] for k in dense]).astype(np.float64)
-            if dense
-            else None
-        )
-        bounds = np.cumsum([0] + [features[members.index(k)].shape[1] for k in dense])
         n_features = sum(f.shape[1] for f in features)
+        stacked, columns_of = _distinct_dense_columns(features)
         start = 0
         for weights in resample_weights(order.size, n_resamples, rng, n_features=n_features):
             stop = start + weights.shape[0]
             sums = weights @ stacked if stacked is not None else None
-            for k, f in zip(members, features, strict=True):
-                if k in dense:
-                    j = dense.index(k)
-                    part = sums[:, bounds[j] : bounds[j + 1]]
-                else:
-                    part = weighted_sums(weights, f)
+            for k, f, columns in zip(members, features, columns_of, strict=True):
+                part = weighted_sums(weights, f) if columns is None else sums[:, columns]
                 values = np.asarray(targets[k].finalize(part), dtype=np.float64)
                 if out[k] is None:
                     out[k] = np.empty((n_resamples, *values.shape[1:]), dtype=np.float64)
