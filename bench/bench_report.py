@@ -73,7 +73,6 @@ SECTIONS = (
     "keep_raters",
     "human_majorities",
     "win_rate_section",
-    "judge_verdicts",
     "item_bootstraps",
     "judge_section",
     "metric_sections",
@@ -81,6 +80,9 @@ SECTIONS = (
     "agreement_section",
     "disagreement_section",
     "decision_section",
+    # Reads that scoring.reports.Prefetch runs on a second connection, overlapping the above.
+    "judge_reads",
+    "output_lengths",
 )
 
 
@@ -221,8 +223,8 @@ def unlisted_defaults(table: str, columns: tuple[str, ...]) -> tuple[tuple[str, 
     model = next(m for m in apps.get_models() if m._meta.db_table == table)
     extra, values = [], []
     for field in model._meta.concrete_fields:
-        if field.column in columns or field.primary_key:
-            continue
+        if field.column in columns or field.primary_key or getattr(field, "generated", False):
+            continue  # a generated column is the database's to fill
         if field.default is NOT_PROVIDED:
             if field.null:
                 continue
@@ -556,18 +558,19 @@ def migrate(url: str) -> None:
 
 
 NESTED = {"agreement_section"}  # called inside item_bootstraps
+PREFETCHED = {"judge_reads", "output_lengths"}  # in another thread
 
 
 def timed_section(function, name: str, sections: dict[str, list[tuple[float, float]]]):
-    """Records each call's wall time and this process's CPU time (on a shared machine the CPU
+    """Records each call's wall time and its thread's CPU time (on a shared machine the CPU
     time is the steadier figure; the database's own time shows in wall time only)."""
 
     def timed(*args, **kwargs):
-        start, cpu = time.perf_counter(), time.process_time()
+        start, cpu = time.perf_counter(), time.thread_time()
         try:
             return function(*args, **kwargs)
         finally:
-            spent = (time.perf_counter() - start, time.process_time() - cpu)
+            spent = (time.perf_counter() - start, time.thread_time() - cpu)
             sections.setdefault(name, []).append(spent)
 
     return timed
@@ -611,6 +614,18 @@ def rss_section(function, name: str, memory: dict, overall: list[float]):
     return measured
 
 
+def database_backend_pid() -> int | None:
+    """The PostgreSQL server process behind this process's connection, when it runs on this
+    machine (its CPU time is the database's share of the report; parallel workers, if the
+    planner starts any, are not counted)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    return pid if Path(f"/proc/{pid}/stat").exists() else None
+
+
 def child_report(args) -> dict:
     """build_report once; mode 'time' (per-section timings), 'trace' (tracemalloc), 'profile'."""
     import gc
@@ -640,13 +655,13 @@ def child_report(args) -> dict:
             function = getattr(reports, name, None)
             if function is not None:
                 function = timed_section(function, name, sections)
-                if can_reset and name not in NESTED:
+                if can_reset and name not in NESTED | PREFETCHED:
                     function = rss_section(function, name, rss_by_section, rss_overall)
                 setattr(reports, name, function)
     if args.child == "report-trace":
         for name in SECTIONS:
             function = getattr(reports, name, None)
-            if function is not None and name not in NESTED:
+            if function is not None and name not in NESTED | PREFETCHED:
                 setattr(reports, name, traced_section(function, name, memory, overall))
     options = reports.ReportOptions(n_resamples=args.resamples)
     result: dict = {"baseline_rss_mib": baseline, "baseline_maxrss_mib": baseline_maxrss}
@@ -658,11 +673,15 @@ def child_report(args) -> dict:
 
         profiler = cProfile.Profile()
         profiler.enable()
+    backend = database_backend_pid()
+    server_cpu = common.process_cpu_seconds([backend]) if backend else float("nan")
     start = time.perf_counter()
     cpu = time.process_time()
     report = reports.build_report(study=study, options=options)
     result["wall_s"] = time.perf_counter() - start
     result["cpu_s"] = time.process_time() - cpu
+    if backend:
+        result["server_cpu_s"] = common.process_cpu_seconds([backend]) - server_cpu
     if profiler is not None:
         import io
         import pstats
@@ -899,9 +918,12 @@ def fmt(ci: list[float] | None) -> str:
 
 def print_report_results(timed: dict, traced: dict, args) -> None:
     s = timed["summary"]
+    server = timed.get("server_cpu_s")
     print(
         f"build_report(n_resamples={args.resamples}): {timed['wall_s']:.2f} s wall, "
-        f"{timed['cpu_s']:.2f} s CPU; {s['judgments']:,} non-gold judgments in the report"
+        f"{timed['cpu_s']:.2f} s CPU in the Python process"
+        + (f" + {server:.2f} s CPU in its PostgreSQL backend" if server is not None else "")
+        + f"; {s['judgments']:,} non-gold judgments in the report"
     )
     grown = timed["peak_rss_mib"] - timed["baseline_rss_mib"]
     print(
@@ -921,8 +943,9 @@ def print_report_results(timed: dict, traced: dict, args) -> None:
     parts = sorted(timed["sections"].items(), key=lambda kv: -kv[1])
     cpu = timed.get("sections_cpu", {})
     print(
-        "  time by section, wall and this process's CPU (nested: agreement_section is inside "
-        "item_bootstraps):"
+        "  time by section, wall and the thread's CPU (agreement_section is inside "
+        f"item_bootstraps; {', '.join(sorted(PREFETCHED))} run in the prefetch thread, "
+        "overlapping the others):"
     )
     for name, seconds in parts:
         calls = timed["calls"][name]

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from django.contrib.auth import get_user_model
+from django.db import connection, connections
 from django.db.models import Count, Q
 from django.utils import timezone
 
@@ -27,6 +29,8 @@ from annotations.models import Adjudication, Item, Judgment, Output, Study, Syst
 from scoring import selectors
 from scoring.models import JudgeVerdict
 from scoring.stats.arrays import first_seen_integers, has_duplicates, sorted_unique
+
+logger = logging.getLogger(__name__)
 
 # 2: item-clustered win-rate inference, length-adjusted (renamed), pairwise judge agreement,
 # sequential decision from recorded looks, one verdict.
@@ -74,14 +78,21 @@ class VoteRows:
     def __len__(self) -> int:
         return int(self.codes.size)
 
+    def without_rater_details(self) -> VoteRows:
+        """The same votes without the left slot and the seconds (only the rater statistics
+        read them; 9 MiB on a million votes)."""
+        empty = np.zeros(0)
+        return VoteRows(self.item_ids, self.rater_ids, self.codes, empty, empty, self.names)
+
     def take(self, keep: np.ndarray) -> VoteRows:
         """The votes selected by `keep` (a mask or indices), in the same order."""
+        detailed = self.left.size == self.codes.size  # see without_rater_details
         return VoteRows(
             self.item_ids[keep],
             self.rater_ids[keep],
             self.codes[keep],
-            self.left[keep],
-            self.seconds[keep],
+            self.left[keep] if detailed else self.left,
+            self.seconds[keep] if detailed else self.seconds,
             self.names,
         )
 
@@ -467,7 +478,7 @@ def output_lengths(study: Study) -> OutputLengths:
         {
             "item_id": ("o.item_id", "int8"),
             "system": (system, "int2"),
-            "chars": ("length(o.text)", "int8"),
+            "chars": ("o.text_chars", "int8"),  # length(o.text), stored (see the model)
         },
         chunk_by=f"o.item_id / {CHUNK_ROWS}",
     )
@@ -495,7 +506,10 @@ def length_adjusted_entry(result) -> dict[str, Any]:
 
 
 def length_adjusted_section(
-    study: Study, votes: VoteRows, judge: JudgeVerdicts | None
+    study: Study,
+    votes: VoteRows,
+    judge: JudgeVerdicts | None,
+    read_lengths: Callable[[], OutputLengths] | None = None,
 ) -> dict[str, Any] | None:
     """The win rate at zero length difference from a logistic fit of this one pair of systems
     on tanh(length difference), for the human votes and, when there is one, for the judge's
@@ -506,7 +520,7 @@ def length_adjusted_section(
     n_judged = judge.item_ids.size if judge is not None else 0
     if len(votes) < 10 and n_judged < 10:
         return None
-    lengths = output_lengths(study)
+    lengths = output_lengths(study) if read_lengths is None else read_lengths()
     section: dict[str, Any] = {
         "name": "length-adjusted win rate (single-pair logistic fit on tanh(length difference))",
         "not": "not AlpacaEval 2's length-controlled win rate (a GLM across many models)",
@@ -610,6 +624,12 @@ class JudgeVerdicts:
         row = np.minimum(np.searchsorted(self.item_ids, ids), self.item_ids.size - 1)
         found = self.item_ids[row] == ids
         return [float(p) if ok else None for p, ok in zip(self.p_tuned[row], found, strict=True)]
+
+
+def judge_reads(study: Study) -> tuple[list, JudgeVerdicts | None]:
+    """The judge summaries (`selectors.judge_overview`) and the primary judge's verdicts."""
+    judge_id, summaries = selectors.judge_overview(study=study)
+    return summaries, judge_verdicts(study, judge_id, summaries)
 
 
 def judge_verdicts(study: Study, judge_id: str | None, summaries: list) -> JudgeVerdicts | None:
@@ -738,11 +758,11 @@ def vote_counts(votes: VoteRows) -> tuple[np.ndarray, np.ndarray]:
 
 
 def metric_sections(
-    study: Study, majority: Majorities, judges: list | None = None
+    study: Study, majority: Majorities, judges: list | None = None, paired: dict | None = None
 ) -> tuple[dict, list, dict]:
     from scoring.stats.reconcile import metric_correlations
 
-    paired = selectors.paired_score_columns(study=study)
+    paired = selectors.paired_score_columns(study=study) if paired is None else paired
     scores = selectors.study_scores(study=study, n_resamples=1_000, paired=paired, judges=judges)
     metrics = {
         m.metric: {
@@ -785,12 +805,19 @@ def metric_sections(
     )
 
 
+def item_external_ids(study: Study) -> dict[int, str]:
+    # The study's items rather than `pk__in` the ones needed: a big study has tens of thousands
+    # of disagreements, too many parameters for one query (SQLite caps them).
+    return dict(Item.objects.filter(study=study).values_list("id", "external_id"))
+
+
 def disagreement_section(
     study: Study,
     votes: VoteRows,
     judge: JudgeVerdicts | None,
     judge_codes: dict[int, int],
     adjudications: dict[int, dict[str, str]],
+    read_external: Callable[[], dict[int, str]] | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """The first `MAX_REPORTED_DISAGREEMENTS` items (by external id) where raters split or the
     judge disagrees with the human majority, and how many there are in all."""
@@ -802,9 +829,7 @@ def disagreement_section(
     found = np.flatnonzero(flags.flagged)
     if not found.size:
         return [], 0
-    # The study's items rather than `pk__in` the found ones: a big study has tens of thousands
-    # of disagreements, too many parameters for one query (SQLite caps them).
-    external = dict(Item.objects.filter(study=study).values_list("id", "external_id"))
+    external = item_external_ids(study) if read_external is None else read_external()
     keys = [external[flags.items[k]] for k in found.tolist()]
     first = sorted(range(found.size), key=keys.__getitem__)[:MAX_REPORTED_DISAGREEMENTS]
     shown = found[first]
@@ -922,14 +947,68 @@ def build_report(*, study: Study, options: ReportOptions | None = None) -> dict[
         return report_of(study, options or ReportOptions())
 
 
+class Prefetch:
+    """Reads of the report that do not depend on the votes, run one after the other on a
+    second database connection while this thread reads and works through the votes: the
+    database's time on them (about a third of its share of a 1M-judgment report) then
+    overlaps the report's own computing instead of adding to it.
+
+    Only on PostgreSQL outside a transaction: inside one (a request with ATOMIC_REQUESTS, a
+    test) another connection could not see its uncommitted rows, and SQLite serialises
+    connections anyway; then, and if a read fails in the other thread, `get` reads in this
+    one. Reads are separate statements, as they are without the prefetch: both see committed
+    data, each at its own moment (the build's evidence key is read before any of them)."""
+
+    def __init__(self, reads: dict[str, Any]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.reads = reads
+        self.futures: dict[str, Any] = {}
+        self.executor = None
+        if connection.vendor == "postgresql" and not connection.in_atomic_block:
+            self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="report-read")
+            self.futures = {name: self.executor.submit(read) for name, read in reads.items()}
+            # The same thread, last: its connection goes back (to the pool) when it is done.
+            self.executor.submit(connections.close_all)
+
+    def get(self, name: str) -> Any:
+        future = self.futures.get(name)
+        if future is not None:
+            try:
+                return future.result()
+            except Exception:  # noqa: BLE001 - read again here, where a real error surfaces
+                logger.warning("report prefetch of %s failed; reading it again", name)
+        return self.reads[name]()
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True)  # every read ends, then its connection closes
+
+
 def report_of(study: Study, options: ReportOptions) -> dict[str, Any]:
+    prefetch = Prefetch(
+        {
+            "judge": lambda: judge_reads(study),
+            "paired": lambda: selectors.paired_score_columns(study=study),
+            "lengths": lambda: output_lengths(study),
+            # Not the items' external ids: 100,000 Python strings held through the whole
+            # report cost more memory than their read costs time.
+        }
+    )
+    try:
+        return report_with(study, options, prefetch)
+    finally:
+        prefetch.close()
+
+
+def report_with(study: Study, options: ReportOptions, prefetch: Prefetch) -> dict[str, Any]:
     rng = np.random.default_rng(options.seed)
     votes_all, gold_votes = fetch_votes(study)
     raters = rater_rows(study, votes_all, gold_votes)
     excluded = (
         {r["rater"] for r in raters if r["flagged"]} if options.exclude_flagged_raters else set()
     )
-    votes = keep_raters(votes_all, excluded)
+    votes = keep_raters(votes_all.without_rater_details(), excluded)
     del votes_all, gold_votes
     adjudication_rows = list(
         Adjudication.objects.filter(item__study=study).values_list(
@@ -943,15 +1022,20 @@ def report_of(study: Study, options: ReportOptions) -> dict[str, Any]:
     }
     majority = human_majorities(votes, adjudicated)
     win = win_rate_section(votes)
-    judge_id, judge_summaries = selectors.judge_overview(study=study)
-    judge = judge_verdicts(study, judge_id, judge_summaries)
+    judge_summaries, judge = prefetch.get("judge")
     judge_codes = judge.codes_by_item() if judge is not None else {}
     agreement, pairwise = item_bootstraps(votes, judge_codes, rng, options.n_resamples)
     judge_human = judge_section(judge, majority, pairwise)
-    metrics, corpus, extra = metric_sections(study, majority, judge_summaries)
+    metrics, corpus, extra = metric_sections(
+        study, majority, judge_summaries, prefetch.get("paired")
+    )
     counts = dict(zip(NAMES.values(), np.bincount(votes.codes, minlength=4).tolist(), strict=True))
     disagreements, n_disagreements = disagreement_section(
-        study, votes, judge, judge_codes if judge_human else {}, adjudications
+        study,
+        votes,
+        judge,
+        judge_codes if judge_human else {},
+        adjudications,
     )
     item_counts = Item.objects.filter(study=study).aggregate(
         items=Count("pk", filter=Q(is_gold=False, excluded=False)),
@@ -989,7 +1073,9 @@ def report_of(study: Study, options: ReportOptions) -> dict[str, Any]:
         "judgments": len(votes),
         "votes": {name: counts.get(name, 0) for name in ("base", "tuned", "tie", "both_bad")},
         "win_rate": win,
-        "length_adjusted_win_rate": length_adjusted_section(study, votes, judge),
+        "length_adjusted_win_rate": length_adjusted_section(
+            study, votes, judge, lambda: prefetch.get("lengths")
+        ),
         "agreement": agreement,
         "judge_human": judge_human,
         "judge": judge.summary if judge is not None else None,
