@@ -82,6 +82,7 @@ SECTIONS = (
     "decision_section",
     # Reads that scoring.reports.Prefetch runs on a second connection, overlapping the above.
     "judge_reads",
+    "metric_scores",
     "output_lengths",
 )
 
@@ -558,7 +559,7 @@ def migrate(url: str) -> None:
 
 
 NESTED = {"agreement_section"}  # called inside item_bootstraps
-PREFETCHED = {"judge_reads", "output_lengths"}  # in another thread
+PREFETCHED = {"judge_reads", "metric_scores", "output_lengths"}  # in another thread
 
 
 def timed_section(function, name: str, sections: dict[str, list[tuple[float, float]]]):

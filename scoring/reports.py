@@ -760,13 +760,20 @@ def vote_counts(votes: VoteRows) -> tuple[np.ndarray, np.ndarray]:
     return items, counts
 
 
+def metric_scores(study: Study, judges: list | None = None) -> tuple[Any, dict]:
+    """The study's metric aggregates with their bootstrap CIs (`selectors.study_scores`) and
+    the item-level scores they come from: neither depends on the votes."""
+    paired = selectors.paired_score_columns(study=study)
+    scores = selectors.study_scores(study=study, n_resamples=1_000, paired=paired, judges=judges)
+    return scores, paired
+
+
 def metric_sections(
-    study: Study, majority: Majorities, judges: list | None = None, paired: dict | None = None
+    study: Study, majority: Majorities, read_scores: Callable[[], tuple] | None = None
 ) -> tuple[dict, list, dict]:
     from scoring.stats.reconcile import metric_correlations
 
-    paired = selectors.paired_score_columns(study=study) if paired is None else paired
-    scores = selectors.study_scores(study=study, n_resamples=1_000, paired=paired, judges=judges)
+    scores, paired = metric_scores(study) if read_scores is None else read_scores()
     metrics = {
         m.metric: {
             "base": m.base,
@@ -985,6 +992,7 @@ class Prefetch:
 
         self.reads = reads
         self.futures: dict[str, Any] = {}
+        self.done: dict[str, Any] = {}
         self.executor = None
         if connection.vendor == "postgresql" and not connection.in_atomic_block:
             self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="report-read")
@@ -993,13 +1001,17 @@ class Prefetch:
             self.executor.submit(connections.close_all)
 
     def get(self, name: str) -> Any:
+        """The read's result (read once: a read may use an earlier one's)."""
         future = self.futures.get(name)
         if future is not None:
             try:
                 return future.result()
             except Exception:  # noqa: BLE001 - read again here, where a real error surfaces
                 logger.warning("report prefetch of %s failed; reading it again", name)
-        return self.reads[name]()
+                self.futures.pop(name)
+        if name not in self.done:
+            self.done[name] = self.reads[name]()
+        return self.done[name]
 
     def close(self) -> None:
         if self.executor is not None:
@@ -1010,7 +1022,9 @@ def report_of(study: Study, options: ReportOptions) -> dict[str, Any]:
     prefetch = Prefetch(
         {
             "judge": lambda: judge_reads(study),
-            "paired": lambda: selectors.paired_score_columns(study=study),
+            # With its bootstrap (a second of CPU on 100,000 items), which then overlaps the
+            # database's work on the votes.
+            "scores": lambda: metric_scores(study, prefetch.get("judge")[0]),
             "lengths": lambda: output_lengths(study),
             # Not the items' external ids: 100,000 Python strings held through the whole
             # report cost more memory than their read costs time.
@@ -1044,14 +1058,12 @@ def report_with(study: Study, options: ReportOptions, prefetch: Prefetch) -> dic
     }
     majority = human_majorities(votes, adjudicated)
     win = win_rate_section(votes)
-    judge_summaries, judge = prefetch.get("judge")
+    _, judge = prefetch.get("judge")
     judge_codes = judge.codes_by_item() if judge is not None else {}
     agreement, pairwise = item_bootstraps(votes, judge_codes, rng, options.n_resamples)
     release_freed_memory()
     judge_human = judge_section(judge, majority, pairwise)
-    metrics, corpus, extra = metric_sections(
-        study, majority, judge_summaries, prefetch.get("paired")
-    )
+    metrics, corpus, extra = metric_sections(study, majority, lambda: prefetch.get("scores"))
     release_freed_memory()
     counts = dict(zip(NAMES.values(), np.bincount(votes.codes, minlength=4).tolist(), strict=True))
     disagreements, n_disagreements = disagreement_section(
