@@ -12,6 +12,7 @@ from django.conf import settings as conf
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Length
 
 from annotations.blinding import strip_prefixes_problem
 
@@ -251,6 +252,12 @@ class Output(models.Model):
     system = models.CharField(max_length=10, choices=System.choices)
     model_name = models.CharField(max_length=200, blank=True)
     text = models.TextField()
+    # Characters of `text`, kept by the database (a stored generated column): the report's
+    # length-adjusted win rate reads it instead of counting the characters of every output
+    # again on each build (a second of database CPU on 200,000 outputs).
+    text_chars = models.GeneratedField(
+        expression=Length("text"), output_field=models.PositiveIntegerField(), db_persist=True
+    )
 
     class Meta:
         constraints = [

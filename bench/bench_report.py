@@ -73,13 +73,17 @@ SECTIONS = (
     "keep_raters",
     "human_majorities",
     "win_rate_section",
+    "item_bootstraps",
     "judge_section",
-    "human_pairwise_agreement",
     "metric_sections",
     "length_adjusted_section",
     "agreement_section",
     "disagreement_section",
     "decision_section",
+    # Reads that scoring.reports.Prefetch runs on a second connection, overlapping the above.
+    "judge_reads",
+    "metric_scores",
+    "output_lengths",
 )
 
 
@@ -87,11 +91,21 @@ def mib(kib: float) -> float:
     return kib / 1024
 
 
-def current_rss_mib() -> float:
+def current_rss_mib(field: str = "VmRSS") -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def reset_peak_rss() -> bool:
+    """Resets this process's peak RSS (VmHWM, which ru_maxrss reads) to its current RSS, so a
+    section's own peak can be read (Linux `clear_refs` 5); False where that is not allowed."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
 
 
 # --- data generation ------------------------------------------------------------------------
@@ -210,8 +224,8 @@ def unlisted_defaults(table: str, columns: tuple[str, ...]) -> tuple[tuple[str, 
     model = next(m for m in apps.get_models() if m._meta.db_table == table)
     extra, values = [], []
     for field in model._meta.concrete_fields:
-        if field.column in columns or field.primary_key:
-            continue
+        if field.column in columns or field.primary_key or getattr(field, "generated", False):
+            continue  # a generated column is the database's to fill
         if field.default is NOT_PROVIDED:
             if field.null:
                 continue
@@ -544,16 +558,21 @@ def migrate(url: str) -> None:
 # --- measurements (each in a fresh child process) -------------------------------------------
 
 
-NESTED = {"human_pairwise_agreement"}  # called inside judge_section
+NESTED = {"agreement_section"}  # called inside item_bootstraps
+PREFETCHED = {"judge_reads", "metric_scores", "output_lengths"}  # in another thread
 
 
-def timed_section(function, name: str, sections: dict[str, list[float]]):
+def timed_section(function, name: str, sections: dict[str, list[tuple[float, float]]]):
+    """Records each call's wall time and its thread's CPU time (on a shared machine the CPU
+    time is the steadier figure; the database's own time shows in wall time only)."""
+
     def timed(*args, **kwargs):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         try:
             return function(*args, **kwargs)
         finally:
-            sections.setdefault(name, []).append(time.perf_counter() - start)
+            spent = (time.perf_counter() - start, time.thread_time() - cpu)
+            sections.setdefault(name, []).append(spent)
 
     return timed
 
@@ -578,6 +597,36 @@ def traced_section(function, name: str, memory: dict, overall: list[float]):
     return traced
 
 
+def rss_section(function, name: str, memory: dict, overall: list[float]):
+    """Records the peak RSS during a (top-level) section and the RSS it leaves, by resetting
+    the process's peak before and after it; the process-wide peak is carried in `overall`."""
+
+    def measured(*args, **kwargs):
+        overall[0] = max(overall[0], current_rss_mib("VmHWM"))
+        reset_peak_rss()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            peak = current_rss_mib("VmHWM")
+            overall[0] = max(overall[0], peak)
+            reset_peak_rss()
+            memory[name] = (max(peak, memory.get(name, (0.0, 0.0))[0]), current_rss_mib())
+
+    return measured
+
+
+def database_backend_pid() -> int | None:
+    """The PostgreSQL server process behind this process's connection, when it runs on this
+    machine (its CPU time is the database's share of the report; parallel workers, if the
+    planner starts any, are not counted)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    return pid if Path(f"/proc/{pid}/stat").exists() else None
+
+
 def child_report(args) -> dict:
     """build_report once; mode 'time' (per-section timings), 'trace' (tracemalloc), 'profile'."""
     import gc
@@ -599,15 +648,21 @@ def child_report(args) -> dict:
     sections: dict[str, list[float]] = {}
     memory: dict[str, tuple[float, float]] = {}  # section: (peak during, held after) in MiB
     overall = [0.0]
+    rss_by_section: dict[str, tuple[float, float]] = {}  # section: (peak RSS, RSS after) MiB
+    rss_overall = [baseline_maxrss]  # the peak before the report (set-up, imports) counts too
     if args.child == "report-time":
+        can_reset = reset_peak_rss()
         for name in SECTIONS:
             function = getattr(reports, name, None)
             if function is not None:
-                setattr(reports, name, timed_section(function, name, sections))
+                function = timed_section(function, name, sections)
+                if can_reset and name not in NESTED | PREFETCHED:
+                    function = rss_section(function, name, rss_by_section, rss_overall)
+                setattr(reports, name, function)
     if args.child == "report-trace":
         for name in SECTIONS:
             function = getattr(reports, name, None)
-            if function is not None and name not in NESTED:
+            if function is not None and name not in NESTED | PREFETCHED:
                 setattr(reports, name, traced_section(function, name, memory, overall))
     options = reports.ReportOptions(n_resamples=args.resamples)
     result: dict = {"baseline_rss_mib": baseline, "baseline_maxrss_mib": baseline_maxrss}
@@ -619,11 +674,15 @@ def child_report(args) -> dict:
 
         profiler = cProfile.Profile()
         profiler.enable()
+    backend = database_backend_pid()
+    server_cpu = common.process_cpu_seconds([backend]) if backend else float("nan")
     start = time.perf_counter()
     cpu = time.process_time()
     report = reports.build_report(study=study, options=options)
     result["wall_s"] = time.perf_counter() - start
     result["cpu_s"] = time.process_time() - cpu
+    if backend:
+        result["server_cpu_s"] = common.process_cpu_seconds([backend]) - server_cpu
     if profiler is not None:
         import io
         import pstats
@@ -639,7 +698,10 @@ def child_report(args) -> dict:
         result["tracemalloc_peak_mib"] = peak / 2**20
         result["memory"] = memory
         tracemalloc.stop()
-    result["peak_rss_mib"] = mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    result["peak_rss_mib"] = max(
+        rss_overall[0], mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    )
+    result["rss_by_section"] = rss_by_section
     result["sha256"] = reports.report_sha256(report)
     if args.child == "report-time":
         # GET .../report/ when the evidence has not changed: the stored build, as the view
@@ -658,7 +720,8 @@ def child_report(args) -> dict:
         result["cached_get_s"] = sorted(cached_times)[len(cached_times) // 2]
         result["cached_bytes"] = len(body)
         result["cached_current"] = cached.current
-    result["sections"] = {name: sum(v) for name, v in sections.items()}
+    result["sections"] = {name: sum(wall for wall, _ in v) for name, v in sections.items()}
+    result["sections_cpu"] = {name: sum(cpu for _, cpu in v) for name, v in sections.items()}
     result["calls"] = {name: len(v) for name, v in sections.items()}
     result["summary"] = {
         "judgments": report["judgments"],
@@ -863,9 +926,12 @@ def fmt(ci: list[float] | None) -> str:
 
 def print_report_results(timed: dict, traced: dict, args) -> None:
     s = timed["summary"]
+    server = timed.get("server_cpu_s")
     print(
         f"build_report(n_resamples={args.resamples}): {timed['wall_s']:.2f} s wall, "
-        f"{timed['cpu_s']:.2f} s CPU; {s['judgments']:,} non-gold judgments in the report"
+        f"{timed['cpu_s']:.2f} s CPU in the Python process"
+        + (f" + {server:.2f} s CPU in its PostgreSQL backend" if server is not None else "")
+        + f"; {s['judgments']:,} non-gold judgments in the report"
     )
     grown = timed["peak_rss_mib"] - timed["baseline_rss_mib"]
     print(
@@ -883,13 +949,24 @@ def print_report_results(timed: dict, traced: dict, args) -> None:
         )
     total = timed["wall_s"]
     parts = sorted(timed["sections"].items(), key=lambda kv: -kv[1])
-    print("  time by section (nested: human_pairwise_agreement is inside judge_section):")
+    cpu = timed.get("sections_cpu", {})
+    print(
+        "  time by section, wall and the thread's CPU (agreement_section is inside "
+        f"item_bootstraps; {', '.join(sorted(PREFETCHED))} run in the prefetch thread, "
+        "overlapping the others):"
+    )
     for name, seconds in parts:
         calls = timed["calls"][name]
         print(
-            f"    {name:27s} {seconds:7.2f} s {100 * seconds / total:5.1f}%"
+            f"    {name:27s} {seconds:7.2f} s {100 * seconds / total:5.1f}%  "
+            f"CPU {cpu.get(name, float('nan')):5.2f} s"
             + (f"  ({calls} calls)" if calls > 1 else "")
         )
+    if timed.get("rss_by_section"):
+        print("  peak RSS by section (MiB, whole process, during it / after it):")
+        by_peak = sorted(timed["rss_by_section"].items(), key=lambda kv: -kv[1][0])
+        for name, (peak, after) in by_peak:
+            print(f"    {name:27s} {peak:6.0f} / {after:4.0f}")
     print(
         f"  report: tuned win rate {s['win_rate']:.4f} CI {fmt(s['ci95'])}, "
         f"LC {s['lc_win_rate']:.4f}; alpha {s['alpha']:.4f} CI {fmt(s['alpha_ci95'])}; "

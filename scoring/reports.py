@@ -9,25 +9,31 @@ hash, so it is deterministic for the same data (fixed bootstrap seed, sorted key
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import hashlib
 import json
+import logging
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import connection, connections
 from django.db.models import Count, Q
-from django.db.models.functions import Length
 from django.utils import timezone
 
 import evalplatform
 from annotations.models import Adjudication, Item, Judgment, Output, Study, System
 from scoring import selectors
 from scoring.models import JudgeVerdict
+from scoring.stats.arrays import first_seen_integers, has_duplicates, sorted_unique
+
+logger = logging.getLogger(__name__)
 
 # 2: item-clustered win-rate inference, length-adjusted (renamed), pairwise judge agreement,
 # sequential decision from recorded looks, one verdict. 3: a rater's position bias is named by
@@ -62,61 +68,127 @@ def interval(low: float | None, high: float | None) -> list[float] | None:
 
 @dataclass(frozen=True)
 class VoteRows:
-    item_ids: list[int]
-    raters: list[str]
-    codes: list[int]
-    left: list[int]
-    seconds: list[float | None]
+    """Votes as columns, in judgment order: item id, rater id, preference code, code of the
+    system shown on the left (-1: unknown) and seconds spent (nan: unknown); `names` maps each
+    rater id to its username. Arrays rather than lists: a million votes as Python objects cost
+    hundreds of MiB and seconds to walk."""
+
+    item_ids: np.ndarray
+    rater_ids: np.ndarray
+    codes: np.ndarray
+    left: np.ndarray
+    seconds: np.ndarray
+    names: dict[int, str]
+
+    def __len__(self) -> int:
+        return int(self.codes.size)
+
+    def without_rater_details(self) -> VoteRows:
+        """The same votes without the left slot and the seconds (only the rater statistics
+        read them; 9 MiB on a million votes)."""
+        empty = np.zeros(0)
+        return VoteRows(self.item_ids, self.rater_ids, self.codes, empty, empty, self.names)
+
+    def take(self, keep: np.ndarray) -> VoteRows:
+        """The votes selected by `keep` (a mask or indices), in the same order."""
+        detailed = self.left.size == self.codes.size  # see without_rater_details
+        return VoteRows(
+            self.item_ids[keep],
+            self.rater_ids[keep],
+            self.codes[keep],
+            self.left[keep] if detailed else self.left,
+            self.seconds[keep] if detailed else self.seconds,
+            self.names,
+        )
 
 
-def fetch_votes(study: Study, *, gold: bool) -> VoteRows:
-    """The study's votes in judgment order, codes computed by the database. One plain
-    statement: building a million model rows (or `values_list` tuples through Django's
-    converters) cost more than the database spent answering."""
+def vote_table(study: Study) -> dict[str, np.ndarray]:
+    """The study's votes on items that are not excluded, as columns (`id`, `item_id`,
+    `rater_id`, `code`, `left`, `time_ms` (-1: unknown), `is_gold`), in no particular order:
+    one statement, no Python object per vote.
+
+    The database groups the votes by rater, preference, left system and gold flag (a few
+    hundred groups), so those come once per group and only the judgment id, item id and time
+    per vote (`scoring.columns.numeric_columns`); a preference or system that is not a code
+    is -1 (the preference is refused by `fetch_votes`)."""
+    from scoring.columns import numeric_columns
+
     judgment, item = Judgment._meta.db_table, Item._meta.db_table
-    # Table names from model metadata; the codes are this module's constants; values are
-    # parameters.
-    as_code = " ".join(f"WHEN '{name}' THEN {code}" for name, code in CODES.items())
-    sql = (
-        f"SELECT j.item_id, j.rater_id, CASE j.preferred {as_code} END, "  # noqa: S608
-        f"CASE j.left_system {as_code} END, j.time_ms "
+    source = (  # table names from model metadata; the study is a parameter
         f"FROM {judgment} j JOIN {item} i ON i.id = j.item_id "
-        "WHERE i.study_id = %s AND i.is_gold = %s AND i.excluded = %s ORDER BY j.id"
+        "WHERE i.study_id = %s AND NOT i.excluded"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [study.pk, gold, False])
-        rows = cursor.fetchall()
-    if not rows:
-        return VoteRows([], [], [], [], [])
-    item_ids, rater_ids, codes, left, times = (list(column) for column in zip(*rows, strict=True))
-    del rows
-    seconds = [None if ms is None else ms / 1000.0 for ms in times]
-    # Usernames in a second query: one shared string per rater instead of one per vote (a
-    # million votes would otherwise hold a million copies of a handful of names).
-    users = get_user_model().objects.filter(pk__in=set(rater_ids))
-    names = dict(users.values_list("pk", "username"))
-    raters = list(map(names.__getitem__, rater_ids))
-    return VoteRows(item_ids, raters, codes, left, seconds)
+    groups = numeric_columns(
+        source,
+        [study.pk],
+        {
+            "id": ("j.id", "int8"),
+            "item_id": ("j.item_id", "int8"),
+            "time_ms": ("coalesce(j.time_ms, -1)", "int4"),
+        },
+        group_by=("j.rater_id", "j.preferred", "j.left_system", "i.is_gold"),
+    )
+    sizes = [table["id"].size for _, table in groups]
+
+    def spread(values: list, dtype) -> np.ndarray:
+        return np.repeat(np.asarray(values, dtype=dtype), sizes)
+
+    keys = [key for key, _ in groups]
+    columns = {
+        name: np.concatenate([table.pop(name) for _, table in groups] or [np.zeros(0, dtype)])
+        for name, dtype in (("id", np.int64), ("item_id", np.int64), ("time_ms", np.int32))
+    }
+    return columns | {
+        "rater_id": spread([rater for rater, *_ in keys], np.int32),
+        "code": spread([CODES.get(p, -1) for _, p, _, _ in keys], np.int8),
+        "left": spread([CODES.get(left, -1) for _, _, left, _ in keys], np.int8),
+        "is_gold": spread([bool(gold) for *_, gold in keys], np.bool_),
+    }
 
 
-def first_seen_index(values: list) -> tuple[int, np.ndarray]:
-    """Distinct values in first-seen order (as `scoring.stats.votes.index_items` orders them):
-    their number and each value's index, without a Python-level loop per value."""
-    order = dict.fromkeys(values)
-    for k, value in enumerate(order):
-        order[value] = k
-    return len(order), np.fromiter(map(order.__getitem__, values), np.int64, len(values))
+def fetch_votes(study: Study) -> tuple[VoteRows, VoteRows]:
+    """The study's votes on rated items and on gold items (items not excluded), each in
+    judgment order (sorted here: the database's join is faster unordered). Compact columns
+    (int8 codes, int32 raters), gathered one at a time, so a million votes never hold more
+    than a column's worth of copies."""
+    table = vote_table(study)
+    if (table["code"] < 0).any():
+        raise ValueError("a judgment has a preference that is not a preference code")
+    order = np.argsort(table.pop("id"), kind="stable")
+    gold = table.pop("is_gold")[order]
+    rows = (order[~gold], order[gold])  # positions of each set's votes, in judgment order
+    del order, gold
+
+    def split(name: str, dtype) -> tuple[np.ndarray, np.ndarray]:
+        column = table.pop(name)
+        return tuple(column[r].astype(dtype, copy=False) for r in rows)
+
+    item_ids = split("item_id", np.int64)
+    rater_ids = split("rater_id", np.int32)
+    codes = split("code", np.int8)
+    left = split("left", np.int8)
+    time_ms = split("time_ms", np.int64)
+    seconds = tuple(np.where(ms < 0, np.nan, ms / 1000.0) for ms in time_ms)
+    del time_ms
+    # Usernames in a second query: one per rater, not one per vote.
+    ids = sorted_unique(np.concatenate(rater_ids)).tolist()
+    names = dict(get_user_model().objects.filter(pk__in=ids).values_list("pk", "username"))
+    votes, gold_votes = (
+        VoteRows(item_ids[k], rater_ids[k], codes[k], left[k], seconds[k], names) for k in (0, 1)
+    )
+    return votes, gold_votes
 
 
-def first_seen_item_index(item_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """`first_seen_index` for integer ids, sorted by numpy: the distinct ids in first-seen order
-    and each vote's index into them."""
-    ids = np.asarray(item_ids, dtype=np.int64)
-    distinct, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
-    order = np.argsort(first)  # first positions are distinct: no ties to break
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size)
-    return distinct[order], rank[inverse.ravel()]
+def first_seen_index(values: np.ndarray) -> tuple[int, np.ndarray]:
+    """Distinct values of an integer array in first-seen order (as
+    `scoring.stats.votes.index_items` orders them): their number and each value's index."""
+    distinct, index = first_seen_integers(np.asarray(values, dtype=np.int64))
+    return distinct.size, index
+
+
+def first_seen_item_index(item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct ids in first-seen order and each vote's index into them."""
+    return first_seen_integers(np.asarray(item_ids, dtype=np.int64))
 
 
 def rater_thresholds(study: Study):
@@ -136,8 +208,7 @@ def rater_thresholds(study: Study):
 
 
 def rater_rows(study: Study, votes: VoteRows, gold_votes: VoteRows) -> list[dict[str, Any]]:
-    from scoring.stats.raters import rater_reports
-    from scoring.stats.votes import Vote
+    from scoring.stats.raters import rater_reports_from_columns
 
     gold_answers = {
         item_id: CODES[answer]
@@ -145,17 +216,20 @@ def rater_rows(study: Study, votes: VoteRows, gold_votes: VoteRows) -> list[dict
             "id", "gold_preference"
         )
     }
-    records = [
-        Vote(rater=r, item=i, choice=c, left=left, seconds=s)
-        for rows in (votes, gold_votes)
-        for i, r, c, left, s in zip(
-            rows.item_ids, rows.raters, rows.codes, rows.left, rows.seconds, strict=True
-        )
-    ]
-    reports = rater_reports(records, gold=gold_answers, thresholds=rater_thresholds(study))
+    both = (votes, gold_votes)
+    reports = rater_reports_from_columns(
+        raters=np.concatenate([rows.rater_ids for rows in both]),
+        items=np.concatenate([rows.item_ids for rows in both]),
+        codes=np.concatenate([rows.codes for rows in both]),
+        left=np.concatenate([rows.left for rows in both]),
+        seconds=np.concatenate([rows.seconds for rows in both]),
+        gold=gold_answers,
+        thresholds=rater_thresholds(study),
+    )
+    names = votes.names | gold_votes.names
     return [
         {
-            "rater": str(r.rater),
+            "rater": name,
             "votes": r.n_votes,
             "median_seconds": finite(r.median_seconds),
             # Position bias, named by the slot raters saw first ("Response 1").
@@ -167,55 +241,96 @@ def rater_rows(study: Study, votes: VoteRows, gold_votes: VoteRows) -> list[dict
             "flags": list(r.flags),
             "flagged": bool(r.flags),
         }
-        for r in sorted(reports, key=lambda r: str(r.rater))
+        for name, r in sorted(((str(names[r.rater]), r) for r in reports), key=lambda p: p[0])
     ]
 
 
 def keep_raters(votes: VoteRows, excluded: set[str]) -> VoteRows:
     if not excluded:
         return votes
-    keep = [k for k, rater in enumerate(votes.raters) if rater not in excluded]
-    return VoteRows(
-        *(
-            [column[k] for k in keep]
-            for column in (votes.item_ids, votes.raters, votes.codes, votes.left, votes.seconds)
-        )
-    )
+    dropped = [rater_id for rater_id, name in votes.names.items() if name in excluded]
+    return votes.take(~np.isin(votes.rater_ids, dropped))
 
 
-def reliability_matrix(votes: VoteRows) -> np.ndarray:
+def reliability_matrix(votes: VoteRows) -> tuple[np.ndarray, np.ndarray]:
     """The ``(raters, items)`` matrix of `scoring.stats.votes.votes_to_matrix` (raters and items
     in first-seen order, ``nan`` = no vote, both-bad as tie), built from the columns directly
-    rather than from one `Vote` object per vote.
+    rather than from one `Vote` object per vote, and the item id of each column.
 
     Raises:
         ValueError: a rater voted twice on the same item.
     """
-    n_raters, rater_index = first_seen_index(votes.raters)
+    n_raters, rater_index = first_seen_index(votes.rater_ids)
     items, item_index = first_seen_item_index(votes.item_ids)
     n_items = items.size
-    codes = np.asarray(votes.codes, dtype=np.int64)
+    codes = votes.codes.copy()
     codes[codes == 3] = 2  # both-bad is a tie for agreement
     flat = rater_index * max(n_items, 1) + item_index
-    if np.unique(flat).size != flat.size:
+    if has_duplicates(flat):
         dup = np.flatnonzero(np.bincount(flat) > 1)[0]
         k = int(np.flatnonzero(flat == dup)[0])
-        raise ValueError(f"rater {votes.raters[k]!r} voted more than once on {votes.item_ids[k]!r}")
+        raise ValueError(
+            f"rater {votes.names[int(votes.rater_ids[k])]!r} voted more than once on "
+            f"{int(votes.item_ids[k])!r}"
+        )
     data = np.full((n_raters, n_items), np.nan)
     data[rater_index, item_index] = codes
-    return data
+    return data, items
 
 
-def agreement_section(
-    votes: VoteRows, rng: np.random.Generator, n_resamples: int
-) -> dict[str, Any]:
+AGREEMENT_KEYS = ("krippendorff_alpha", "fleiss_kappa", "percent_agreement", "gwet_ac1")
+
+
+def item_bootstraps(
+    votes: VoteRows, judge_codes: dict[int, int], rng: np.random.Generator, n_resamples: int
+) -> tuple[dict[str, Any], Any]:
+    """The agreement section, and the judge's pairwise agreement with the humans (or None),
+    with every interval from one item bootstrap: the coefficients and the judge's agreements
+    are sums of per-item contributions, so one set of item resamples, drawn once
+    (`scoring.stats._resampling.joint_bootstrap`), serves them all. A statistic over other
+    items (percent agreement leaves out single-vote items; the judge's, items without a
+    verdict) gets resamples of its own items."""
+    from scoring.stats import agreement
+    from scoring.stats._resampling import joint_bootstrap
+    from scoring.stats.reconcile import judge_human_pairwise_plan
+
+    data, items = reliability_matrix(votes)
+    plans = {}
+    n_raters = data.shape[0]
+    if n_raters >= 2 and (np.sum(~np.isnan(data), axis=0) >= 2).any():
+        categories = [0, 1, 2]
+        plans = {
+            "krippendorff_alpha": agreement.krippendorff_alpha_plan(
+                data, level="nominal", categories=categories, item_ids=items
+            ),
+            "fleiss_kappa": agreement.fleiss_kappa_plan(
+                data, categories=categories, item_ids=items
+            ),
+            "percent_agreement": agreement.percent_agreement_plan(data, item_ids=items),
+            "gwet_ac1": agreement.gwet_ac_plan(data, categories=categories, item_ids=items),
+        }
+    judge_plan = None
+    if len(votes) and judge_codes and np.isin(votes.item_ids, list(judge_codes)).any():
+        judge_plan = judge_human_pairwise_plan(votes.item_ids, votes.codes, judge_codes)
+    targets = [plan.target for plan in plans.values()]
+    if judge_plan is not None:
+        targets.append(judge_plan.target)
+    replicates: list = [None] * len(targets)
+    if targets and n_resamples > 0:
+        replicates = joint_bootstrap(targets, n_resamples, rng)
+    estimates = {
+        key: plan.result(r) for (key, plan), r in zip(plans.items(), replicates, strict=False)
+    }
+    pairwise = judge_plan.result(replicates[-1]) if judge_plan is not None else None
+    return agreement_section(data, estimates), pairwise
+
+
+def agreement_section(data: np.ndarray, estimates: dict[str, Any]) -> dict[str, Any]:
     from scoring.stats import agreement
 
-    data = reliability_matrix(votes)
     n_raters, n_items = data.shape
     section: dict[str, Any] = {"n_items": n_items, "n_raters": n_raters}
-    multi = np.sum(~np.isnan(data), axis=0) >= 2
-    if n_raters < 2 or not multi.any():
+    if not estimates:
         section.update(
             dict.fromkeys(
                 (
@@ -233,31 +348,8 @@ def agreement_section(
         )
         section["note"] = "needs items with at least two votes"
         return section
-    categories = [0, 1, 2]
-    for key, estimate in (
-        (
-            "krippendorff_alpha",
-            agreement.krippendorff_alpha(
-                data,
-                level="nominal",
-                categories=categories,
-                n_resamples=n_resamples,
-                rng=rng,
-            ),
-        ),
-        (
-            "fleiss_kappa",
-            agreement.fleiss_kappa(data, categories=categories, n_resamples=n_resamples, rng=rng),
-        ),
-        (
-            "percent_agreement",
-            agreement.percent_agreement(data, n_resamples=n_resamples, rng=rng),
-        ),
-        (
-            "gwet_ac1",
-            agreement.gwet_ac1(data, categories=categories, n_resamples=n_resamples, rng=rng),
-        ),
-    ):
+    for key in AGREEMENT_KEYS:
+        estimate = estimates[key]
         section[key] = finite(estimate.estimate)
         section[f"{key}_ci95"] = interval(estimate.ci_low, estimate.ci_high)
         # Counted, not silently dropped: the interval is over the resamples where it exists.
@@ -303,7 +395,7 @@ def win_rate_section(votes: VoteRows) -> dict[str, Any]:
     deterministic, so every build of the same evidence gives the same numbers and gates."""
     from scoring.stats.winrate_inference import gate_from_inference, win_rate_inference
 
-    if not votes.codes:
+    if not len(votes):
         return {
             "tuned": None,
             "tuned_no_ties": None,
@@ -318,10 +410,8 @@ def win_rate_section(votes: VoteRows) -> dict[str, Any]:
             "interval_units": INTERVAL_UNITS,
         }
     _, item_index = first_seen_item_index(votes.item_ids)
-    _, rater_index = first_seen_index(votes.raters)
-    result = win_rate_inference(
-        item_index=item_index, rater_index=rater_index, codes=np.asarray(votes.codes)
-    )
+    _, rater_index = first_seen_index(votes.rater_ids)
+    result = win_rate_inference(item_index=item_index, rater_index=rater_index, codes=votes.codes)
     gates = {}
     for method in GATE_METHODS:
         gate = gate_from_inference(result, method=method)
@@ -364,15 +454,47 @@ def win_rate_section(votes: VoteRows) -> dict[str, Any]:
     }
 
 
-def output_lengths(study: Study) -> dict[str, dict[int, int]]:
-    lengths: dict[str, dict[int, int]] = {System.BASE: {}, System.TUNED: {}}
-    for item_id, system, n in (
-        Output.objects.filter(item__study=study)
-        .annotate(n=Length("text"))
-        .values_list("item_id", "system", "n")
-    ):
-        lengths.setdefault(system, {})[item_id] = n
-    return lengths
+@dataclass(frozen=True)
+class OutputLengths:
+    """Characters of the base and the tuned output of each item that has both, sorted by item."""
+
+    item_ids: np.ndarray
+    tuned: np.ndarray
+    base: np.ndarray
+
+    def rows_of(self, item_ids: np.ndarray) -> np.ndarray:
+        """The row of each item; KeyError for an item without both outputs."""
+        row = np.searchsorted(self.item_ids, item_ids)
+        found = row < self.item_ids.size
+        found[found] = self.item_ids[row[found]] == item_ids[found]
+        if not found.all():
+            raise KeyError(int(item_ids[np.flatnonzero(~found)[0]]))
+        return row
+
+
+def output_lengths(study: Study) -> OutputLengths:
+    from scoring.columns import CHUNK_ROWS, numeric_columns
+
+    output, item = Output._meta.db_table, Item._meta.db_table
+    source = f"FROM {output} o JOIN {item} i ON i.id = o.item_id WHERE i.study_id = %s"
+    system = f"CASE o.system WHEN '{System.BASE}' THEN 0 WHEN '{System.TUNED}' THEN 1 ELSE -1 END"
+    [(_, table)] = numeric_columns(
+        source,
+        [study.pk],
+        {
+            "item_id": ("o.item_id", "int8"),
+            "system": (system, "int2"),
+            "chars": ("o.text_chars", "int8"),  # length(o.text), stored (see the model)
+        },
+        chunk_by=f"o.item_id / {CHUNK_ROWS}",
+    )
+    by_system = []
+    for code in (1, 0):
+        mine = table["system"] == code
+        by_system.append((table["item_id"][mine], table["chars"][mine]))
+    (tuned_ids, tuned), (base_ids, base) = by_system
+    both, in_tuned, in_base = np.intersect1d(tuned_ids, base_ids, return_indices=True)
+    return OutputLengths(both, tuned[in_tuned].astype(np.float64), base[in_base].astype(np.float64))
 
 
 def length_adjusted_entry(result) -> dict[str, Any]:
@@ -390,7 +512,10 @@ def length_adjusted_entry(result) -> dict[str, Any]:
 
 
 def length_adjusted_section(
-    study: Study, votes: VoteRows, probabilities: dict[int, float]
+    study: Study,
+    votes: VoteRows,
+    judge: JudgeVerdicts | None,
+    read_lengths: Callable[[], OutputLengths] | None = None,
 ) -> dict[str, Any] | None:
     """The win rate at zero length difference from a logistic fit of this one pair of systems
     on tanh(length difference), for the human votes and, when there is one, for the judge's
@@ -398,9 +523,10 @@ def length_adjusted_section(
     fitted across many models with per-instruction difficulty; this is not that."""
     from scoring.stats.winrate import length_adjusted_win_rate
 
-    if len(votes.codes) < 10 and len(probabilities) < 10:
+    n_judged = judge.item_ids.size if judge is not None else 0
+    if len(votes) < 10 and n_judged < 10:
         return None
-    lengths = output_lengths(study)
+    lengths = output_lengths(study) if read_lengths is None else read_lengths()
     section: dict[str, Any] = {
         "name": "length-adjusted win rate (single-pair logistic fit on tanh(length difference))",
         "not": "not AlpacaEval 2's length-controlled win rate (a GLM across many models)",
@@ -408,41 +534,61 @@ def length_adjusted_section(
         "humans": None,
         "judge": None,
     }
-    if len(votes.codes) >= 10:
-        n_votes = len(votes.item_ids)
-        tuned, base = (
-            np.fromiter(map(lengths[system].__getitem__, votes.item_ids), np.float64, n_votes)
-            for system in (System.TUNED, System.BASE)
-        )
-        result = length_adjusted_win_rate(votes.codes, tuned, base, item_ids=votes.item_ids)
-        section["humans"] = length_adjusted_entry(result)
-    # In item order: the database returns verdicts in no set order, and the fit's sums must not
-    # depend on it (the report's hash would).
-    judged = sorted(
-        i for i in probabilities if i in lengths[System.TUNED] and i in lengths[System.BASE]
-    )
-    if len(judged) >= 10:
-        # The judge's probability that tuned is better is a weighted preference, as AlpacaEval
-        # weights its annotator's preferences.
+    if len(votes) >= 10:
+        # Looked up once per item, then spread to its votes (a million binary searches cost
+        # more than the fit).
+        items, item_index = first_seen_item_index(votes.item_ids)
+        rows = lengths.rows_of(items)[item_index]
         result = length_adjusted_win_rate(
-            None,
-            [lengths[System.TUNED][i] for i in judged],
-            [lengths[System.BASE][i] for i in judged],
-            probabilities=[probabilities[i] for i in judged],
-            item_ids=judged,
+            votes.codes, lengths.tuned[rows], lengths.base[rows], item_ids=votes.item_ids
         )
-        section["judge"] = length_adjusted_entry(result)
+        section["humans"] = length_adjusted_entry(result)
+    if judge is not None:
+        # In item order (the verdicts are sorted by item): the fit's sums must not depend on
+        # the order the database returns them in (the report's hash would).
+        known = np.isin(judge.item_ids, lengths.item_ids)
+        judged = judge.item_ids[known]
+        if judged.size >= 10:
+            # The judge's probability that tuned is better is a weighted preference, as
+            # AlpacaEval weights its annotator's preferences.
+            rows = lengths.rows_of(judged)
+            result = length_adjusted_win_rate(
+                None,
+                lengths.tuned[rows],
+                lengths.base[rows],
+                probabilities=judge.p_tuned[known],
+                item_ids=judged,
+            )
+            section["judge"] = length_adjusted_entry(result)
     return section
 
 
-def human_majorities(votes: VoteRows, adjudicated: dict[int, str]) -> dict[int, int | None]:
-    from scoring.stats.votes import majority_vote
+@dataclass(frozen=True)
+class Majorities:
+    """The human majority of every item with votes or an adjudication, sorted by item id: its
+    code (0 base, 1 tuned, 2 tie; nan: no majority, the plurality is shared). An adjudication
+    replaces the votes' majority."""
 
-    majority = majority_vote(votes.item_ids, votes.codes, on_split="none") if votes.codes else {}
-    for item_id, preference in adjudicated.items():
-        if item_id in majority or preference:
-            majority[item_id] = 2 if CODES[preference] == 3 else CODES[preference]
-    return majority
+    item_ids: np.ndarray
+    codes: np.ndarray
+
+
+def human_majorities(votes: VoteRows, adjudicated: dict[int, str]) -> Majorities:
+    from scoring.stats.votes import category_counts, majority_codes
+
+    item_ids, codes = np.zeros(0, dtype=np.int64), np.zeros(0)
+    if len(votes):
+        items, counts = category_counts(votes.item_ids, votes.codes)  # both-bad as tie
+        item_ids = np.asarray(items, dtype=np.int64)
+        codes = majority_codes(counts, on_split="none")
+    if adjudicated:
+        ruled = np.fromiter(adjudicated, dtype=np.int64, count=len(adjudicated))
+        ruling = [2 if CODES[p] == 3 else CODES[p] for p in adjudicated.values()]
+        voted = ~np.isin(item_ids, ruled)
+        item_ids = np.concatenate([item_ids[voted], ruled])
+        codes = np.concatenate([codes[voted], np.asarray(ruling, dtype=np.float64)])
+    order = np.argsort(item_ids, kind="stable")
+    return Majorities(item_ids[order], codes[order])
 
 
 def agreement_entry(value) -> dict[str, Any]:
@@ -458,34 +604,78 @@ def difference_entry(value) -> dict[str, Any]:
     return {"value": finite(value.difference), "ci95": interval(value.ci_low, value.ci_high)}
 
 
-def judge_section(
-    study: Study,
-    majority: dict[int, int | None],
-    votes: VoteRows,
-    rng: np.random.Generator,
-    n_resamples: int,
-) -> tuple[dict | None, dict | None, dict[int, float]]:
-    """The judge's agreement with humans, scored exactly as a human is scored (pairwise
-    against each human vote on the same item, the primary figure, beside human-human
-    agreement on the same items), and against the human majority (secondary)."""
-    from scoring.stats.reconcile import judge_agreement, judge_human_pairwise_agreement
+@dataclass(frozen=True)
+class JudgeVerdicts:
+    """The primary judge's verdicts on the study's items, as columns sorted by item id: the
+    verdict's code, P(tuned better) and whether the item is excluded; `summary` is the judge's
+    aggregate row for the report."""
 
-    judge_id = selectors.primary_judge_id(study=study)
+    judge_id: str
+    item_ids: np.ndarray
+    codes: np.ndarray
+    p_tuned: np.ndarray
+    excluded: np.ndarray
+    summary: dict[str, Any] | None
+
+    def codes_by_item(self) -> dict[int, int]:
+        """Verdict code per item, items not excluded."""
+        kept = ~self.excluded
+        return dict(zip(self.item_ids[kept].tolist(), self.codes[kept].tolist(), strict=True))
+
+    def p_tuned_of(self, item_ids: list[int]) -> list[float | None]:
+        """P(tuned better) of each item (None without a verdict)."""
+        if not self.item_ids.size:
+            return [None] * len(item_ids)
+        ids = np.asarray(item_ids, dtype=np.int64)
+        row = np.minimum(np.searchsorted(self.item_ids, ids), self.item_ids.size - 1)
+        found = self.item_ids[row] == ids
+        return [float(p) if ok else None for p, ok in zip(self.p_tuned[row], found, strict=True)]
+
+
+def judge_reads(study: Study) -> tuple[list, JudgeVerdicts | None]:
+    """The judge summaries (`selectors.judge_overview`) and the primary judge's verdicts."""
+    judge_id, summaries = selectors.judge_overview(study=study)
+    return summaries, judge_verdicts(study, judge_id, summaries)
+
+
+def judge_verdicts(study: Study, judge_id: str | None, summaries: list) -> JudgeVerdicts | None:
+    """The verdicts of the study's primary judge (`judge_id`, from `selectors.judge_overview`
+    with its `summaries`), None without one: one statement for the columns."""
+    from scoring.columns import CHUNK_ROWS, numeric_columns
+
     if judge_id is None:
-        return None, None, {}
-    verdicts = dict(
-        JudgeVerdict.objects.filter(
-            item__study=study, judge_id=judge_id, item__excluded=False
-        ).values_list("item_id", "verdict")
+        return None
+    verdict, item = JudgeVerdict._meta.db_table, Item._meta.db_table
+    source = (  # table names from model metadata; study and judge are parameters
+        f"FROM {verdict} v JOIN {item} i ON i.id = v.item_id "
+        "WHERE i.study_id = %s AND v.judge_id = %s"
     )
-    probabilities = dict(
-        JudgeVerdict.objects.filter(item__study=study, judge_id=judge_id).values_list(
-            "item_id", "p_tuned"
-        )
+    # Grouped by verdict and exclusion, which then come once per group (as in `vote_table`).
+    groups = numeric_columns(
+        source,
+        [study.pk, judge_id],
+        {"item_id": ("v.item_id", "int8"), "p_tuned": ("v.p_tuned", "float8")},
+        chunk_by=f"v.id / {CHUNK_ROWS}",
+        group_by=("v.verdict", "i.excluded"),
     )
+    sizes = [t["item_id"].size for _, t in groups]
+    table = {
+        "item_id": np.concatenate([t["item_id"] for _, t in groups] or [np.zeros(0, np.int64)]),
+        "p_tuned": np.concatenate([t["p_tuned"] for _, t in groups] or [np.zeros(0)]),
+        "code": np.repeat(
+            np.asarray([CODES.get(verdict, -1) for (verdict, _), _ in groups], dtype=np.int64),
+            sizes,
+        ),
+        "excluded": np.repeat(
+            np.asarray([bool(excluded) for (_, excluded), _ in groups], dtype=bool), sizes
+        ),
+    }
+    order = np.argsort(table["item_id"], kind="stable")
+    table = {name: column[order] for name, column in table.items()}
+    if (table["code"] < 0).any():
+        raise ValueError(f"judge {judge_id!r} has a verdict that is not a preference code")
     # Only the judge aggregates: study_scores would recompute every metric aggregate too.
-    summary = selectors.judge_summaries(study=study)
-    judge_summary = next(
+    summary = next(
         (
             {
                 "tuned_win_rate": j.tuned_win_rate,
@@ -493,19 +683,34 @@ def judge_section(
                 "n": j.n,
                 "judge_id": j.judge_id,
             }
-            for j in summary
+            for j in summaries
             if j.judge_id == judge_id
         ),
         None,
     )
-    judge_codes = {i: CODES[v] for i, v in verdicts.items()}
-    if not votes.codes or not any(i in judge_codes for i in set(votes.item_ids)):
-        return None, judge_summary, probabilities
-    pairwise = judge_human_pairwise_agreement(
-        votes.item_ids, votes.codes, judge_codes, n_resamples=n_resamples, rng=rng
+    return JudgeVerdicts(
+        judge_id=judge_id,
+        item_ids=table["item_id"],
+        codes=table["code"],
+        p_tuned=table["p_tuned"],
+        excluded=table["excluded"].astype(bool),
+        summary=summary,
     )
+
+
+def judge_section(
+    judge: JudgeVerdicts | None, majority: Majorities, pairwise
+) -> dict[str, Any] | None:
+    """The judge's agreement with humans, scored exactly as a human is scored (`pairwise`:
+    against each human vote on the same item, the primary figure, beside human-human agreement
+    on the same items; from `item_bootstraps`), and against the human majority (secondary).
+    None without a judge or without votes on items it judged."""
+    from scoring.stats.reconcile import judge_agreement
+
+    if judge is None or pairwise is None:
+        return None
     section: dict[str, Any] = {
-        "judge_id": judge_id,
+        "judge_id": judge.judge_id,
         # Primary: the judge as one more rater, so its figure compares with human-human.
         "agreement": finite(pairwise.judge_human.agreement),
         "human_human_agreement": finite(pairwise.human_human.agreement),
@@ -526,9 +731,17 @@ def judge_section(
         },
         "majority": None,
     }
-    common = {i: m for i, m in majority.items() if i in verdicts and m is not None}
-    if common:
-        result = judge_agreement(common, {i: judge_codes[i] for i in common})
+    # Items with a human majority and a verdict (items not excluded), aligned by item id.
+    decided = ~np.isnan(majority.codes)
+    judged = ~judge.excluded
+    common, in_majority, in_judge = np.intersect1d(
+        majority.item_ids[decided], judge.item_ids[judged], return_indices=True
+    )
+    if common.size:
+        result = judge_agreement(
+            majority.codes[decided][in_majority].astype(np.int64).tolist(),
+            judge.codes[judged][in_judge].tolist(),
+        )
         section["majority"] = {
             "label": "secondary: judge vs the human majority, items split between systems "
             "dropped (not comparable with human-human agreement)",
@@ -540,21 +753,30 @@ def judge_section(
             "labels": list(result.labels),
             "confusion": np.asarray(result.confusion).astype(int).tolist(),
         }
-    return section, judge_summary, probabilities
+    return section
 
 
 def vote_counts(votes: VoteRows) -> tuple[np.ndarray, np.ndarray]:
     """Items in first-seen order and an ``(items, 4)`` array of their votes per preference code."""
     items, item_index = first_seen_item_index(votes.item_ids)
-    codes = np.asarray(votes.codes, dtype=np.int64)
-    counts = np.bincount(item_index * 4 + codes, minlength=items.size * 4).reshape(-1, 4)
+    counts = np.bincount(item_index * 4 + votes.codes, minlength=items.size * 4).reshape(-1, 4)
     return items, counts
 
 
-def metric_sections(study: Study, majority: dict[int, int | None]) -> tuple[dict, list, dict]:
+def metric_scores(study: Study, judges: list | None = None) -> tuple[Any, dict]:
+    """The study's metric aggregates with their bootstrap CIs (`selectors.study_scores`) and
+    the item-level scores they come from: neither depends on the votes."""
+    paired = selectors.paired_score_columns(study=study)
+    scores = selectors.study_scores(study=study, n_resamples=1_000, paired=paired, judges=judges)
+    return scores, paired
+
+
+def metric_sections(
+    study: Study, majority: Majorities, read_scores: Callable[[], tuple] | None = None
+) -> tuple[dict, list, dict]:
     from scoring.stats.reconcile import metric_correlations
 
-    scores = selectors.study_scores(study=study, n_resamples=1_000)
+    scores, paired = metric_scores(study) if read_scores is None else read_scores()
     metrics = {
         m.metric: {
             "base": m.base,
@@ -567,21 +789,13 @@ def metric_sections(study: Study, majority: dict[int, int | None]) -> tuple[dict
         }
         for m in scores.metrics
     }
-    items = sorted(i for i, m in majority.items())
-    deltas: dict[str, list[float]] = {}
-    for (metric, _version), per_item in selectors.paired_values(study=study).items():
-        values = []
-        for item_id in items:
-            v = per_item.get(item_id, {})
-            if System.BASE in v and System.TUNED in v:
-                delta = v[System.TUNED] - v[System.BASE]
-                values.append(-delta if selectors.lower_is_better(metric) else delta)
-            else:
-                values.append(float("nan"))
-        deltas[metric] = values
+    deltas: dict[str, np.ndarray] = {}
+    for (metric, _version), values in sorted(paired.items()):
+        base, tuned = values.at(majority.item_ids)
+        deltas[metric] = base - tuned if selectors.lower_is_better(metric) else tuned - base
     correlations = {}
-    if items and deltas:
-        for name, corr in metric_correlations([majority[i] for i in items], deltas).items():
+    if majority.item_ids.size and deltas:
+        for name, corr in metric_correlations(majority.codes, deltas).items():
             correlations[name] = {
                 "spearman": finite(corr.spearman),
                 "kendall": finite(corr.kendall),
@@ -604,38 +818,53 @@ def metric_sections(study: Study, majority: dict[int, int | None]) -> tuple[dict
     )
 
 
+def item_external_ids(study: Study) -> dict[int, str]:
+    # The study's items rather than `pk__in` the ones needed: a big study has tens of thousands
+    # of disagreements, too many parameters for one query (SQLite caps them).
+    return dict(Item.objects.filter(study=study).values_list("id", "external_id"))
+
+
 def disagreement_section(
     study: Study,
     votes: VoteRows,
-    judge_verdicts: dict[int, int],
-    probabilities: dict[int, float],
+    judge: JudgeVerdicts | None,
+    judge_codes: dict[int, int],
     adjudications: dict[int, dict[str, str]],
-) -> list[dict[str, Any]]:
-    from scoring.stats.reconcile import find_disagreements
+    read_external: Callable[[], dict[int, str]] | None = None,
+) -> tuple[list[dict[str, Any]], int]:
+    """The first `MAX_REPORTED_DISAGREEMENTS` items (by external id) where raters split or the
+    judge disagrees with the human majority, and how many there are in all."""
+    from scoring.stats.reconcile import disagreement_flags
 
-    if not votes.codes:
-        return []
-    found = find_disagreements(votes.item_ids, votes.codes, judge=judge_verdicts or None)
-    if not found:
-        return []
-    # The study's items rather than `pk__in` the found ones: a big study has tens of thousands
-    # of disagreements, too many parameters for one query (SQLite caps them).
-    external = dict(Item.objects.filter(study=study).values_list("id", "external_id"))
-    items, counts = vote_counts(votes)
-    row = dict(zip(items.tolist(), range(items.size), strict=True))
-    found_counts = counts[[row[d.item] for d in found]].tolist()
-    names = sorted(CODES)  # each item's vote counts by name, in name order, the ones it got
+    if not len(votes):
+        return [], 0
+    flags = disagreement_flags(votes.item_ids, votes.codes, judge=judge_codes or None)
+    found = np.flatnonzero(flags.flagged)
+    if not found.size:
+        return [], 0
+    external = item_external_ids(study) if read_external is None else read_external()
+    keys = [external[flags.items[k]] for k in found.tolist()]
+    first = sorted(range(found.size), key=keys.__getitem__)[:MAX_REPORTED_DISAGREEMENTS]
+    shown = found[first]
+    items = [flags.items[k] for k in shown.tolist()]
+    # Each item's votes by name, in name order, the ones it got (both-bad apart from ties).
+    counts = flags.counts[shown]
+    p_tuned = judge.p_tuned_of(items) if judge is not None else [None] * len(items)
+    names = sorted(CODES)
     columns = [CODES[name] for name in names]
-    return [
+    rows = [
         {
-            "item_id": external[d.item],
-            "reasons": list(d.reasons),
-            "votes": {name: c[k] for name, k in zip(names, columns, strict=True) if c[k]},
-            "judge_p_tuned": finite(probabilities.get(d.item)),
-            "adjudication": adjudications.get(d.item),
+            "item_id": keys[k],
+            "reasons": list(flags.reasons(j)),
+            "votes": {name: c[col] for name, col in zip(names, columns, strict=True) if c[col]},
+            "judge_p_tuned": finite(p),
+            "adjudication": adjudications.get(item),
         }
-        for d, c in sorted(zip(found, found_counts, strict=True), key=lambda p: external[p[0].item])
+        for k, j, item, c, p in zip(
+            first, shown.tolist(), items, counts.tolist(), p_tuned, strict=True
+        )
     ]
+    return rows, int(found.size)
 
 
 def disagreement_texts(
@@ -761,15 +990,104 @@ def verdict_section(report: dict[str, Any]) -> dict[str, Any]:
 
 def build_report(*, study: Study, options: ReportOptions | None = None) -> dict[str, Any]:
     """The full research report of `study` as a JSON-serialisable dict (see module docstring)."""
-    options = options or ReportOptions()
+    from threadpoolctl import threadpool_limits
+
+    # One BLAS thread: the report's matrix products are skinny (a few dozen resamples times
+    # 100,000 items times a few features), where OpenBLAS's extra threads only spin; on a
+    # shared host they cost several times the CPU and wall time of one thread (measured).
+    with threadpool_limits(limits=1, user_api="blas"):
+        return report_of(study, options or ReportOptions())
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        return None
+
+
+def release_freed_memory() -> None:
+    """Hands the heap memory freed by a phase of the report back to the operating system
+    (glibc's `malloc_trim`; nothing elsewhere). glibc keeps freed blocks for reuse, and the
+    next phase's arrays rarely fit them, so on a million votes the peak RSS was ~20 MiB higher
+    without it."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+class Prefetch:
+    """Reads of the report that do not depend on the votes, run one after the other on a
+    second database connection while this thread reads and works through the votes: the
+    database's time on them (about a third of its share of a 1M-judgment report) then
+    overlaps the report's own computing instead of adding to it.
+
+    Only on PostgreSQL outside a transaction: inside one (a request with ATOMIC_REQUESTS, a
+    test) another connection could not see its uncommitted rows, and SQLite serialises
+    connections anyway; then, and if a read fails in the other thread, `get` reads in this
+    one. Reads are separate statements, as they are without the prefetch: both see committed
+    data, each at its own moment (the build's evidence key is read before any of them)."""
+
+    def __init__(self, reads: dict[str, Any]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.reads = reads
+        self.futures: dict[str, Any] = {}
+        self.done: dict[str, Any] = {}
+        self.executor = None
+        if connection.vendor == "postgresql" and not connection.in_atomic_block:
+            self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="report-read")
+            self.futures = {name: self.executor.submit(read) for name, read in reads.items()}
+            # The same thread, last: its connection goes back (to the pool) when it is done.
+            self.executor.submit(connections.close_all)
+
+    def get(self, name: str) -> Any:
+        """The read's result (read once: a read may use an earlier one's)."""
+        future = self.futures.get(name)
+        if future is not None:
+            try:
+                return future.result()
+            except Exception:  # noqa: BLE001 - read again here, where a real error surfaces
+                logger.warning("report prefetch of %s failed; reading it again", name)
+                self.futures.pop(name)
+        if name not in self.done:
+            self.done[name] = self.reads[name]()
+        return self.done[name]
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True)  # every read ends, then its connection closes
+
+
+def report_of(study: Study, options: ReportOptions) -> dict[str, Any]:
+    prefetch = Prefetch(
+        {
+            "judge": lambda: judge_reads(study),
+            # With its bootstrap (a second of CPU on 100,000 items), which then overlaps the
+            # database's work on the votes.
+            "scores": lambda: metric_scores(study, prefetch.get("judge")[0]),
+            "lengths": lambda: output_lengths(study),
+            # Not the items' external ids: 100,000 Python strings held through the whole
+            # report cost more memory than their read costs time.
+        }
+    )
+    try:
+        return report_with(study, options, prefetch)
+    finally:
+        prefetch.close()
+
+
+def report_with(study: Study, options: ReportOptions, prefetch: Prefetch) -> dict[str, Any]:
     rng = np.random.default_rng(options.seed)
-    votes_all = fetch_votes(study, gold=False)
-    gold_votes = fetch_votes(study, gold=True)
+    votes_all, gold_votes = fetch_votes(study)
     raters = rater_rows(study, votes_all, gold_votes)
     excluded = (
         {r["rater"] for r in raters if r["flagged"]} if options.exclude_flagged_raters else set()
     )
-    votes = keep_raters(votes_all, excluded)
+    votes = keep_raters(votes_all.without_rater_details(), excluded)
+    del votes_all, gold_votes
+    release_freed_memory()
     adjudication_rows = list(
         Adjudication.objects.filter(item__study=study).values_list(
             "item_id", "preference", "decided_by__username", "rationale"
@@ -782,20 +1100,25 @@ def build_report(*, study: Study, options: ReportOptions | None = None) -> dict[
     }
     majority = human_majorities(votes, adjudicated)
     win = win_rate_section(votes)
-    judge_human, judge_summary, probabilities = judge_section(
-        study, majority, votes, rng, options.n_resamples
-    )
-    judge_codes = {}
-    if judge_human:
-        judge_codes = {
-            i: CODES[v]
-            for i, v in JudgeVerdict.objects.filter(
-                item__study=study, judge_id=judge_human["judge_id"]
-            ).values_list("item_id", "verdict")
-        }
-    metrics, corpus, extra = metric_sections(study, majority)
+    _, judge = prefetch.get("judge")
+    judge_codes = judge.codes_by_item() if judge is not None else {}
+    agreement, pairwise = item_bootstraps(votes, judge_codes, rng, options.n_resamples)
+    release_freed_memory()
+    judge_human = judge_section(judge, majority, pairwise)
+    metrics, corpus, extra = metric_sections(study, majority, lambda: prefetch.get("scores"))
+    release_freed_memory()
     counts = dict(zip(NAMES.values(), np.bincount(votes.codes, minlength=4).tolist(), strict=True))
-    disagreements = disagreement_section(study, votes, judge_codes, probabilities, adjudications)
+    disagreements, n_disagreements = disagreement_section(
+        study,
+        votes,
+        judge,
+        judge_codes if judge_human else {},
+        adjudications,
+    )
+    item_counts = Item.objects.filter(study=study).aggregate(
+        items=Count("pk", filter=Q(is_gold=False, excluded=False)),
+        gold_items=Count("pk", filter=Q(is_gold=True)),
+    )
     report: dict[str, Any] = {
         "schema_version": REPORT_SCHEMA_VERSION,
         "software_version": evalplatform.__version__,
@@ -823,25 +1146,27 @@ def build_report(*, study: Study, options: ReportOptions | None = None) -> dict[
             "seed": options.seed,
             "n_resamples": options.n_resamples,
         },
-        "items": Item.objects.filter(study=study, is_gold=False, excluded=False).count(),
-        "gold_items": Item.objects.filter(study=study, is_gold=True).count(),
-        "judgments": len(votes.codes),
+        "items": item_counts["items"],
+        "gold_items": item_counts["gold_items"],
+        "judgments": len(votes),
         "votes": {name: counts.get(name, 0) for name in ("base", "tuned", "tie", "both_bad")},
         "win_rate": win,
-        "length_adjusted_win_rate": length_adjusted_section(study, votes, probabilities),
-        "agreement": agreement_section(votes, rng, options.n_resamples),
+        "length_adjusted_win_rate": length_adjusted_section(
+            study, votes, judge, lambda: prefetch.get("lengths")
+        ),
+        "agreement": agreement,
         "judge_human": judge_human,
-        "judge": judge_summary,
+        "judge": judge.summary if judge is not None else None,
         "raters": raters,
         "metrics": metrics,
         "corpus_metrics": corpus,
         "metric_correlations": extra["correlations"],
         "metric_advice": extra["advice"],
         "identity_flags": extra["identity_flags"],
-        "disagreements": disagreements[:MAX_REPORTED_DISAGREEMENTS],
         # With many raters per item almost every item splits somewhere; the full list is in the
         # item-level export, the report keeps the first ones (by item id) and the total.
-        "disagreements_total": len(disagreements),
+        "disagreements": disagreements,
+        "disagreements_total": n_disagreements,
         "adjudications": len(adjudications),
         "decision": decision_section(study),
     }

@@ -332,7 +332,8 @@ COPY_AS_IS = {
 
 
 class CopyRows:
-    """Rows for a COPY into `model`'s table: every concrete column but an auto id. The columns
+    """Rows for a COPY into `model`'s table: every concrete column but an auto id and a
+    generated one (the database fills it, e.g. `Output.text_chars`). The columns
     named in `varying` take per-row values; every other one takes what `bulk_create` would write
     for `model(**fixed)`: its default (a callable one drawn again for each row, e.g. a uuid4
     key), `auto_now_add`, the fixed foreign key."""
@@ -340,7 +341,11 @@ class CopyRows:
     def __init__(self, model, varying: Iterable[str], **fixed: Any) -> None:
         db = connections[DEFAULT_DB_ALIAS]
         template = model(**fixed)
-        fields = [f for f in model._meta.concrete_fields if not isinstance(f, AutoFieldMixin)]
+        fields = [
+            f
+            for f in model._meta.concrete_fields
+            if not isinstance(f, AutoFieldMixin) and not f.generated
+        ]
         varying = set(varying)
         self.table = db.ops.quote_name(model._meta.db_table)
         self.columns = ", ".join(db.ops.quote_name(f.column) for f in fields)

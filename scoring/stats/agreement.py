@@ -44,12 +44,14 @@ import numpy as np
 import scipy.sparse as sp
 
 from scoring.stats._resampling import (
+    BootstrapTarget,
     Features,
     bootstrap_statistic,
     check_confidence,
     check_rng,
     percentile_interval,
 )
+from scoring.stats.arrays import has_duplicates, sorted_unique
 
 Level = Literal["nominal", "ordinal", "interval", "ratio"]
 GwetWeights = Literal["identity", "ordinal", "linear", "quadratic"]
@@ -139,7 +141,7 @@ def _as_matrix(reliability_data: object) -> np.ndarray:
 
 def _domain(data: np.ndarray, categories: Sequence[float] | np.ndarray | None) -> np.ndarray:
     """Sorted value domain: ``categories`` if given (checked to cover the data), else observed."""
-    observed = np.unique(data[~np.isnan(data)])
+    observed = sorted_unique(data[~np.isnan(data)])
     if observed.size == 0:
         raise ValueError("reliability_data contains no ratings (all nan)")
     if categories is None:
@@ -175,37 +177,97 @@ def _counts(index: np.ndarray, n_categories: int) -> np.ndarray:
     return np.bincount(flat, minlength=n_items * n_categories).reshape(n_items, n_categories)
 
 
-def _estimate(
+@dataclass(frozen=True)
+class AgreementPlan:
+    """A coefficient before its bootstrap: the point estimate and the bootstrap target (each
+    item's contributions, whose resampled sums give the replicates).
+
+    The ``*_plan`` functions build one; :func:`scoring.stats._resampling.joint_bootstrap` can
+    then draw one set of item resamples for several coefficients (and for other item-level
+    statistics of the same items), and :meth:`result` turns the replicates into an
+    :class:`AgreementEstimate`. Each coefficient function is its plan, bootstrapped alone.
+    """
+
+    statistic: str
+    estimate: float
+    target: BootstrapTarget
+    n_items: int
+    n_raters: int
+
+    def result(
+        self, replicates: np.ndarray | None, *, confidence: float = 0.95
+    ) -> AgreementEstimate:
+        """The estimate with the percentile interval of ``replicates`` (``None``: no bootstrap);
+        undefined replicates are counted in ``n_undefined_resamples``."""
+        confidence = check_confidence(confidence)
+        low = high = float("nan")
+        undefined = n_resamples = 0
+        if replicates is not None and replicates.size:
+            n_resamples = int(replicates.size)
+            undefined = int(np.count_nonzero(~np.isfinite(replicates)))
+            low, high = percentile_interval(replicates, confidence)
+        return AgreementEstimate(
+            statistic=self.statistic,
+            estimate=self.estimate,
+            ci_low=low,
+            ci_high=high,
+            confidence=confidence,
+            n_items=self.n_items,
+            n_raters=self.n_raters,
+            n_resamples=n_resamples,
+            n_undefined_resamples=undefined,
+        )
+
+
+def _plan(
     statistic: str,
     features: Features,
     finalize: Callable[[np.ndarray], np.ndarray],
     *,
+    units: np.ndarray,
     n_raters: int,
+    point: float | None = None,
+    n_items: int | None = None,
+) -> AgreementPlan:
+    """Point estimate from the full column sums (or ``point``) and the bootstrap target;
+    ``n_items`` defaults to the rows of ``features``."""
+    totals = np.asarray(features.sum(axis=0), dtype=np.float64).reshape(1, -1)
+    estimate = float(finalize(totals)[0]) if point is None else float(point)
+    return AgreementPlan(
+        statistic,
+        estimate,
+        BootstrapTarget(units, features, finalize),
+        int(features.shape[0]) if n_items is None else n_items,
+        n_raters,
+    )
+
+
+def _estimate(
+    plan: AgreementPlan,
+    *,
     n_resamples: int,
     confidence: float,
     rng: np.random.Generator | None,
-    point: float | None = None,
 ) -> AgreementEstimate:
-    """Point estimate from the full column sums, CI from the weighted-sum bootstrap."""
-    totals = np.asarray(features.sum(axis=0), dtype=np.float64).reshape(1, -1)
-    estimate = float(finalize(totals)[0]) if point is None else float(point)
-    low = high = float("nan")
-    undefined = 0
+    """The plan's estimate with its own item bootstrap (``rng`` ``None``: no interval)."""
+    replicates = None
     if rng is not None and n_resamples > 0:
-        replicates = bootstrap_statistic(features, finalize, n_resamples, rng)
-        undefined = int(np.count_nonzero(~np.isfinite(replicates)))
-        low, high = percentile_interval(replicates, confidence)
-    return AgreementEstimate(
-        statistic=statistic,
-        estimate=estimate,
-        ci_low=low,
-        ci_high=high,
-        confidence=confidence,
-        n_items=int(features.shape[0]),
-        n_raters=n_raters,
-        n_resamples=n_resamples if rng is not None else 0,
-        n_undefined_resamples=undefined,
-    )
+        target = plan.target
+        replicates = bootstrap_statistic(target.features, target.finalize, n_resamples, rng)
+    return plan.result(replicates, confidence=confidence)
+
+
+def _column_ids(item_ids: Sequence[int] | np.ndarray | None, n_items: int) -> np.ndarray:
+    """The unit id of each matrix column: ``item_ids`` if given (distinct integers), else the
+    column positions."""
+    if item_ids is None:
+        return np.arange(n_items)
+    ids = np.asarray(item_ids)
+    if ids.shape != (n_items,) or ids.dtype.kind not in "iu":
+        raise ValueError(f"item_ids must hold one integer id per column ({n_items} columns)")
+    if has_duplicates(ids):
+        raise ValueError("item_ids must be distinct")
+    return ids
 
 
 def _safe_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -360,20 +422,38 @@ def krippendorff_alpha(
         ValueError: malformed matrix, unknown level, no item with two ratings, a single observed
             value, or a bootstrap without ``rng``.
     """
-    if level not in LEVELS:
-        raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
     rng = check_rng(rng, n_resamples)
     confidence = check_confidence(confidence)
+    plan = krippendorff_alpha_plan(reliability_data, level=level, categories=categories)
+    return _estimate(plan, n_resamples=n_resamples, confidence=confidence, rng=rng)
+
+
+def krippendorff_alpha_plan(
+    reliability_data: np.ndarray | Sequence[Sequence[float]],
+    *,
+    level: Level = "nominal",
+    categories: Sequence[float] | np.ndarray | None = None,
+    item_ids: Sequence[int] | np.ndarray | None = None,
+) -> AgreementPlan:
+    """:func:`krippendorff_alpha` before its bootstrap (see :class:`AgreementPlan`); its units
+    are the items with two or more ratings, named by ``item_ids`` (one per column; default:
+    column positions).
+
+    Raises:
+        ValueError: as :func:`krippendorff_alpha`, or bad ``item_ids``.
+    """
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
     data = _as_matrix(reliability_data)
+    columns = _column_ids(item_ids, data.shape[1])
     features, finalize = _alpha_plan(data, level, categories)
-    return _estimate(
+    pairable = (~np.isnan(data)).sum(axis=0) >= 2
+    return _plan(
         f"krippendorff_alpha_{level}",
         features,
         finalize,
+        units=columns[pairable],
         n_raters=data.shape[0],
-        n_resamples=n_resamples,
-        confidence=confidence,
-        rng=rng,
     )
 
 
@@ -436,14 +516,18 @@ def _observed_and_prevalence(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _coded_counts(
-    reliability_data: object, categories: Sequence[float] | np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray, int]:
+    reliability_data: object,
+    categories: Sequence[float] | np.ndarray | None,
+    item_ids: Sequence[int] | np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """Domain, ``(items, categories)`` counts, raters and the id of each item (column)."""
     data = _as_matrix(reliability_data)
+    columns = _column_ids(item_ids, data.shape[1])
     domain = _domain(data, categories)
     counts = _counts(_category_index(data, domain), domain.size)
     if not (counts.sum(axis=1) >= 2).any():
         raise ValueError("agreement needs at least one item rated by two or more raters")
-    return domain, counts, data.shape[0]
+    return domain, counts, data.shape[0], columns
 
 
 def fleiss_kappa(
@@ -474,7 +558,23 @@ def fleiss_kappa(
     """
     rng = check_rng(rng, n_resamples)
     confidence = check_confidence(confidence)
-    _, counts, n_raters = _coded_counts(reliability_data, categories)
+    plan = fleiss_kappa_plan(reliability_data, categories=categories)
+    return _estimate(plan, n_resamples=n_resamples, confidence=confidence, rng=rng)
+
+
+def fleiss_kappa_plan(
+    reliability_data: np.ndarray | Sequence[Sequence[float]],
+    *,
+    categories: Sequence[float] | np.ndarray | None = None,
+    item_ids: Sequence[int] | np.ndarray | None = None,
+) -> AgreementPlan:
+    """:func:`fleiss_kappa` before its bootstrap (see :class:`AgreementPlan`); its units are
+    the items with at least one rating, named by ``item_ids`` (default: column positions).
+
+    Raises:
+        ValueError: as :func:`fleiss_kappa`, or bad ``item_ids``.
+    """
+    _, counts, n_raters, columns = _coded_counts(reliability_data, categories, item_ids)
     features = _gwet_features(counts, np.eye(counts.shape[1]))
 
     def finalize(sums: np.ndarray) -> np.ndarray:
@@ -492,14 +592,12 @@ def fleiss_kappa(
         table = counts[counts.sum(axis=1) > 0]
         if (table.sum(axis=0) > 0).sum() > 1:
             point = float(sm_fleiss_kappa(table, method="fleiss"))
-    return _estimate(
+    return _plan(
         "fleiss_kappa",
         features,
         finalize,
+        units=columns[counts.sum(axis=1) >= 1],
         n_raters=n_raters,
-        n_resamples=n_resamples,
-        confidence=confidence,
-        rng=rng,
         point=point,
     )
 
@@ -520,21 +618,31 @@ def percent_agreement(
     """
     rng = check_rng(rng, n_resamples)
     confidence = check_confidence(confidence)
-    _, counts, n_raters = _coded_counts(reliability_data, None)
-    counts = counts[counts.sum(axis=1) >= 2]
+    plan = percent_agreement_plan(reliability_data)
+    return _estimate(plan, n_resamples=n_resamples, confidence=confidence, rng=rng)
+
+
+def percent_agreement_plan(
+    reliability_data: np.ndarray | Sequence[Sequence[float]],
+    *,
+    item_ids: Sequence[int] | np.ndarray | None = None,
+) -> AgreementPlan:
+    """:func:`percent_agreement` before its bootstrap (see :class:`AgreementPlan`); its units
+    are the items with two or more ratings, named by ``item_ids`` (default: column positions).
+
+    Raises:
+        ValueError: as :func:`percent_agreement`, or bad ``item_ids``.
+    """
+    _, counts, n_raters, columns = _coded_counts(reliability_data, None, item_ids)
+    pairable = counts.sum(axis=1) >= 2
+    counts = counts[pairable]
     features = _gwet_features(counts, np.eye(counts.shape[1]))[:, :2]
 
     def finalize(sums: np.ndarray) -> np.ndarray:
         return _safe_ratio(sums[:, 1], sums[:, 0])
 
-    return _estimate(
-        "percent_agreement",
-        features,
-        finalize,
-        n_raters=n_raters,
-        n_resamples=n_resamples,
-        confidence=confidence,
-        rng=rng,
+    return _plan(
+        "percent_agreement", features, finalize, units=columns[pairable], n_raters=n_raters
     )
 
 
@@ -560,11 +668,28 @@ def gwet_ac(
         ValueError: malformed matrix, fewer than two categories, unknown weights, no item with two
             ratings, or a bootstrap without ``rng``.
     """
-    if weights not in GWET_WEIGHTS:
-        raise ValueError(f"weights must be one of {GWET_WEIGHTS}, got {weights!r}")
     rng = check_rng(rng, n_resamples)
     confidence = check_confidence(confidence)
-    domain, counts, n_raters = _coded_counts(reliability_data, categories)
+    plan = gwet_ac_plan(reliability_data, weights=weights, categories=categories)
+    return _estimate(plan, n_resamples=n_resamples, confidence=confidence, rng=rng)
+
+
+def gwet_ac_plan(
+    reliability_data: np.ndarray | Sequence[Sequence[float]],
+    *,
+    weights: GwetWeights = "identity",
+    categories: Sequence[float] | np.ndarray | None = None,
+    item_ids: Sequence[int] | np.ndarray | None = None,
+) -> AgreementPlan:
+    """:func:`gwet_ac` before its bootstrap (see :class:`AgreementPlan`); its units are the
+    items with at least one rating, named by ``item_ids`` (default: column positions).
+
+    Raises:
+        ValueError: as :func:`gwet_ac`, or bad ``item_ids``.
+    """
+    if weights not in GWET_WEIGHTS:
+        raise ValueError(f"weights must be one of {GWET_WEIGHTS}, got {weights!r}")
+    domain, counts, n_raters, columns = _coded_counts(reliability_data, categories, item_ids)
     q = domain.size
     if q < 2:
         raise ValueError(
@@ -580,14 +705,8 @@ def gwet_ac(
         return _safe_ratio(p_a - p_e, 1.0 - p_e)
 
     name = "gwet_ac1" if weights == "identity" else f"gwet_ac2_{weights}"
-    return _estimate(
-        name,
-        features,
-        finalize,
-        n_raters=n_raters,
-        n_resamples=n_resamples,
-        confidence=confidence,
-        rng=rng,
+    return _plan(
+        name, features, finalize, units=columns[counts.sum(axis=1) >= 1], n_raters=n_raters
     )
 
 
@@ -702,22 +821,21 @@ def cohen_kappa_pairwise(
     pairs = [(a, b) for a in range(n_raters) for b in range(a + 1, n_raters)]
     rows, cols, common = [], [], []
     cell = n_cat * n_cat
+    tables = np.zeros((len(pairs), cell))
     for p, (a, b) in enumerate(pairs):
         both = np.flatnonzero((index[a] >= 0) & (index[b] >= 0))
         common.append(both.size)
-        rows.append(both)
-        cols.append(p * cell + index[a, both] * n_cat + index[b, both])
-    all_rows = np.concatenate(rows)
-    features = sp.csr_matrix(
-        (np.ones(all_rows.size), (all_rows, np.concatenate(cols))),
-        shape=(n_items, len(pairs) * cell),
-    )
+        cells = index[a, both] * n_cat + index[b, both]
+        tables[p] = np.bincount(cells, minlength=cell)
+        if rng is not None:  # the per-item cells are only needed to resample items
+            rows.append(both)
+            cols.append(p * cell + cells)
     included = np.array(common) >= int(min_common_items)
 
     def pair_kappas(sums: np.ndarray) -> np.ndarray:
         return _kappa_from_tables(sums.reshape(sums.shape[0], len(pairs), n_cat, n_cat))
 
-    full = pair_kappas(np.asarray(features.sum(axis=0), dtype=np.float64).reshape(1, -1))[0]
+    full = pair_kappas(tables.reshape(1, -1))[0]
     if not np.isfinite(full[included]).any():
         raise ValueError(
             f"no rater pair has {min_common_items} or more common items with a defined kappa"
@@ -729,15 +847,24 @@ def cohen_kappa_pairwise(
         total = np.where(finite, kappas, 0.0).sum(axis=1)
         return _safe_ratio(total, finite.sum(axis=1).astype(np.float64))
 
-    mean = _estimate(
+    if rng is not None:
+        all_rows = np.concatenate(rows)
+        features = sp.csr_matrix(
+            (np.ones(all_rows.size), (all_rows, np.concatenate(cols))),
+            shape=(n_items, len(pairs) * cell),
+        )
+    else:
+        # Without a bootstrap only the totals are used: the per-pair tables, one row.
+        features = sp.csr_matrix(tables.reshape(1, -1))
+    plan = _plan(
         "cohen_kappa_mean_pairwise",
         features,
         finalize,
+        units=np.arange(features.shape[0]),
         n_raters=n_raters,
-        n_resamples=n_resamples,
-        confidence=confidence,
-        rng=rng,
+        n_items=n_items,
     )
+    mean = _estimate(plan, n_resamples=n_resamples, confidence=confidence, rng=rng)
     table = tuple(
         PairKappa(
             rater_a=a,

@@ -27,7 +27,16 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import binomtest
 
-from scoring.stats.votes import BASE, BOTH_BAD, TIE, TUNED, Vote, check_choices, index_items
+from scoring.stats.votes import (
+    BASE,
+    BOTH_BAD,
+    PREFERENCE_CODES,
+    TIE,
+    TUNED,
+    Vote,
+    check_choices,
+    index_items,
+)
 
 FLAG_TOO_FAST = "too_fast"
 FLAG_POSITION_BIAS = "position_bias"
@@ -104,29 +113,54 @@ def _leave_one_out_agreement(items: np.ndarray, codes: np.ndarray) -> tuple[np.n
     collapsed = np.where(codes == BOTH_BAD, TIE, codes)
     n_items = int(items.max()) + 1 if items.size else 0
     counts = np.bincount(items * 4 + collapsed, minlength=n_items * 4).reshape(n_items, 4)
-    others = counts[items].copy()
-    others[np.arange(codes.size), collapsed] -= 1
-    top = others.max(axis=1)
-    unique_top = (others == top[:, None]).sum(axis=1) == 1
-    has_majority = (top > 0) & unique_top
-    agrees = has_majority & (others.argmax(axis=1) == collapsed)
-    return has_majority, agrees
+    # The other votes on an item depend only on the item and on the code left out: decide both
+    # flags per (item, code) once, then look each vote up (no per-vote copy of its item's counts).
+    has_majority = np.zeros((n_items, 4), dtype=bool)
+    agrees = np.zeros((n_items, 4), dtype=bool)
+    for code in (BASE, TUNED, TIE):
+        others = counts.copy()
+        others[:, code] -= 1
+        top = others.max(axis=1)
+        unique_top = (others == top[:, None]).sum(axis=1) == 1
+        has_majority[:, code] = (top > 0) & unique_top
+        agrees[:, code] = has_majority[:, code] & (others.argmax(axis=1) == code)
+    return has_majority[items, collapsed], agrees[items, collapsed]
 
 
 def _gold_match(
-    items: Sequence[Hashable],
+    items: Sequence[Hashable] | np.ndarray,
     codes: np.ndarray,
     gold: Mapping[Hashable, int | Collection[int]],
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per vote: whether the item is gold, and whether the vote matches an accepted answer."""
     accepted: dict[Hashable, frozenset[int]] = {}
+    codes_set = frozenset(PREFERENCE_CODES)
     for item, expected in gold.items():
         answers = [expected] if isinstance(expected, int | np.integer) else list(expected)
-        accepted[item] = frozenset(
-            check_choices(answers, name=f"gold answer for item {item!r}").tolist()
-        )
+        if all(type(a) is int and a in codes_set for a in answers):  # the common case, quickly
+            accepted[item] = frozenset(answers)
+        else:
+            accepted[item] = frozenset(
+                check_choices(answers, name=f"gold answer for item {item!r}").tolist()
+            )
     is_gold = np.zeros(codes.size, dtype=bool)
     correct = np.zeros(codes.size, dtype=bool)
+    if not accepted:
+        return is_gold, correct
+    if (
+        isinstance(items, np.ndarray)
+        and items.dtype.kind == "i"
+        and all(isinstance(key, int | np.integer) and -(2**63) <= key < 2**63 for key in accepted)
+    ):
+        # Integer ids (database keys): look every vote up at once in the sorted gold ids.
+        keys = np.array(sorted(accepted), dtype=np.int64)
+        answers = np.zeros((keys.size, len(PREFERENCE_CODES)), dtype=bool)
+        for row, key in enumerate(keys.tolist()):
+            answers[row, sorted(accepted[key])] = True
+        row_of = np.minimum(np.searchsorted(keys, items), keys.size - 1)
+        is_gold = keys[row_of] == items
+        correct[is_gold] = answers[row_of[is_gold], codes[is_gold]]
+        return is_gold, correct
     for i, (item, code) in enumerate(zip(items, codes.tolist(), strict=True)):
         answers = accepted.get(item)
         if answers is not None:
@@ -159,26 +193,55 @@ def rater_reports(
             non-finite time, or a gold answer that is not a preference code.
     """
     votes = tuple(votes)
-    thresholds = thresholds if thresholds is not None else RaterThresholds()
-    gold = gold if gold is not None else {}
     if not votes:
         return ()
-    codes = check_choices([v.choice for v in votes])
-    raters, rater_index = index_items([v.rater for v in votes])
-    item_ids = [v.item for v in votes]
-    _, item_index = index_items(item_ids)
+    return rater_reports_from_columns(
+        raters=[v.rater for v in votes],
+        items=[v.item for v in votes],
+        codes=[v.choice for v in votes],
+        left=[-1 if v.left is None else v.left for v in votes],
+        seconds=[np.nan if v.seconds is None else float(v.seconds) for v in votes],
+        gold=gold,
+        thresholds=thresholds,
+    )
 
-    left = np.array([-1 if v.left is None else v.left for v in votes], dtype=np.int64)
+
+def rater_reports_from_columns(
+    *,
+    raters: Sequence[Hashable] | np.ndarray,
+    items: Sequence[Hashable] | np.ndarray,
+    codes: Sequence[int] | np.ndarray,
+    left: Sequence[int] | np.ndarray,
+    seconds: Sequence[float] | np.ndarray,
+    gold: Mapping[Hashable, int | Collection[int]] | None = None,
+    thresholds: RaterThresholds | None = None,
+) -> tuple[RaterReport, ...]:
+    """:func:`rater_reports` on columns, one entry per vote: rater and item ids (integer arrays
+    are indexed by numpy), preference code, left slot (``-1`` = unknown) and seconds (``nan`` =
+    unknown). A million votes need no Python object per vote this way.
+
+    Raises:
+        ValueError: as :func:`rater_reports`, or columns of different lengths.
+    """
+    thresholds = thresholds if thresholds is not None else RaterThresholds()
+    gold = gold if gold is not None else {}
+    codes = check_choices(codes)
+    if not codes.size:
+        return ()
+    left = np.asarray(left, dtype=np.int64)
+    seconds = np.asarray(seconds, dtype=np.float64)
+    if not (len(raters) == len(items) == left.size == seconds.size == codes.size):
+        raise ValueError("raters, items, codes, left and seconds must have one entry per vote")
+    raters, rater_index = index_items(raters)
+    _, item_index = index_items(items)
+
     if not np.isin(left, (-1, BASE, TUNED)).all():
         raise ValueError("Vote.left must be BASE (0), TUNED (1) or None")
-    seconds = np.array(
-        [np.nan if v.seconds is None else float(v.seconds) for v in votes], dtype=np.float64
-    )
     if np.isinf(seconds).any() or (seconds < 0).any():
         raise ValueError("Vote.seconds must be a finite, non-negative number of seconds or None")
 
     has_majority, agrees = _leave_one_out_agreement(item_index, codes)
-    is_gold, gold_correct = _gold_match(item_ids, codes, gold)
+    is_gold, gold_correct = _gold_match(items, codes, gold)
     decisive_left = (left >= 0) & np.isin(codes, (BASE, TUNED))
     chose_left = codes == left
 

@@ -53,11 +53,11 @@ from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
 from scoring.stats._resampling import (
+    BootstrapTarget,
     check_confidence,
     check_rng,
+    joint_bootstrap,
     percentile_interval,
-    resample_weights,
-    weighted_sums,
 )
 from scoring.stats.votes import (
     BASE,
@@ -76,16 +76,20 @@ __all__ = [
     "LABELS",
     "AgreementDifference",
     "JudgeHumanPairwise",
+    "JudgeHumanPairwisePlan",
     "PairwiseAgreement",
     "REASON_JUDGE_DISAGREES",
     "REASON_NO_MAJORITY",
     "REASON_RATERS_SPLIT",
     "Disagreement",
+    "DisagreementFlags",
     "JudgeAgreement",
     "MetricCorrelation",
+    "disagreement_flags",
     "find_disagreements",
     "judge_agreement",
     "judge_human_pairwise_agreement",
+    "judge_human_pairwise_plan",
     "majority_vote",
     "mean_preference",
     "metric_correlations",
@@ -153,9 +157,25 @@ class Disagreement:
     reasons: tuple[str, ...]
 
 
+_NUMBER_TYPES = frozenset({int, float, type(None)})
+
+
 def _optional_codes(values: Iterable[int | None], name: str) -> np.ndarray:
     """Codes as floats with ``nan`` for ``None``; both-bad collapsed into tie."""
     raw = list(values)
+    out = None
+    # Plain or numpy numbers and None (not bools): numpy reads None as nan and the codes are
+    # checked as one array; anything else takes the element-wise path and its error message.
+    kinds = set(map(type, raw))
+    if all(k in _NUMBER_TYPES or (k.__module__ == "numpy" and k is not np.bool_) for k in kinds):
+        try:
+            out = np.array(raw, dtype=np.float64)
+        except (TypeError, ValueError):
+            out = None
+    if out is not None and out.ndim == 1 and not np.isinf(out).any():
+        check_choices(out[~np.isnan(out)], name=name)
+        out[out == BOTH_BAD] = TIE
+        return out
     present = [v for v in raw if v is not None and not (isinstance(v, float) and np.isnan(v))]
     check_choices(present, name=name)
     out = np.array(
@@ -312,6 +332,103 @@ def _ratios(sums: np.ndarray) -> np.ndarray:
         return np.where(denominators > 0, numerators / denominators, np.nan)
 
 
+@dataclass(frozen=True)
+class JudgeHumanPairwisePlan:
+    """:func:`judge_human_pairwise_agreement` before its bootstrap: per-item totals (the
+    bootstrap target, one row per item with a verdict) and the point estimates; :meth:`result`
+    turns bootstrap replicates into a :class:`JudgeHumanPairwise`. Built by
+    :func:`judge_human_pairwise_plan`, so the items can be resampled together with other
+    item-level statistics (:func:`scoring.stats._resampling.joint_bootstrap`)."""
+
+    target: BootstrapTarget
+    point: np.ndarray
+    n_votes: int
+
+    def result(
+        self, replicates: np.ndarray | None, *, confidence: float = 0.95
+    ) -> JudgeHumanPairwise:
+        """The agreements with the percentile intervals of ``replicates`` (``(resamples, 4)``;
+        ``None``: no bootstrap)."""
+        confidence = check_confidence(confidence)
+        features, point = self.target.features, self.point
+        nan = float("nan")
+        intervals = [(nan, nan)] * 6
+        n_resamples = 0
+        if replicates is not None and replicates.shape[0]:
+            n_resamples = int(replicates.shape[0])
+            columns = [
+                replicates[:, 0],
+                replicates[:, 1],
+                replicates[:, 0] - replicates[:, 1],
+                replicates[:, 2],
+                replicates[:, 3],
+                replicates[:, 2] - replicates[:, 3],
+            ]
+            intervals = [percentile_interval(column, confidence) for column in columns]
+
+        def agreement(k: int, interval: tuple[float, float]) -> PairwiseAgreement:
+            return PairwiseAgreement(
+                agreement=float(point[k]),
+                ci_low=interval[0],
+                ci_high=interval[1],
+                n_pairs=int(round(features[:, 2 * k + 1].sum())),
+                n_items=int((features[:, 2 * k + 1] > 0).sum()),
+            )
+
+        def difference(k: int, interval: tuple[float, float]) -> AgreementDifference:
+            return AgreementDifference(
+                difference=float(point[k] - point[k + 1]), ci_low=interval[0], ci_high=interval[1]
+            )
+
+        return JudgeHumanPairwise(
+            judge_human=agreement(0, intervals[0]),
+            human_human=agreement(1, intervals[1]),
+            difference=difference(0, intervals[2]),
+            judge_human_without_ties=agreement(2, intervals[3]),
+            human_human_without_ties=agreement(3, intervals[4]),
+            difference_without_ties=difference(2, intervals[5]),
+            n_items=int(features.shape[0]),
+            n_votes=self.n_votes,
+            confidence=confidence,
+            n_resamples=n_resamples,
+        )
+
+
+def judge_human_pairwise_plan(
+    item_ids: Sequence[Hashable] | np.ndarray,
+    codes: Iterable[int] | np.ndarray,
+    judge: Mapping[Hashable, int | None],
+) -> JudgeHumanPairwisePlan:
+    """:func:`judge_human_pairwise_agreement` before its bootstrap (see
+    :class:`JudgeHumanPairwisePlan`). The target's units are the item ids when they are
+    integers (so other statistics of the same items can share its resamples), else the items'
+    first-seen positions.
+
+    Raises:
+        ValueError: lengths differ, or a code or verdict is not a preference code.
+    """
+    human = check_choices(codes, name="codes")
+    if len(item_ids) != human.size:
+        raise ValueError(f"got {len(item_ids)} item ids but {human.size} codes")
+    items, counts = category_counts(item_ids, human, both_bad_as_tie=True)
+    verdicts = _optional_codes([judge.get(item) for item in items], "judge")
+    keep = ~np.isnan(verdicts)
+    counts = counts[keep, :3].astype(np.float64)
+    judged = verdicts[keep].astype(np.int64)
+    features = _agreement_features(counts, judged)
+    point = _ratios(features.sum(axis=0, keepdims=True))[0]
+    if items and all(isinstance(item, int | np.integer) for item in items[:1]):
+        try:
+            units = np.asarray(items, dtype=np.int64)[keep]
+        except (OverflowError, TypeError, ValueError):  # ids numpy cannot hold: positions
+            units = np.flatnonzero(keep)
+    else:
+        units = np.flatnonzero(keep)
+    return JudgeHumanPairwisePlan(
+        target=BootstrapTarget(units, features, _ratios), point=point, n_votes=int(counts.sum())
+    )
+
+
 def judge_human_pairwise_agreement(
     item_ids: Sequence[Hashable],
     codes: Iterable[int] | np.ndarray,
@@ -342,62 +459,11 @@ def judge_human_pairwise_agreement(
     """
     rng = check_rng(rng, n_resamples)
     confidence = check_confidence(confidence)
-    human = check_choices(codes, name="codes")
-    if len(item_ids) != human.size:
-        raise ValueError(f"got {len(item_ids)} item ids but {human.size} codes")
-    items, counts = category_counts(item_ids, human, both_bad_as_tie=True)
-    verdicts = _optional_codes([judge.get(item) for item in items], "judge")
-    keep = ~np.isnan(verdicts)
-    counts = counts[keep, :3].astype(np.float64)
-    judged = verdicts[keep].astype(np.int64)
-    features = _agreement_features(counts, judged)
-    point = _ratios(features.sum(axis=0, keepdims=True))[0]
-
-    nan = float("nan")
-    intervals = [(nan, nan)] * 6
-    if rng is not None and judged.size:
-        replicates = np.empty((n_resamples, 4))
-        start = 0
-        for weights in resample_weights(judged.size, n_resamples, rng, n_features=8):
-            stop = start + weights.shape[0]
-            replicates[start:stop] = _ratios(weighted_sums(weights, features))
-            start = stop
-        columns = [
-            replicates[:, 0],
-            replicates[:, 1],
-            replicates[:, 0] - replicates[:, 1],
-            replicates[:, 2],
-            replicates[:, 3],
-            replicates[:, 2] - replicates[:, 3],
-        ]
-        intervals = [percentile_interval(column, confidence) for column in columns]
-
-    def agreement(k: int, interval: tuple[float, float]) -> PairwiseAgreement:
-        return PairwiseAgreement(
-            agreement=float(point[k]),
-            ci_low=interval[0],
-            ci_high=interval[1],
-            n_pairs=int(round(features[:, 2 * k + 1].sum())),
-            n_items=int((features[:, 2 * k + 1] > 0).sum()),
-        )
-
-    def difference(k: int, interval: tuple[float, float]) -> AgreementDifference:
-        return AgreementDifference(
-            difference=float(point[k] - point[k + 1]), ci_low=interval[0], ci_high=interval[1]
-        )
-
-    return JudgeHumanPairwise(
-        judge_human=agreement(0, intervals[0]),
-        human_human=agreement(1, intervals[1]),
-        difference=difference(0, intervals[2]),
-        judge_human_without_ties=agreement(2, intervals[3]),
-        human_human_without_ties=agreement(3, intervals[4]),
-        difference_without_ties=difference(2, intervals[5]),
-        n_items=int(judged.size),
-        n_votes=int(counts.sum()),
-        confidence=confidence,
-        n_resamples=n_resamples if rng is not None else 0,
-    )
+    plan = judge_human_pairwise_plan(item_ids, codes, judge)
+    replicates = None
+    if rng is not None and plan.target.features.shape[0]:
+        replicates = joint_bootstrap([plan.target], n_resamples, rng)[0]
+    return plan.result(replicates, confidence=confidence)
 
 
 def mean_preference(
@@ -489,6 +555,69 @@ def metric_correlations(
     return out
 
 
+@dataclass(frozen=True)
+class DisagreementFlags:
+    """Per item (first-seen order): its vote counts and which disagreement reasons apply.
+
+    Attributes:
+        items: the item ids.
+        counts: ``(items, 4)`` vote counts by code (both-bad apart from ties).
+        raters_split, no_majority, judge_disagrees: one flag per item per reason.
+    """
+
+    items: tuple[Hashable, ...]
+    counts: np.ndarray
+    raters_split: np.ndarray
+    no_majority: np.ndarray
+    judge_disagrees: np.ndarray
+
+    @property
+    def flagged(self) -> np.ndarray:
+        """Items with at least one reason."""
+        return self.raters_split | self.no_majority | self.judge_disagrees
+
+    def reasons(self, k: int) -> tuple[str, ...]:
+        """The reasons of item ``k``, in the order of :func:`find_disagreements`."""
+        found = (
+            (self.raters_split[k], REASON_RATERS_SPLIT),
+            (self.no_majority[k], REASON_NO_MAJORITY),
+            (self.judge_disagrees[k], REASON_JUDGE_DISAGREES),
+        )
+        return tuple(reason for flag, reason in found if flag)
+
+
+def disagreement_flags(
+    item_ids: Sequence[Hashable] | np.ndarray,
+    choices: Iterable[int] | np.ndarray,
+    *,
+    judge: Mapping[Hashable, int | None] | None = None,
+) -> DisagreementFlags:
+    """The reasons of :func:`find_disagreements` for every item at once, as arrays.
+
+    Raises:
+        ValueError: lengths differ or a code is not a preference code.
+    """
+    items, counts = category_counts(item_ids, choices, both_bad_as_tie=False)
+    collapsed = counts.copy()  # both-bad is a tie for the majority and the split
+    collapsed[:, TIE] += collapsed[:, BOTH_BAD]
+    collapsed[:, BOTH_BAD] = 0
+    majority = majority_codes(collapsed, on_split="none")
+    verdict = np.full(len(items), np.nan)
+    if judge is not None:
+        _optional_codes(judge.values(), "judge")  # every verdict must be a code
+        verdict = _optional_codes([judge.get(item) for item in items], "judge")
+    judged = ~np.isnan(majority) & ~np.isnan(verdict)
+    disagrees = np.zeros(len(items), dtype=bool)
+    disagrees[judged] = verdict[judged] != majority[judged]
+    return DisagreementFlags(
+        items=items,
+        counts=counts,
+        raters_split=(collapsed > 0).sum(axis=1) > 1,
+        no_majority=np.isnan(majority),
+        judge_disagrees=disagrees,
+    )
+
+
 def find_disagreements(
     item_ids: Sequence[Hashable],
     choices: Iterable[int] | np.ndarray,
@@ -512,22 +641,8 @@ def find_disagreements(
     Raises:
         ValueError: lengths differ or a code is not a preference code.
     """
-    items, counts = category_counts(item_ids, choices)
-    majority = majority_codes(counts, on_split="none")
-    judged: dict[Hashable, float] = {}
-    if judge is not None:
-        keys = [k for k, v in judge.items() if v is not None]
-        codes = _optional_codes([judge[k] for k in keys], "judge")
-        judged = dict(zip(keys, codes.tolist(), strict=True))
-    out = []
-    for item, row, maj in zip(items, counts, majority, strict=True):
-        reasons = []
-        if (row > 0).sum() > 1:
-            reasons.append(REASON_RATERS_SPLIT)
-        if np.isnan(maj):
-            reasons.append(REASON_NO_MAJORITY)
-        elif item in judged and judged[item] != maj:
-            reasons.append(REASON_JUDGE_DISAGREES)
-        if reasons:
-            out.append(Disagreement(item=item, reasons=tuple(reasons)))
-    return out
+    flags = disagreement_flags(item_ids, choices, judge=judge)
+    return [
+        Disagreement(item=flags.items[k], reasons=flags.reasons(k))
+        for k in np.flatnonzero(flags.flagged).tolist()
+    ]

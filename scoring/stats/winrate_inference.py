@@ -48,6 +48,7 @@ from typing import Literal
 import numpy as np
 
 from scoring.stats._resampling import check_confidence
+from scoring.stats.arrays import has_duplicates
 from scoring.stats.clustered import (
     Moments,
     check_counts,
@@ -261,7 +262,7 @@ def _panel(
     if not items.size or not np.array_equal(padded, given):
         raise ValueError("counts do not match the per-vote item_index and codes")
     pairs = items * (int(raters.max()) + 1) + raters
-    if np.unique(pairs).size != pairs.size:
+    if has_duplicates(pairs):
         raise ValueError("a rater has more than one vote on an item; give one vote per pair")
     score = np.array([0.0, 1.0, 0.5, 0.5])[choices]
     tie = ((choices == TIE) | (choices == BOTH_BAD)).astype(np.float64)
