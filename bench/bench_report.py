@@ -18,9 +18,13 @@ What it does, in one run:
    log-normal per rater (median 15-40 s); the judge and the metric follow ``d`` with noise.
 
 2. In a fresh subprocess per measurement (so one measurement never inflates the next one's peak
-   RSS): ``scoring.reports.build_report(study, ReportOptions(n_resamples=1000))`` wall time
-   with a per-section breakdown and process peak RSS (``ru_maxrss``); then again under
-   ``tracemalloc`` for the peak of Python allocations (numpy buffers included) per section. The
+   RSS): ``scoring.reports.build_report(study, ReportOptions(n_resamples=1000))`` wall time,
+   the CPU time of the Python process and of its PostgreSQL backend (on a shared machine the
+   CPU times are the steadier figures), a per-section breakdown (wall and the thread's CPU;
+   the reads that `scoring.reports.Prefetch` runs on a second connection are listed too),
+   the process's peak RSS and its peak during each top-level section (the kernel's peak is
+   reset between sections, ``/proc/self/clear_refs``); then again under ``tracemalloc`` for
+   the peak of Python allocations (numpy buffers included) per section. The
    report's sha256 (``report_sha256``) is printed, so optimisations can be checked to change
    nothing. ``--profile`` adds cProfile runs of the report and of the export.
 

@@ -1,10 +1,13 @@
 """The research report: agreement, win rate, raters, judge-vs-human and metric-vs-human
 reconciliation, disagreements and the sequential decision, as one JSON-serialisable dict.
 
-Data are read with a fixed number of queries (bulk `values_list` reads and database
-aggregation, never per-row queries); the statistics come from the pure `scoring.stats` and
-`scoring.metrics` modules. The same dict feeds the API, the HTML report, CSV and the sign-off
-hash, so it is deterministic for the same data (fixed bootstrap seed, sorted keys).
+Data are read with a fixed number of queries (bulk reads and database aggregation, never
+per-row queries): the large ones (votes, verdicts, scores, output lengths) as numpy columns
+(`scoring.columns`), those that do not depend on the votes on a second connection while the
+votes are read (`Prefetch`). The statistics come from the pure `scoring.stats` and
+`scoring.metrics` modules, on arrays: a million votes are never a million Python objects. The
+same dict feeds the API, the HTML report, CSV and the sign-off hash, so it is deterministic
+for the same data (fixed bootstrap seed, sorted keys).
 """
 
 from __future__ import annotations
@@ -754,13 +757,6 @@ def judge_section(
             "confusion": np.asarray(result.confusion).astype(int).tolist(),
         }
     return section
-
-
-def vote_counts(votes: VoteRows) -> tuple[np.ndarray, np.ndarray]:
-    """Items in first-seen order and an ``(items, 4)`` array of their votes per preference code."""
-    items, item_index = first_seen_item_index(votes.item_ids)
-    counts = np.bincount(item_index * 4 + votes.codes, minlength=items.size * 4).reshape(-1, 4)
-    return items, counts
 
 
 def metric_scores(study: Study, judges: list | None = None) -> tuple[Any, dict]:

@@ -42,6 +42,7 @@ and human majority disagreeing.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -417,13 +418,10 @@ def judge_human_pairwise_plan(
     judged = verdicts[keep].astype(np.int64)
     features = _agreement_features(counts, judged)
     point = _ratios(features.sum(axis=0, keepdims=True))[0]
-    if items and all(isinstance(item, int | np.integer) for item in items[:1]):
-        try:
+    units = np.flatnonzero(keep)  # positions, unless the ids are integers numpy can hold
+    if all(type(item) is int for item in items):
+        with contextlib.suppress(OverflowError):
             units = np.asarray(items, dtype=np.int64)[keep]
-        except (OverflowError, TypeError, ValueError):  # ids numpy cannot hold: positions
-            units = np.flatnonzero(keep)
-    else:
-        units = np.flatnonzero(keep)
     return JudgeHumanPairwisePlan(
         target=BootstrapTarget(units, features, _ratios), point=point, n_votes=int(counts.sum())
     )
