@@ -17,9 +17,7 @@ from tests.factories import make_study, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-browser = harness.browser
-page = harness.page
-_fast_password_hashing = harness._fast_password_hashing
+# The Chromium fixtures come from tests/browser/conftest.py; the sign-in from the rating tests.
 PASSWORD = harness.PASSWORD
 login = harness.login
 REFRESH_SECONDS = 2

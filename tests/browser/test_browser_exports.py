@@ -26,9 +26,7 @@ from tests.scoring.release_helpers import make_ready, submission, vote_all
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-browser = harness.browser
-page = harness.page
-_fast_password_hashing = harness._fast_password_hashing
+# The Chromium fixtures come from tests/browser/conftest.py; the sign-in from the rating tests.
 PASSWORD = harness.PASSWORD
 login = harness.login
 

@@ -17,10 +17,7 @@ from tests.factories import make_study, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-# The rating tests' harness, registered here by name: the Chromium fixtures, fast hashing.
-browser = harness.browser
-page = harness.page
-_fast_password_hashing = harness._fast_password_hashing
+# The Chromium fixtures come from tests/browser/conftest.py; the sign-in from the rating tests.
 PASSWORD = harness.PASSWORD
 login = harness.login
 

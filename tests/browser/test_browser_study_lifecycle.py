@@ -21,10 +21,7 @@ from tests.factories import jsonl_bytes, make_user, pair_records
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-# The rating tests' harness, registered here by name: the Chromium fixtures, fast hashing.
-browser = harness.browser
-page = harness.page
-_fast_password_hashing = harness._fast_password_hashing
+# The Chromium fixtures come from tests/browser/conftest.py; the sign-in from the rating tests.
 PASSWORD = harness.PASSWORD
 login = harness.login
 
