@@ -136,7 +136,7 @@ def test_prefetched_report_equals_the_sequential_one(monkeypatch) -> None:
     concurrent = build_report(study=study, options=ReportOptions(n_resamples=100))
 
     def sequential(self, reads) -> None:
-        self.reads, self.futures, self.executor = reads, {}, None
+        self.reads, self.futures, self.done, self.executor = reads, {}, {}, None
 
     monkeypatch.setattr(reports.Prefetch, "__init__", sequential)
     alone = build_report(study=study, options=ReportOptions(n_resamples=100))
