@@ -41,21 +41,6 @@ GENERATED_AT = re.compile(r" at \d{4}-\d\d-\d\dT[0-9:.+\-]+")
 
 
 @pytest.fixture
-def exports_in_process(settings, tmp_path):
-    """Exports built in the request that starts them (also where CI configures a broker), into
-    a folder of this test's own."""
-    from evalplatform.celery import app
-
-    settings.EXPORT_ROOT = tmp_path / "exports"
-    previous = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    try:
-        yield
-    finally:
-        app.conf.task_always_eager = previous
-
-
-@pytest.fixture
 def run_study(transactional_db, exports_in_process):
     """A training run's study with votes from two raters who disagree on most items, ready for
     sign-off."""

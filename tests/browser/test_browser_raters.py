@@ -98,6 +98,7 @@ def test_a_researchers_invite_link_brings_a_new_rater_to_a_pair(browser, page, l
     assert re.match(r"accepted by invited-rater \d{4}-", page.text_content(".invite-state"))
 
 
+@pytest.mark.usefixtures("exports_in_process")
 def test_a_crowd_participant_rates_their_pairs_and_gets_the_completion_code(
     browser, page, live_server
 ):
