@@ -226,6 +226,14 @@ CELERY_TASK_DEFAULT_QUEUE = "cpu"
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT + 10 * 60)
 }
+# Kombu looks for overdue unacknowledged tasks about every 100 s (its restore interval times its
+# throttle): nothing next to a 40-minute visibility timeout, but a short one (a test's) needs
+# the sweep as often, e.g. CELERY_UNACKED_RESTORE_SECONDS=1.
+if unacked_restore_seconds := env_int("CELERY_UNACKED_RESTORE_SECONDS", 0):
+    CELERY_BROKER_TRANSPORT_OPTIONS |= {
+        "unacked_restore_interval": unacked_restore_seconds,
+        "unacked_restore_throttle": 1,
+    }
 CELERY_TASK_ROUTES = {"scoring.gpu.*": {"queue": "gpu"}}
 
 if REDIS_URL:

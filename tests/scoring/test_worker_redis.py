@@ -19,12 +19,24 @@ from tests.scoring.worker_helpers import celery_worker, clean_broker, stop  # no
 pytestmark = [pytest.mark.worker, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 VISIBILITY_TIMEOUT = 4
+# The killed worker's chunk keeps its lease until it runs out, and kombu looks for overdue
+# tasks only every ~100 s by default: both as short as the visibility timeout, so the
+# redelivery comes within seconds (it took 100 s).
+CHUNK_LEASE_SECONDS = 4
+UNACKED_RESTORE_SECONDS = 1
 
 
 def start_worker(log_path: Path) -> subprocess.Popen:
     # A short visibility timeout, so a task held by a killed worker is delivered again within
     # the test.
-    return celery_worker(log_path, env={"CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT)})
+    return celery_worker(
+        log_path,
+        env={
+            "CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
+            "CHUNK_LEASE_SECONDS": str(CHUNK_LEASE_SECONDS),
+            "CELERY_UNACKED_RESTORE_SECONDS": str(UNACKED_RESTORE_SECONDS),
+        },
+    )
 
 
 def wait_for(predicate, timeout: float, message: str) -> None:
