@@ -21,6 +21,7 @@ from scoring.models import (
     TrainingRun,
 )
 from scoring.reports import ReportOptions, build_report, canonical_json, win_decision
+from scoring.stats.evidence_grid import evidence_quantized
 
 __all__ = [
     "criterion",
@@ -247,11 +248,12 @@ def study_report(*, study: Study, options: ReportOptions | None = None) -> dict[
 
 
 def evidence_json(report: dict[str, Any]) -> str:
-    """Canonical JSON of the evidence: the study's workflow state is not evidence, so moving
-    it (e.g. ready -> signed_off) never changes the hash."""
+    """Canonical JSON of the evidence, the text a sign-off stores and hashes: the study's
+    workflow state is not evidence, so moving it (e.g. ready -> signed_off) never changes the
+    hash; floats are quantized (`evidence_float`), so the hash is the same on every CPU."""
     evidence = dict(report)
     evidence["study"] = {k: v for k, v in report.get("study", {}).items() if k != "status"}
-    return canonical_json(evidence)
+    return canonical_json(evidence_quantized(evidence))
 
 
 def evidence_sha256(report: dict[str, Any]) -> str:

@@ -344,3 +344,70 @@ def test_a_run_whose_outputs_unblind_raters_waits_in_draft(researcher_api, eager
     assert AuditEvent.objects.filter(study=study, entity="run", action="open_deferred").exists()
     # Pre-scoring went ahead; the raters wait for a researcher to fix or acknowledge the tells.
     assert study.scoring_jobs.exists()
+
+
+def on_another_cpu(value, ulps: int = 3):
+    """The same evidence as another CPU computes it: every float a few units in the last place
+    off (another SIMD kernel, another summation order), and cancellation noise where it is 0."""
+    import numpy as np
+
+    if isinstance(value, float):
+        if value == 0.0:
+            return 3e-14
+        shifted = value
+        for _ in range(ulps):
+            shifted = float(np.nextafter(shifted, np.inf))
+        return shifted
+    if isinstance(value, dict):
+        return {k: on_another_cpu(v, ulps) for k, v in value.items()}
+    if isinstance(value, list):
+        return [on_another_cpu(v, ulps) for v in value]
+    return value
+
+
+def count_floats(value) -> int:
+    if isinstance(value, float):
+        return 1
+    if isinstance(value, dict):
+        return sum(count_floats(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(count_floats(v) for v in value)
+    return 0
+
+
+def test_evidence_hash_is_the_same_on_another_cpu_and_moves_with_real_changes(
+    release_setup, eager_celery, monkeypatch
+) -> None:
+    from scoring.release import evidence_sha256
+    from scoring.release import signoff as signoff_module
+
+    s = release_setup
+    with eager_celery(execute=True):
+        vote_all({r: api_client_for(r) for r in s["raters"]}, s["slug"])
+    make_ready(s["slug"], s["researcher"])
+    study = Study.objects.get(slug=s["slug"])
+    report = release_report(study=study)
+    assert count_floats(report) > 50  # win rates, intervals, agreement, metric deltas, ...
+    assert report != on_another_cpu(report)
+    assert evidence_sha256(on_another_cpu(report)) == evidence_sha256(report)
+    # Real changes still move it: a float by 1e-6, a count by one.
+    moved = copy.deepcopy(report)
+    moved["win_rate"]["tuned"] += 1e-6
+    assert evidence_sha256(moved) != evidence_sha256(report)
+    moved = copy.deepcopy(report)
+    moved["judgments"] += 1
+    assert evidence_sha256(moved) != evidence_sha256(report)
+
+    # Approved where the web process runs, checked by a worker on another CPU: still current,
+    # and a second approval computed there counts with the first.
+    owners = [api_client_for(o) for o in s["owners"]]
+    body = {"decision": "approve", "comment": "evidence holds"}
+    assert owners[0].post("/api/v1/runs/run-001/signoff/", body, format="json").status_code == 201
+    real_release_report = signoff_module.release_report
+    monkeypatch.setattr(
+        signoff_module, "release_report", lambda **kw: on_another_cpu(real_release_report(**kw))
+    )
+    evidence_check(study_id=study.pk)
+    assert SignOffInvalidation.objects.count() == 0
+    second = owners[1].post("/api/v1/runs/run-001/signoff/", body, format="json")
+    assert second.status_code == 201 and second.json()["state"] == "signed_off"
