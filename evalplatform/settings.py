@@ -45,6 +45,18 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [part.strip() for part in raw.split(",") if part.strip()]
 
 
+def env_margins(name: str, default: dict[str, float]) -> dict[str, float]:
+    """`metric:margin,metric:margin` (e.g. `corpus_bleu:2,sentence_bleu:2`) as a dict."""
+    margins = {}
+    for part in env_list(name, []):
+        metric, _, margin = part.partition(":")
+        try:
+            margins[metric.strip()] = float(margin)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name}: {part!r} is not metric:margin") from exc
+    return margins if os.environ.get(name, "").strip() else default
+
+
 DEBUG = env_bool("DEBUG", False)
 
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
@@ -295,6 +307,11 @@ RELEASE_POLICY_DEFAULTS = {
     "require_win_ci_above_half": env_bool("RELEASE_REQUIRE_WIN_CI_ABOVE_HALF", True),
     "max_forgetting_perplexity_increase": float(os.environ.get("RELEASE_MAX_PPL_INCREASE", "0.10")),
     "max_forgetting_metric_drop": float(os.environ.get("RELEASE_MAX_METRIC_DROP", "0.02")),
+    # A margin per metric, in its units, where the one above does not fit its scale: sacrebleu's
+    # BLEU is on 0-100, where 0.02 would ask the impossible. Other metrics use the one above.
+    "forgetting_metric_margins": env_margins(
+        "RELEASE_METRIC_MARGINS", {"corpus_bleu": 2.0, "sentence_bleu": 2.0}
+    ),
     "forbid_overfitting": env_bool("RELEASE_FORBID_OVERFITTING", True),
     "min_judge_human_agreement": float(os.environ.get("RELEASE_MIN_JUDGE_AGREEMENT", "0.6")),
     "require_three_metric_kinds": env_bool("RELEASE_REQUIRE_THREE_METRIC_KINDS", True),

@@ -552,6 +552,9 @@ class StudyPolicyApi(ReleaseAPIView):
         max_forgetting_metric_drop = serializers.FloatField(
             min_value=0, max_value=1e6, required=False
         )
+        forgetting_metric_margins = serializers.DictField(
+            child=serializers.FloatField(min_value=0, max_value=1e6), required=False
+        )
         forbid_overfitting = serializers.BooleanField(required=False)
         min_judge_human_agreement = serializers.FloatField(
             min_value=0, max_value=1, required=False, allow_null=True

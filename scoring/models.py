@@ -272,6 +272,8 @@ class ReleasePolicy(models.Model):
     require_win_ci_above_half = models.BooleanField()
     max_forgetting_perplexity_increase = models.FloatField()
     max_forgetting_metric_drop = models.FloatField()
+    # {metric name: margin in its units}; metrics not named use max_forgetting_metric_drop.
+    forgetting_metric_margins = models.JSONField(default=dict, blank=True)
     forbid_overfitting = models.BooleanField()
     min_judge_human_agreement = models.FloatField(null=True, blank=True)
     require_three_metric_kinds = models.BooleanField()

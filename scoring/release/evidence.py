@@ -99,6 +99,7 @@ def forgetting_section(run: TrainingRun | None, policy: ReleasePolicy) -> dict[s
         metric_deltas=deltas,
         max_perplexity_increase=policy.max_forgetting_perplexity_increase,
         max_metric_drop=policy.max_forgetting_metric_drop,
+        metric_margins=policy.forgetting_metric_margins,
     )
     return json_safe(asdict(report))
 

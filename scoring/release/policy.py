@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import math
 from typing import Any
 
 from django.conf import settings
@@ -21,6 +23,7 @@ from scoring.models import (
 
 __all__ = [
     "POLICY_FIELDS",
+    "metric_margins_checked",
     "policy_as_dict",
     "policy_get",
     "policy_update",
@@ -32,13 +35,41 @@ POLICY_FIELDS = tuple(settings.RELEASE_POLICY_DEFAULTS)
 
 def policy_get(*, study: Study) -> ReleasePolicy:
     policy, _ = ReleasePolicy.objects.get_or_create(
-        study=study, defaults=dict(settings.RELEASE_POLICY_DEFAULTS)
+        study=study, defaults=copy.deepcopy(settings.RELEASE_POLICY_DEFAULTS)
     )
     return policy
 
 
 def policy_as_dict(policy: ReleasePolicy) -> dict[str, Any]:
     return {field: getattr(policy, field) for field in POLICY_FIELDS}
+
+
+def metric_margins_checked(margins: Any) -> dict[str, float]:
+    """`{metric name: margin}` with each margin a finite number >= 0, else
+    DomainValidationError naming the metric."""
+    if not isinstance(margins, dict):
+        raise DomainValidationError(
+            "forgetting_metric_margins must be an object {metric name: margin}",
+            errors={"forgetting_metric_margins": ["not an object"]},
+        )
+    checked = {}
+    for name, margin in margins.items():
+        if not isinstance(name, str) or not name.strip() or len(name) > 100:
+            raise DomainValidationError(
+                f"forgetting_metric_margins: {name!r} is not a metric name",
+                errors={"forgetting_metric_margins": ["bad metric name"]},
+            )
+        if (
+            isinstance(margin, bool)
+            or not isinstance(margin, int | float)
+            or not 0 <= margin < math.inf
+        ):
+            raise DomainValidationError(
+                f"forgetting_metric_margins[{name!r}] must be a finite number >= 0, got {margin!r}",
+                errors={"forgetting_metric_margins": [f"{name}: not a finite number >= 0"]},
+            )
+        checked[name.strip()] = float(margin)
+    return checked
 
 
 @transaction.atomic
@@ -57,6 +88,10 @@ def policy_update(*, study: Study, actor: AbstractBaseUser, **fields: Any) -> Re
     if "required_approvals" in fields and fields["required_approvals"] not in (1, 2, 3):
         raise DomainValidationError(
             "required_approvals must be 1, 2 or 3", errors={"required_approvals": ["1-3"]}
+        )
+    if "forgetting_metric_margins" in fields:
+        fields["forgetting_metric_margins"] = metric_margins_checked(
+            fields["forgetting_metric_margins"]
         )
     policy = policy_get(study=study)
     before = policy_as_dict(policy)

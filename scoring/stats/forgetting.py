@@ -25,6 +25,11 @@ confidence interval against the margin exactly as here).
   - the interval is missing or not finite (``no_interval``), e.g. too few items to resample.
 
   Absence of evidence is not evidence of absence: a metric without an interval fails.
+
+  The margin is in the metric's own units, so one number cannot serve metrics on different
+  scales (0.02 is two points of accuracy on 0-1 but nothing on BLEU's 0-100, and a margin
+  raised for BLEU would wave any accuracy drop through): ``metric_margins`` gives a margin per
+  metric name, ``max_metric_drop`` the margin of every other metric.
 * **Perplexity** of each model on the hold-out text, as the relative increase
   ``perplexity_tuned / perplexity_base - 1``. With a confidence interval of that increase
   (``perplexity_increase_ci``) it passes only when the whole interval lies below
@@ -100,13 +105,14 @@ class MetricCheck:
         base, tuned, delta, ci_low, ci_high, lower_is_better: as given.
         worst_case: the interval bound on the worse side, mirrored so that negative is worse:
             ``ci_low`` for higher-is-better metrics, ``-ci_high`` for lower-is-better ones
-            (``nan`` without an interval). Passes when above ``-max_metric_drop``.
+            (``nan`` without an interval). Passes when above ``-margin``.
         half_width: ``(ci_high - ci_low) / 2`` (``nan`` without an interval).
         outcome: :data:`NON_INFERIOR`, :data:`NOT_SHOWN`, :data:`INFERIOR`,
             :data:`TOO_IMPRECISE` or :data:`NO_INTERVAL` (see the module docstring).
         evaluated: an interval was available.
         passed: ``outcome == NON_INFERIOR``.
         reason: one line explaining the outcome.
+        margin: the margin this metric was read against, in its units.
     """
 
     name: str
@@ -122,6 +128,7 @@ class MetricCheck:
     evaluated: bool
     passed: bool
     reason: str
+    margin: float
 
 
 @dataclass(frozen=True)
@@ -140,7 +147,9 @@ class ForgettingReport:
         evaluated: ``False`` when neither perplexity nor any metric could be compared.
         metrics: one row per metric, in the mapping's order.
         notes: informational lines (e.g. a perplexity given for one model only).
-        max_perplexity_increase, max_metric_drop: the margins used.
+        max_perplexity_increase, max_metric_drop: the margins used (``max_metric_drop`` for
+            the metrics without a margin of their own).
+        metric_margins: the per-metric margins given.
     """
 
     perplexity_base: float | None
@@ -156,6 +165,7 @@ class ForgettingReport:
     notes: tuple[str, ...]
     max_perplexity_increase: float
     max_metric_drop: float
+    metric_margins: Mapping[str, float]
 
 
 def _check_perplexity(name: str, value: float | None) -> float | None:
@@ -202,7 +212,7 @@ def _explain(outcome: str, half_width: float, margin: str) -> str:
     return f"{NOT_SHOWN_PHRASE}: the interval reaches beyond the margin {margin}"
 
 
-def _metric_check(name: str, metric: MetricDelta, max_metric_drop: float) -> MetricCheck:
+def _metric_check(name: str, metric: MetricDelta, margin: float) -> MetricCheck:
     where = f"metric_deltas[{name!r}]"
     if not isinstance(metric, MetricDelta):
         raise ValueError(f"{where}: expected a MetricDelta, got {type(metric).__name__}")
@@ -219,6 +229,7 @@ def _metric_check(name: str, metric: MetricDelta, max_metric_drop: float) -> Met
         "ci_low": ci_low,
         "ci_high": ci_high,
         "lower_is_better": metric.lower_is_better,
+        "margin": margin,
     }
     if not (math.isfinite(ci_low) and math.isfinite(ci_high)):
         return MetricCheck(
@@ -235,14 +246,13 @@ def _metric_check(name: str, metric: MetricDelta, max_metric_drop: float) -> Met
         )
     worst, best = (-ci_high, -ci_low) if metric.lower_is_better else (ci_low, ci_high)
     half_width = (ci_high - ci_low) / 2.0
-    outcome = _non_inferiority(worst, best, half_width, max_metric_drop)
+    outcome = _non_inferiority(worst, best, half_width, margin)
     if outcome == NON_INFERIOR:
         reason = (
-            f"{name}: non-inferior: the whole interval is within the margin "
-            f"{max_metric_drop:g} ({interval})"
+            f"{name}: non-inferior: the whole interval is within the margin {margin:g} ({interval})"
         )
     else:
-        reason = f"{name}: {_explain(outcome, half_width, f'{max_metric_drop:g}')} ({interval})"
+        reason = f"{name}: {_explain(outcome, half_width, f'{margin:g}')} ({interval})"
     return MetricCheck(
         **common,
         worst_case=worst,
@@ -280,6 +290,7 @@ def detect_forgetting(
     perplexity_increase_ci: tuple[float, float] | None = None,
     max_perplexity_increase: float = 0.10,
     max_metric_drop: float = 0.02,
+    metric_margins: Mapping[str, float] | None = None,
 ) -> ForgettingReport:
     """Test the tuned model for non-inferiority to the base on the general hold-out set.
 
@@ -293,7 +304,10 @@ def detect_forgetting(
             1`` (e.g. a paired bootstrap over hold-out documents); ``None`` (or NaN bounds)
             when not available, and the perplexity is then compared on point estimates.
         max_perplexity_increase: the perplexity margin, a relative increase (0.10 = 10 %).
-        max_metric_drop: the metric margin, in the metric's units.
+        max_metric_drop: the metric margin, in the metric's units, for every metric without a
+            margin in ``metric_margins``.
+        metric_margins: per metric name, its own margin in its units (e.g. 2.0 for BLEU on
+            0-100 beside 0.02 for accuracy on 0-1). Names without a metric are ignored.
 
     Returns:
         A :class:`ForgettingReport`; see the module docstring for the rules.
@@ -302,15 +316,21 @@ def detect_forgetting(
         ValueError: a perplexity that is neither ``None``, NaN nor a number > 0 (or an infinite
             base perplexity), a negative or non-finite margin, a ``metric_deltas`` value that
             is not a :class:`MetricDelta`, an interval whose low bound is above its high bound,
+            a per-metric margin that is not a finite number >= 0,
             or a perplexity interval that is not a pair of numbers or goes below -1.
     """
     base = _check_perplexity("perplexity_base", perplexity_base)
     tuned = _check_perplexity("perplexity_tuned", perplexity_tuned)
     max_perplexity_increase = _check_threshold("max_perplexity_increase", max_perplexity_increase)
     max_metric_drop = _check_threshold("max_metric_drop", max_metric_drop)
+    margins = {
+        str(name): _check_threshold(f"metric_margins[{name!r}]", margin)
+        for name, margin in (metric_margins or {}).items()
+    }
     interval = _check_interval(perplexity_increase_ci)
     checks = tuple(
-        _metric_check(str(name), metric, max_metric_drop) for name, metric in metric_deltas.items()
+        _metric_check(str(name), metric, margins.get(str(name), max_metric_drop))
+        for name, metric in metric_deltas.items()
     )
 
     reasons: list[str] = []
@@ -362,4 +382,5 @@ def detect_forgetting(
         notes=tuple(notes),
         max_perplexity_increase=max_perplexity_increase,
         max_metric_drop=max_metric_drop,
+        metric_margins=margins,
     )

@@ -59,6 +59,9 @@ def test_bad_score_paging_is_a_400(researcher, researcher_api, query, field) -> 
         {"min_human_votes": 10**400},
         {"min_human_votes": 5, "min_human_vote": 7},
         {"max_forgetting_metric_drop": "NaN"},
+        {"forgetting_metric_margins": {"corpus_bleu": -1}},
+        {"forgetting_metric_margins": {"corpus_bleu": "NaN"}},
+        {"forgetting_metric_margins": ["corpus_bleu"]},
     ],
 )
 def test_bad_policy_updates_are_400_and_change_nothing(body) -> None:

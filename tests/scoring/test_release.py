@@ -411,3 +411,58 @@ def test_evidence_hash_is_the_same_on_another_cpu_and_moves_with_real_changes(
     assert SignOffInvalidation.objects.count() == 0
     second = owners[1].post("/api/v1/runs/run-001/signoff/", body, format="json")
     assert second.status_code == 201 and second.json()["state"] == "signed_off"
+
+
+def test_forgetting_reads_each_metric_against_its_own_margin(release_setup) -> None:
+    from annotations.models import AuditEvent
+
+    s = release_setup
+    study = Study.objects.get(slug=s["slug"])
+    forgetting = release_report(study=study)["release"]["forgetting"]
+    margins = {m["name"]: m["margin"] for m in forgetting["metrics"]}
+    # BLEU (0-100) gets the default 2-point margin, metrics on 0-1 the general 0.02.
+    assert margins["sentence_bleu"] == 2.0 and margins["exact_match"] == 0.02, margins
+    assert forgetting["metric_margins"] == {"corpus_bleu": 2.0, "sentence_bleu": 2.0}
+
+    admin_api = api_client_for(s["admin"])
+    url = f"/api/v1/studies/{s['slug']}/policy/"
+    for bad in ({"sentence_bleu": -1}, {"sentence_bleu": "NaN"}, ["sentence_bleu"]):
+        refused = admin_api.patch(url, {"forgetting_metric_margins": bad}, format="json")
+        assert refused.status_code == 400, refused.content
+    owner_api = api_client_for(s["owners"][0])
+    assert (
+        owner_api.patch(url, {"forgetting_metric_margins": {"x": 1}}, format="json").status_code
+        == 403
+    )
+    changed = admin_api.patch(
+        url, {"forgetting_metric_margins": {"sentence_bleu": 3, "rouge1": 0.05}}, format="json"
+    )
+    assert changed.status_code == 200, changed.content
+    assert changed.json()["forgetting_metric_margins"] == {"sentence_bleu": 3.0, "rouge1": 0.05}
+    forgetting = release_report(study=study)["release"]["forgetting"]
+    margins = {m["name"]: m["margin"] for m in forgetting["metrics"]}
+    assert margins["sentence_bleu"] == 3.0 and margins["rouge1"] == 0.05
+    assert margins["exact_match"] == 0.02
+    event = AuditEvent.objects.filter(entity="policy", action="updated").latest("id")
+    assert event.details["before"]["forgetting_metric_margins"] == {
+        "corpus_bleu": 2.0,
+        "sentence_bleu": 2.0,
+    }
+    assert event.details["after"]["forgetting_metric_margins"] == {
+        "sentence_bleu": 3.0,
+        "rouge1": 0.05,
+    }
+
+
+def test_the_policy_service_refuses_a_bad_metric_margin(release_setup) -> None:
+    from annotations.errors import DomainValidationError
+    from scoring.release.policy import policy_get, policy_update
+
+    study = Study.objects.get(slug=release_setup["slug"])
+    for bad in ({"sentence_bleu": float("inf")}, {"": 1.0}, {"sentence_bleu": True}, [1]):
+        with pytest.raises(DomainValidationError, match="forgetting_metric_margins"):
+            policy_update(study=study, actor=release_setup["admin"], forgetting_metric_margins=bad)
+    assert policy_get(study=study).forgetting_metric_margins == {
+        "corpus_bleu": 2.0,
+        "sentence_bleu": 2.0,
+    }

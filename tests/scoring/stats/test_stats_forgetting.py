@@ -245,3 +245,41 @@ def test_bad_input_rejected(kwargs: dict, message: str) -> None:
     arguments = {"perplexity_base": 10.0, "perplexity_tuned": 10.0, "metric_deltas": {}}
     with pytest.raises(ValueError, match=message):
         detect_forgetting(**{**arguments, **kwargs})
+
+
+def test_each_metric_is_read_against_its_own_margin() -> None:
+    # BLEU on 0-100 with a 2-point margin, accuracy on 0-1 with the default 0.02.
+    bleu = MetricDelta(base=30.0, tuned=29.5, delta=-0.5, ci_low=-1.4, ci_high=0.4)
+    accuracy = MetricDelta(base=0.80, tuned=0.74, delta=-0.06, ci_low=-0.09, ci_high=-0.03)
+    one_margin = detect_forgetting(
+        perplexity_base=None,
+        perplexity_tuned=None,
+        metric_deltas={"corpus_bleu": bleu, "exact_match": accuracy},
+        max_metric_drop=0.02,
+    )
+    # The default margin cannot read BLEU: its interval is far wider than 0.02 points.
+    assert [c.outcome for c in one_margin.metrics] == ["too_imprecise", "inferior"]
+    own = detect_forgetting(
+        perplexity_base=None,
+        perplexity_tuned=None,
+        metric_deltas={"corpus_bleu": bleu, "exact_match": accuracy},
+        max_metric_drop=0.02,
+        metric_margins={"corpus_bleu": 2.0, "rouge1": 0.05},
+    )
+    bleu_check, accuracy_check = own.metrics
+    assert bleu_check.passed and bleu_check.margin == 2.0 and "margin 2 " in bleu_check.reason
+    # Raising BLEU's margin leaves accuracy on its own: its 6-point drop still fails.
+    assert not accuracy_check.passed and accuracy_check.margin == 0.02
+    assert own.flagged and own.reasons == (accuracy_check.reason,)
+    assert own.metric_margins == {"corpus_bleu": 2.0, "rouge1": 0.05}
+
+
+@pytest.mark.parametrize("margin", [-0.1, math.inf, math.nan, "2", True])
+def test_a_bad_per_metric_margin_is_refused(margin) -> None:
+    with pytest.raises(ValueError, match=r"metric_margins\['corpus_bleu'\]"):
+        detect_forgetting(
+            perplexity_base=None,
+            perplexity_tuned=None,
+            metric_deltas={},
+            metric_margins={"corpus_bleu": margin},
+        )
