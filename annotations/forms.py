@@ -5,7 +5,12 @@ from django.conf import settings
 from django.template.defaultfilters import filesizeformat
 
 from annotations.models import QueueOrder, StudyStatus, TaskType
-from annotations.services.raters import CROWD_ITEMS_MAX, INVITE_DAYS_DEFAULT, INVITE_DAYS_MAX
+from annotations.services.raters import (
+    CROWD_ITEMS_MAX,
+    CROWD_PARTICIPANTS_MAX,
+    INVITE_DAYS_DEFAULT,
+    INVITE_DAYS_MAX,
+)
 
 
 class StudyForm(forms.Form):
@@ -178,6 +183,14 @@ class CrowdLinkForm(forms.Form):
     )
     items_per_participant = forms.IntegerField(
         min_value=1, max_value=CROWD_ITEMS_MAX, initial=20, label="Pairs per participant"
+    )
+    max_participants = forms.IntegerField(
+        min_value=1,
+        max_value=CROWD_PARTICIPANTS_MAX,
+        required=False,
+        label="Participants at most",
+        help_text="The places you bought on the platform; blank: no limit. A link that leaks "
+        "then cannot bring in more people than that.",
     )
     completion_code = forms.CharField(
         max_length=64,

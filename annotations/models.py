@@ -347,14 +347,17 @@ class CrowdLink(models.Model):
     """An open link for crowd participants (Prolific, MTurk): each arrives with their platform's
     id in the URL parameter `param_name`, gets (or resumes) a rater account of their own on
     this study, judges at most `items_per_participant` pairs and is then shown
-    `completion_code`. The token stays readable (the link is posted to the platform and
-    copied again later); deactivating the link closes it."""
+    `completion_code`. With `max_participants`, the link takes no new participant id once that
+    many have joined: a leaked link cannot mint accounts without end. The token stays readable
+    (the link is posted to the platform and copied again later); deactivating the link closes
+    it."""
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="crowd_links")
     token = models.CharField(max_length=64, unique=True, editable=False)
     label = models.CharField(max_length=100, blank=True, default="")
     param_name = models.CharField(max_length=40, default="PROLIFIC_PID")
     items_per_participant = models.PositiveIntegerField()
+    max_participants = models.PositiveIntegerField(null=True, blank=True)
     completion_code = models.CharField(max_length=64)
     created_by = models.ForeignKey(
         conf.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -367,6 +370,10 @@ class CrowdLink(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=Q(items_per_participant__gte=1), name="crowd_link_cap_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(max_participants__isnull=True) | Q(max_participants__gte=1),
+                name="crowd_link_participants_positive",
             ),
         ]
 

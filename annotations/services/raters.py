@@ -82,6 +82,7 @@ INVITE_DAYS_MAX = 90
 # One request of names (one invite link each) at most; a bigger panel is several requests.
 INVITE_NAMES_MAX = 500
 CROWD_ITEMS_MAX = 10_000
+CROWD_PARTICIPANTS_MAX = 1_000_000
 
 # A participant id arrives in a URL from a crowd platform (Prolific: 24 hex characters; MTurk:
 # about 14 capitals and digits). Anything else is refused before it is stored or exported: it
@@ -486,15 +487,19 @@ def crowd_link_create(
     param_name: str = "PROLIFIC_PID",
     completion_code: str = "",
     label: str = "",
+    max_participants: int | None = None,
 ) -> CrowdLink:
-    """An open crowd link; without a completion code one is drawn. Raises
-    DomainValidationError (a bad parameter name, cap or code), ConflictError (archived)."""
+    """An open crowd link; without a completion code one is drawn; with `max_participants`,
+    no new participant id joins once that many have. Raises DomainValidationError (a bad
+    parameter name, cap, participant limit or code), ConflictError (archived)."""
     _study_open_to_raters_check(study)
     errors = {}
     if not PARAM_NAME_PATTERN.fullmatch(param_name or ""):
         errors["param_name"] = ["a letter or '_', then letters, digits or '_' (40 at most)"]
     if not 1 <= items_per_participant <= CROWD_ITEMS_MAX:
         errors["items_per_participant"] = [f"1 to {CROWD_ITEMS_MAX}"]
+    if max_participants is not None and not 1 <= max_participants <= CROWD_PARTICIPANTS_MAX:
+        errors["max_participants"] = [f"1 to {CROWD_PARTICIPANTS_MAX}, or none"]
     code = completion_code.strip() or secrets.token_hex(4).upper()
     if not COMPLETION_CODE_PATTERN.fullmatch(code):
         errors["completion_code"] = ["1 to 64 letters, digits, '_' or '-'"]
@@ -509,6 +514,7 @@ def crowd_link_create(
         label=label.strip(),
         param_name=param_name,
         items_per_participant=items_per_participant,
+        max_participants=max_participants,
         completion_code=code,
         created_by=actor if actor is not None and actor.is_authenticated else None,
     )
@@ -523,6 +529,7 @@ def crowd_link_create(
             "label": link.label,
             "param_name": param_name,
             "items_per_participant": items_per_participant,
+            "max_participants": max_participants,
         },
     )
     return link
@@ -573,8 +580,10 @@ def crowd_participant_join(*, token: str, participant_id: str) -> CrowdJoined:
     the participant); the page signs the participant in as that account.
 
     Raises NotFoundError (no such link), ConflictError (the link is inactive; the study is
-    archived, or not collecting when a new participant arrives), DomainValidationError (a bad
-    participant id), RaterRemovedError (the participant was removed from the study)."""
+    archived, or not collecting, or the link full, when a new participant arrives),
+    DomainValidationError (a bad participant id), RaterRemovedError (the participant was
+    removed from the study). The link's row lock makes the participant count exact under
+    concurrent arrivals."""
     link = CrowdLink.objects.select_for_update().select_related("study").filter(token=token).first()
     if link is None:
         raise NotFoundError("this study link is not valid")
@@ -594,6 +603,14 @@ def crowd_participant_join(*, token: str, participant_id: str) -> CrowdJoined:
         return CrowdJoined(membership.rater, study, membership, created=False)
     if study.status != StudyStatus.OPEN:
         raise ConflictError("this study is not collecting judgments right now; try again later")
+    if (
+        link.max_participants is not None
+        and StudyRater.objects.filter(crowd_link=link).count() >= link.max_participants
+    ):
+        raise ConflictError(
+            "this study link has all the participants it takes; it takes no new ones",
+            errors={"crowd_link": ["full"]},
+        )
     roles_ensure()
     user = None
     for _attempt in range(5):

@@ -116,3 +116,20 @@ def test_a_crowd_participants_simultaneous_submissions_stop_at_the_cap() -> None
     errors = run_in_threads(2, submit)
     assert Judgment.objects.filter(rater=participant).count() == 1
     assert [type(e).__name__ for e in errors] == ["ParticipantDoneError"]
+
+
+def test_simultaneous_new_participants_stop_at_the_links_limit() -> None:
+    from annotations.models import StudyRater
+
+    owner = make_user("researcher")
+    study = make_study(items=6, overlap=1, owner=owner)
+    link = services.crowd_link_create(
+        study=study, actor=owner, items_per_participant=1, max_participants=3
+    )
+
+    def join(index: int) -> None:
+        services.crowd_participant_join(token=link.token, participant_id=f"p{index}")
+
+    errors = run_in_threads(10, join)
+    assert StudyRater.objects.filter(crowd_link=link).count() == 3
+    assert [type(e).__name__ for e in errors] == ["ConflictError"] * 7

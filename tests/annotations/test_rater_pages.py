@@ -187,3 +187,22 @@ def test_the_crowd_start_page_names_the_study_only_by_its_rater_title(owner) -> 
     assert "Comparison study" in body
     for secret in (study.name, study.slug, study.base_model, study.tuned_model):
         assert secret not in body
+
+
+def test_a_full_crowd_link_says_so_to_a_new_participant(owner) -> None:
+    study = make_study(items=3, overlap=1, owner=owner)
+    researcher = signed_in(owner)
+    created = researcher.post(
+        f"/studies/{study.slug}/raters/crowd-links/",
+        {"param_name": "PROLIFIC_PID", "items_per_participant": "1", "max_participants": "1"},
+    )
+    assert created.status_code == 302
+    page = researcher.get(f"/studies/{study.slug}/raters/").content.decode()
+    [url] = re.findall(r'class="crowd-link" value="([^"]+)"', page)
+    start = url.split("testserver", 1)[1].split("?")[0]
+    assert Client().post(start, {"participant_id": "first"}).status_code == 302
+    refused = Client().post(start, {"participant_id": "second"})
+    assert refused.status_code == 409 and b"takes no new ones" in refused.content
+    page = researcher.get(f"/studies/{study.slug}/raters/").content.decode()
+    assert "<td>1 of 1</td>" in page
+    assert StudyRater.objects.filter(study=study).count() == 1

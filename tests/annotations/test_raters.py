@@ -430,3 +430,29 @@ def test_create_user_names_the_validators_reason_and_creates_nothing() -> None:
     assert not User.objects.filter(username="casey").exists()
     call_command("create_user", "casey", "--role", "rater", "--password", GOOD_PASSWORD)
     assert User.objects.get(username="casey").check_password(GOOD_PASSWORD)
+
+
+def test_a_link_with_a_participant_limit_takes_no_new_id_once_full(owner) -> None:
+    study = make_study(items=6, overlap=2, owner=owner)
+    link = crowd_link(study, owner, max_participants=2)
+    first = services.crowd_participant_join(token=link.token, participant_id="p1")
+    services.crowd_participant_join(token=link.token, participant_id="p2")
+    accounts = User.objects.filter(username__startswith="crowd-").count()
+    with pytest.raises(ConflictError, match="takes no new ones") as full:
+        services.crowd_participant_join(token=link.token, participant_id="p3")
+    assert full.value.errors == {"crowd_link": ["full"]}
+    assert User.objects.filter(username__startswith="crowd-").count() == accounts  # no account
+    # Those in resume as before; a removed one does not free a place for a new id.
+    assert services.crowd_participant_join(token=link.token, participant_id="p1").user == (
+        first.user
+    )
+    services.rater_remove(study=study, username=first.user.username, actor=owner)
+    with pytest.raises(ConflictError, match="takes no new ones"):
+        services.crowd_participant_join(token=link.token, participant_id="p4")
+    # Another link of the study has its own limit.
+    assert crowd_link(study, owner).max_participants is None
+    created = AuditEvent.objects.filter(entity="crowd_link", action="created").first()
+    assert created.details["max_participants"] == 2
+    with pytest.raises(DomainValidationError) as refused:
+        crowd_link(study, owner, max_participants=0)
+    assert set(refused.value.errors) == {"max_participants"}
