@@ -121,17 +121,23 @@ def test_removing_a_rater_from_the_page(owner) -> None:
     assert b"no longer in this study" not in signed_in(rater).get("/rate/").content
 
 
-def test_a_crowd_participant_starts_resumes_and_is_refused_a_bad_id(owner) -> None:
-    study = make_study(items=3, overlap=1, owner=owner)
-    researcher = signed_in(owner)
-    created = researcher.post(
-        f"/studies/{study.slug}/raters/crowd-links/",
-        {"param_name": "workerId", "items_per_participant": "2", "completion_code": "MTURK-9"},
-    )
+def crowd_link_from_page(researcher: Client, study, form: dict[str, str]) -> str:
+    """Creates a crowd link with the raters page's form; its path as the page shows it."""
+    created = researcher.post(f"/studies/{study.slug}/raters/crowd-links/", form)
     assert created.status_code == 302
     page = researcher.get(f"/studies/{study.slug}/raters/").content.decode()
     [url] = re.findall(r'class="crowd-link" value="([^"]+)"', page)
-    path = url.split("testserver", 1)[1]
+    return url.split("testserver", 1)[1]
+
+
+def test_a_crowd_participant_starts_resumes_and_is_refused_a_bad_id(owner) -> None:
+    study = make_study(items=3, overlap=1, owner=owner)
+    researcher = signed_in(owner)
+    path = crowd_link_from_page(
+        researcher,
+        study,
+        {"param_name": "workerId", "items_per_participant": "2", "completion_code": "MTURK-9"},
+    )
     assert path.endswith("?workerId=")
 
     participant = Client()
@@ -192,14 +198,12 @@ def test_the_crowd_start_page_names_the_study_only_by_its_rater_title(owner) -> 
 def test_a_full_crowd_link_says_so_to_a_new_participant(owner) -> None:
     study = make_study(items=3, overlap=1, owner=owner)
     researcher = signed_in(owner)
-    created = researcher.post(
-        f"/studies/{study.slug}/raters/crowd-links/",
+    path = crowd_link_from_page(
+        researcher,
+        study,
         {"param_name": "PROLIFIC_PID", "items_per_participant": "1", "max_participants": "1"},
     )
-    assert created.status_code == 302
-    page = researcher.get(f"/studies/{study.slug}/raters/").content.decode()
-    [url] = re.findall(r'class="crowd-link" value="([^"]+)"', page)
-    start = url.split("testserver", 1)[1].split("?")[0]
+    start = path.split("?")[0]
     assert Client().post(start, {"participant_id": "first"}).status_code == 302
     refused = Client().post(start, {"participant_id": "second"})
     assert refused.status_code == 409 and b"takes no new ones" in refused.content
