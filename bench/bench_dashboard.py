@@ -34,7 +34,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 import warnings
@@ -90,30 +89,7 @@ def child_load(args) -> dict:
 
 
 def run_child(args, mode: str, url: str) -> dict:
-    command = [
-        common.PYTHON,
-        str(Path(__file__).resolve()),
-        "--child",
-        mode,
-        "--url",
-        url,
-        "--items",
-        str(args.items),
-        "--raters",
-        str(args.raters),
-        "--gold-share",
-        str(args.gold_share),
-        "--seed",
-        str(args.seed),
-    ]
-    proc = subprocess.run(
-        command, cwd=common.REPO, env=common.django_env(url), capture_output=True, text=True
-    )
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stdout + proc.stderr)
-        raise SystemExit(f"child {mode} failed with exit status {proc.returncode}")
-    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")][-1]
-    return json.loads(line[len("RESULT ") :])
+    return common.run_child(Path(__file__).resolve(), mode, url, bench_report.study_shape(args))
 
 
 def shift_to_now(url: str) -> float:

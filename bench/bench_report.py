@@ -848,35 +848,19 @@ def child_load(args) -> dict:
     return load(items=args.items, raters=args.raters, gold_share=args.gold_share, seed=args.seed)
 
 
+def study_shape(args) -> dict[str, object]:
+    """The options that name the generated study, passed on to every child."""
+    return {
+        "items": args.items,
+        "raters": args.raters,
+        "gold-share": args.gold_share,
+        "seed": args.seed,
+    }
+
+
 def run_child(args, mode: str, url: str, **extra: str) -> dict:
-    command = [
-        common.PYTHON,
-        str(Path(__file__).resolve()),
-        "--child",
-        mode,
-        "--url",
-        url,
-        "--resamples",
-        str(args.resamples),
-        "--items",
-        str(args.items),
-        "--raters",
-        str(args.raters),
-        "--gold-share",
-        str(args.gold_share),
-        "--seed",
-        str(args.seed),
-    ]
-    for key, value in extra.items():
-        command += [f"--{key}", value]
-    proc = subprocess.run(
-        command, cwd=common.REPO, env=common.django_env(url), capture_output=True, text=True
-    )
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stdout + proc.stderr)
-        raise SystemExit(f"child {mode} failed with exit status {proc.returncode}")
-    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")][-1]
-    return json.loads(line[len("RESULT ") :])
+    options = {"resamples": args.resamples, **study_shape(args), **extra}
+    return common.run_child(Path(__file__).resolve(), mode, url, options)
 
 
 def run_command_export(url: str, out: Path) -> dict:

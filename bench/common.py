@@ -7,6 +7,7 @@ Every database these helpers create or drop is named by the caller and must star
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shlex
 import statistics
@@ -287,3 +288,18 @@ class CpuMeter:
                 f" {unit}s/s"
             )
         return text
+
+
+def run_child(script: str, mode: str, url: str, options: dict[str, Any]) -> dict:
+    """`script --child MODE --url URL --KEY VALUE ...` in a fresh process (so one measurement
+    never inflates the next one's peak RSS) under the benchmark's Django settings; the JSON of
+    the last `RESULT {...}` line it prints. Its output is shown when it fails."""
+    command = [PYTHON, str(script), "--child", mode, "--url", url]
+    for key, value in options.items():
+        command += [f"--{key}", str(value)]
+    proc = subprocess.run(command, cwd=REPO, env=django_env(url), capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout + proc.stderr)
+        raise SystemExit(f"child {mode} failed with exit status {proc.returncode}")
+    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT ") :])
